@@ -1,0 +1,170 @@
+/* libmlxd: the collective operations of MLX's distributed module, served by
+ * the host's mlxd daemon.
+ *
+ * Every function that can fail returns 0 (MLXD_OK) on success and a negative
+ * MLXD_E* code on failure; mlxd_strerror() names the code and
+ * mlxd_last_error() gives the detailed message of the last failure on a
+ * group. The library never prints and never exits the process.
+ *
+ * Thread-safety: a group is used by one thread at a time; different groups
+ * may be used from different threads at once. */
+#ifndef MLXD_MLXD_H
+#define MLXD_MLXD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MLXD_VERSION_MAJOR 0
+#define MLXD_VERSION_MINOR 1
+#define MLXD_VERSION_PATCH 0
+#define MLXD_VERSION_STRING "0.1.0"
+
+#define MLXD_MAX_NDIM 8
+
+// The element types of MLX arrays. The values are part of the wire protocol.
+typedef enum mlxd_dtype {
+    MLXD_BOOL,
+    MLXD_UINT8,
+    MLXD_UINT16,
+    MLXD_UINT32,
+    MLXD_UINT64,
+    MLXD_INT8,
+    MLXD_INT16,
+    MLXD_INT32,
+    MLXD_INT64,
+    MLXD_FLOAT16,
+    MLXD_BFLOAT16,
+    MLXD_FLOAT32,
+    MLXD_FLOAT64,
+    MLXD_COMPLEX64,
+    MLXD_DTYPE_MAX,
+} mlxd_dtype;
+
+// A dense, row-major array in memory the caller owns. The library never keeps
+// a pointer to it past the call it was passed to.
+typedef struct mlxd_array {
+    mlxd_dtype dtype;
+    int ndim;                   // 0 (a scalar) .. MLXD_MAX_NDIM
+    int64_t shape[MLXD_MAX_NDIM];
+    void *data;
+} mlxd_array;
+
+// A set of processes that run collectives together: a job's world, or a group
+// made from one by mlxd_group_split(). Owned by the caller, freed with
+// mlxd_group_free().
+typedef struct mlxd_group mlxd_group;
+
+// Options of mlxd_init(). Start from MLXD_INIT_OPTS_DEFAULT.
+typedef struct mlxd_init_opts {
+    const char *endpoint;       // NULL: $MLXD_SOCKET, else the default socket
+    const char *job;            // NULL: $MLXD_JOB
+    int rank, size;             // -1: $MLXD_RANK / $MLXD_SIZE; unset env: 0 and 1
+    bool strict;                // true: fail rather than fall back to a singleton group
+    int timeout_ms;             // per-operation deadline; 0: the default (60 s)
+} mlxd_init_opts;
+
+#define MLXD_INIT_OPTS_DEFAULT { NULL, NULL, -1, -1, false, 0 }
+
+enum {
+    MLXD_OK = 0,
+    MLXD_EINVAL = -1,           // a bad argument or request
+    MLXD_EUNAVAILABLE = -2,     // no daemon answers, or it is shutting down
+    MLXD_EMISMATCH = -3,        // members disagree on an op
+    MLXD_EPEER = -4,            // a member of the group died or left
+    MLXD_ETIMEDOUT = -5,        // a member did not arrive before the deadline
+    MLXD_ENOMEM = -6,           // out of memory, or over a limit of the daemon
+    MLXD_EPROTO = -7,           // a protocol error (version, malformed message)
+    MLXD_EDENIED = -8,          // not allowed (credentials, another user's job)
+    MLXD_EINTERNAL = -9,        // a bug or an MPI failure in the daemon
+};
+
+// Bytes of one element of type t; 0 for a value that is not a dtype.
+size_t mlxd_dtype_size(mlxd_dtype t);
+
+// The dtype's name as MLX spells it ("float32", "bfloat16"); "invalid" for
+// a value that is not a dtype.
+const char *mlxd_dtype_name(mlxd_dtype t);
+
+// True when a daemon answers at the default endpoint ($MLXD_SOCKET or the
+// per-user default) within a second.
+bool mlxd_is_available(void);
+
+// Joins the job named by opts (or the environment) and returns its group in
+// *ret once all of the job's ranks have joined, or the deadline passes
+// (MLXD_ETIMEDOUT). opts may be NULL (all defaults). With no job given it
+// returns a singleton group; when no daemon answers it returns a local
+// singleton group unless strict is set (then MLXD_EUNAVAILABLE). On failure
+// *ret is left untouched; mlxd_init_error() gives the detail.
+int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret);
+
+// The detailed message of the last mlxd_init() failure on this thread.
+const char *mlxd_init_error(void);
+
+// Leaves the group and frees it. NULL is fine. Other members' later ops on
+// the group fail with MLXD_EPEER.
+void mlxd_group_free(mlxd_group *g);
+
+// This process's rank in g, and g's size.
+int mlxd_group_rank(const mlxd_group *g);
+int mlxd_group_size(const mlxd_group *g);
+
+// Collective over g: members with the same color form a new group, ordered by
+// key (ties, and key < 0, keep g's order). The new group supports every op
+// and is freed with mlxd_group_free(); g stays usable.
+int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret);
+
+// Reductions: out gets x's dtype and shape and the elementwise sum, max or
+// min over all members; out may be x (in place). out->data must hold
+// as many bytes as x.
+int mlxd_all_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+int mlxd_all_max(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+int mlxd_all_min(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+
+// Concatenation of every member's x along axis 0, in rank order: out's
+// shape[0] is size * x.shape[0]; a scalar gives shape [size].
+int mlxd_all_gather(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+
+// Sum over all members, then rank r keeps block r of axis 0: x.shape[0] must
+// be divisible by the size; out's shape[0] is x.shape[0] / size.
+int mlxd_sum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+
+// Sends x to rank dst. Returns once the daemon holds the data (the receiver
+// need not be waiting), within the daemon's per-client cap. Messages between
+// two ranks arrive in the order they were sent.
+int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst);
+
+// Receives from rank src into out; out->dtype, ndim and shape say what is
+// expected (a different message is MLXD_EMISMATCH).
+int mlxd_recv(mlxd_group *g, mlxd_array *out, int src);
+
+// mlxd_recv() with the dtype and shape of like.
+int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *out, int src);
+
+// Returns once every member has called it.
+int mlxd_barrier(mlxd_group *g);
+
+// Memory the daemon reads and writes in place, so tensors in it never travel
+// through the socket. Valid until mlxd_free() or until g's process exits;
+// usable with any group of this process. NULL when out of memory or over
+// the daemon's cap (mlxd_last_error() says which).
+void *mlxd_alloc(mlxd_group *g, size_t nbytes);
+void mlxd_free(mlxd_group *g, void *p);
+
+// The name of an MLXD_E* code ("MLXD_ETIMEDOUT: operation timed out").
+const char *mlxd_strerror(int err);
+
+// The detailed message of the last failure on g (the daemon's own words,
+// such as which ranks are missing); "" when there was none. Valid until the
+// next call on g.
+const char *mlxd_last_error(const mlxd_group *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

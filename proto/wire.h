@@ -1,0 +1,81 @@
+/* Helpers shared by the daemon, libmlxd and mlxctl: the protocol constants,
+ * the one table of dtypes, op and error names, endpoint resolution and the
+ * ZeroMQ framing of protobuf messages. Nothing here logs or keeps state. */
+#ifndef MLXD_WIRE_H
+#define MLXD_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mlxd/mlxd.h"
+#include "mlxd.pb-c.h"
+
+// Bumped on every change an older peer would misread.
+#define MLXD_PROTOCOL_VERSION 1
+
+// Largest protobuf frame either side accepts; bigger frames are refused
+// before decoding.
+#define WIRE_MAX_PB_FRAME (64u * 1024u)
+
+// ZeroMQ's limit for an ipc:// path (sizeof sun_path - 1).
+#define WIRE_MAX_IPC_PATH 107
+
+// The default operation deadline.
+#define WIRE_DEFAULT_TIMEOUT_MS 60000
+
+typedef struct wire_dtype_info {
+    const char *name;           // as MLX spells it
+    size_t size;                // bytes per element
+} wire_dtype_info;
+
+// The dtype's entry, or NULL for a value that is not a dtype.
+const wire_dtype_info *wire_dtype(uint32_t dtype);
+
+// Looks a dtype up by name; returns its value or -1.
+int wire_dtype_from_name(const char *name);
+
+// "all_sum", "recv", ...; "invalid" for an unknown op.
+const char *wire_op_name(Mlxd__OpType op);
+
+// The symbolic name of an MLXD_E* code ("MLXD_EPEER").
+const char *wire_error_name(int code);
+
+// Bytes of a dense tensor of this dtype and shape into *ret; -EINVAL for a
+// bad dtype, ndim or negative dim, -EOVERFLOW when it does not fit 63 bits.
+int wire_tensor_nbytes(uint32_t dtype, size_t ndim, const int64_t *shape, uint64_t *ret);
+
+// Elements of a shape (1 for a scalar), or -EOVERFLOW / -EINVAL as above.
+int wire_shape_elements(size_t ndim, const int64_t *shape, uint64_t *ret);
+
+// The endpoint both the daemon and the library use when none is given:
+// $MLXD_SOCKET; else ipc:///run/mlxd/mlxd.sock for root; else
+// ipc://$XDG_RUNTIME_DIR/mlxd/mlxd.sock; else ipc:///tmp/mlxd-$UID/mlxd.sock.
+// Writes it to buf; -ENAMETOOLONG when it does not fit.
+int wire_default_endpoint(char *buf, size_t size);
+
+// The filesystem path of an ipc:// endpoint, or NULL for another transport.
+const char *wire_ipc_path(const char *endpoint);
+
+// Checks that an endpoint is one ZeroMQ can use: ipc:// with a path of at
+// most WIRE_MAX_IPC_PATH bytes, or tcp://. Returns 0 or -EINVAL /
+// -ENAMETOOLONG.
+int wire_check_endpoint(const char *endpoint);
+
+// Connects a plain Unix socket to an ipc:// endpoint's path and closes it:
+// 0 when something listens there, -ENOENT / -ECONNREFUSED (or another
+// -errno) when nothing does, -EINVAL for another transport.
+int wire_probe_ipc(const char *endpoint);
+
+// Parses ZeroMQ's ipc "Peer-Address" property ("host:uid:gid:pid").
+int wire_parse_peer_address(const char *s, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
+
+// Packs a protobuf message into a new ZeroMQ frame and sends it; flags as
+// for zmq_msg_send (ZMQ_SNDMORE, ZMQ_DONTWAIT). Returns 0 or -errno.
+int wire_send_pb(void *socket, const ProtobufCMessage *m, int flags);
+
+// Monotonic clock in microseconds.
+uint64_t wire_now_us(void);
+
+#endif
