@@ -1,0 +1,155 @@
+/* mlxd: the daemon. Parses its options, builds the server and runs its loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: mlxd [OPTIONS]\n"
+            "Serve MLX's distributed collectives to the processes of this host.\n"
+            "\n"
+            "  -s, --socket EP          endpoint to serve (default: $MLXD_SOCKET, else the per-user\n"
+            "                           default such as ipc:///run/mlxd/mlxd.sock for root);\n"
+            "                           %%r is replaced by the daemon's MPI world rank\n"
+            "  -l, --log-level LEVEL    error, warning, notice, info (default) or debug\n"
+            "  -t, --op-timeout SECS    default deadline of every op (default 60)\n"
+            "      --max-clients N      connected clients (default 1024)\n"
+            "      --max-jobs N         jobs at once (default 256)\n"
+            "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
+            "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
+            "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
+            "  -h, --help               show this help\n"
+            "  -V, --version            show the version\n"
+            "\n"
+            "Start several under mpirun to span hosts: mpirun -n 2 mlxd --socket ipc:///tmp/mlxd-%%r.sock\n");
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct config *cfg) {
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED };
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "op-timeout", required_argument, NULL, 't' },
+        { "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+        { "max-jobs", required_argument, NULL, OPT_MAX_JOBS },
+        { "max-tensor-bytes", required_argument, NULL, OPT_MAX_TENSOR },
+        { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
+        { "foreground", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        {},
+    };
+    uint64_t v;
+    int c;
+    while ((c = getopt_long(argc, argv, "s:l:t:fhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", optarg) >= (int) sizeof cfg->endpoint) {
+                fprintf(stderr, "mlxd: the endpoint %s is too long\n", optarg);
+                return -EINVAL;
+            }
+            cfg->endpoint_given = true;
+            break;
+        case 'l':
+            cfg->log_level = log_level_from_name(optarg);
+            if (cfg->log_level < 0) {
+                fprintf(stderr, "mlxd: unknown log level '%s' (error, warning, notice, info, debug)\n", optarg);
+                return -EINVAL;
+            }
+            break;
+        case 't': {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (end == optarg || *end || !(secs > 0) || secs > 86400 * 7) {
+                fprintf(stderr, "mlxd: --op-timeout takes seconds, more than 0 (got '%s')\n", optarg);
+                return -EINVAL;
+            }
+            cfg->op_timeout_ms = (uint32_t) (secs * 1000 + 0.5);
+            break;
+        }
+        case OPT_MAX_CLIENTS:
+        case OPT_MAX_JOBS:
+            if (parse_u64(optarg, 1, 1u << 20, &v) < 0) {
+                fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", opts[c - OPT_MAX_CLIENTS + 3].name, 1u << 20);
+                return -EINVAL;
+            }
+            if (c == OPT_MAX_CLIENTS)
+                cfg->max_clients = (uint32_t) v;
+            else
+                cfg->max_jobs = (uint32_t) v;
+            break;
+        case OPT_MAX_TENSOR:
+        case OPT_MAX_QUEUED:
+            if (parse_u64(optarg, 1, UINT64_C(1) << 40, &v) < 0) {
+                fprintf(stderr, "mlxd: --%s takes a number of bytes from 1 to 2^40\n", opts[c - OPT_MAX_CLIENTS + 3].name);
+                return -EINVAL;
+            }
+            if (c == OPT_MAX_TENSOR)
+                cfg->max_tensor_bytes = v;
+            else
+                cfg->max_queued_bytes = v;
+            break;
+        case 'f':
+            break;
+        case 'h':
+            usage(stdout);
+            exit(EXIT_SUCCESS);
+        case 'V':
+            printf("mlxd %s (protocol %d)\n", MLXD_VERSION_STRING, MLXD_PROTOCOL_VERSION);
+            exit(EXIT_SUCCESS);
+        default:
+            fprintf(stderr, "Try 'mlxd --help'.\n");
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mlxd: unexpected argument '%s'\nTry 'mlxd --help'.\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct config cfg = {
+        .log_level = LOG_INFO,
+        .op_timeout_ms = WIRE_DEFAULT_TIMEOUT_MS,
+        .max_clients = 1024,
+        .max_jobs = 256,
+        .max_tensor_bytes = UINT64_C(4) << 30,
+        .max_queued_bytes = UINT64_C(1) << 30,
+        .max_group_size = 65536,
+    };
+    struct server s;
+    int r;
+
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    if (parse_args(argc, argv, &cfg) < 0)
+        return 2;
+    log_setup(cfg.log_level);
+    if (!cfg.endpoint_given && wire_default_endpoint(cfg.endpoint, sizeof cfg.endpoint) < 0) {
+        log_error("The default endpoint is too long; give one with --socket");
+        return 1;
+    }
+    r = server_init(&s, &cfg);
+    if (r == 0)
+        r = server_run(&s);
+    server_fini(&s);
+    if (r == 0)
+        log_notice("Stopped");
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,440 @@
+/* Ops on a group: each member's k-th collective is matched with the others'
+ * k-th, checked for agreement, and run in one pass over the inputs; send and
+ * recv are matched per pair of ranks, in order. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "log.h"
+#include "reduce.h"
+
+const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t off = (size_t) snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && off < size; i++)
+        off += (size_t) snprintf(buf + off, size - off, "%s%lld", i ? ", " : "", (long long) shape[i]);
+    if (off < size)
+        snprintf(buf + off, size - off, "]");
+    return buf;
+}
+
+static bool same_shape(const struct pending *a, const struct pending *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
+}
+
+static reduce_op reduce_op_of(Mlxd__OpType op) {
+    switch (op) {
+    case MLXD__OP_TYPE__OP_ALL_SUM:
+    case MLXD__OP_TYPE__OP_SUM_SCATTER:
+        return REDUCE_SUM;
+    case MLXD__OP_TYPE__OP_ALL_MAX:
+        return REDUCE_MAX;
+    case MLXD__OP_TYPE__OP_ALL_MIN:
+        return REDUCE_MIN;
+    default:
+        return REDUCE_OP_INVALID;
+    }
+}
+
+static void reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
+                         zmq_msg_t *frame) {
+    Mlxd__Tensor t = MLXD__TENSOR__INIT;
+    Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    t.dtype = dtype;
+    t.n_shape = (size_t) ndim;
+    t.shape = (int64_t *) shape;
+    t.frame = 1;
+    o.output = &t;
+    r.body_case = MLXD__REPLY__BODY_OP;
+    r.op = &o;
+    pending_finish(s, p, &r, frame, 1);
+}
+
+static void reply_empty(struct server *s, struct pending *p) {
+    Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    r.body_case = MLXD__REPLY__BODY_OP;
+    r.op = &o;
+    pending_finish(s, p, &r, NULL, 0);
+}
+
+/* ---- collectives ---- */
+
+// Names the first disagreement among the members' requests into err;
+// false when they all agree.
+static bool disagree(struct group *g, char *err, size_t errlen) {
+    struct pending *a = g->slots[0].coll;
+    char sa[160], sb[160];
+    for (int r = 1; r < g->size; r++) {
+        struct pending *b = g->slots[r].coll;
+        if (b->op != a->op) {
+            snprintf(err, errlen, "members disagree on the op: rank 0 called %s, rank %d called %s",
+                     wire_op_name(a->op), r, wire_op_name(b->op));
+            return true;
+        }
+        if (a->op == MLXD__OP_TYPE__OP_BARRIER || a->op == MLXD__OP_TYPE__OP_SPLIT)
+            continue;
+        if (b->dtype != a->dtype) {
+            snprintf(err, errlen, "members disagree on the dtype of %s: rank 0 has %s, rank %d has %s",
+                     wire_op_name(a->op), wire_dtype(a->dtype)->name, r, wire_dtype(b->dtype)->name);
+            return true;
+        }
+        if (!same_shape(a, b)) {
+            snprintf(err, errlen, "members disagree on the shape of %s: rank 0 has %s, rank %d has %s",
+                     wire_op_name(a->op), shape_str(sa, sizeof sa, a->ndim, a->shape), r,
+                     shape_str(sb, sizeof sb, b->ndim, b->shape));
+            return true;
+        }
+    }
+    return false;
+}
+
+static void fail_collective(struct server *s, struct group *g, int code, const char *msg) {
+    for (int r = 0; r < g->size; r++)
+        if (g->slots[r].coll)
+            pending_fail(s, g->slots[r].coll, code, "%s", msg);
+}
+
+static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
+    struct pending *first = g->slots[0].coll;
+    size_t esize = wire_dtype(first->dtype)->size, count = first->nbytes / esize;
+    const void **srcs = malloc((size_t) g->size * sizeof *srcs);
+    if (!srcs)
+        return MLXD_ENOMEM;
+    // The result goes into rank 0's input buffer, which every member's
+    // reply then shares (zmq_msg_copy counts references, it copies nothing).
+    // Small messages live inside the zmq_msg_t, so take pointers after the move.
+    zmq_msg_t result;
+    zmq_msg_init(&result);
+    zmq_msg_move(&result, &first->data);
+    srcs[0] = zmq_msg_data(&result);
+    for (int r = 1; r < g->size; r++)
+        srcs[r] = zmq_msg_data(&g->slots[r].coll->data);
+    if (count > 0)
+        reduce_n(rop, (mlxd_dtype) first->dtype, zmq_msg_data(&result), srcs, (size_t) g->size, count);
+    free(srcs);
+    int ndim = first->ndim;
+    int64_t shape[MLXD_MAX_NDIM];
+    memcpy(shape, first->shape, sizeof shape);
+    uint32_t dtype = first->dtype;
+    for (int r = 0; r < g->size; r++) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        zmq_msg_copy(&f, &result);
+        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+    }
+    zmq_msg_close(&result);
+    return 0;
+}
+
+static int run_gather(struct server *s, struct group *g) {
+    struct pending *first = g->slots[0].coll;
+    size_t each = first->nbytes;
+    zmq_msg_t result;
+    if (zmq_msg_init_size(&result, each * (size_t) g->size) < 0)
+        return MLXD_ENOMEM;
+    for (int r = 0; r < g->size; r++)
+        if (each)
+            memcpy((char *) zmq_msg_data(&result) + (size_t) r * each, zmq_msg_data(&g->slots[r].coll->data), each);
+    int64_t shape[MLXD_MAX_NDIM];
+    int ndim = first->ndim ? first->ndim : 1;
+    memcpy(shape, first->shape, sizeof shape);
+    shape[0] = first->ndim ? first->shape[0] * g->size : g->size;
+    uint32_t dtype = first->dtype;
+    for (int r = 0; r < g->size; r++) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        zmq_msg_copy(&f, &result);
+        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+    }
+    zmq_msg_close(&result);
+    return 0;
+}
+
+static int run_scatter(struct server *s, struct group *g, char *err, size_t errlen) {
+    struct pending *first = g->slots[0].coll;
+    if (first->shape[0] % g->size != 0) {
+        snprintf(err, errlen, "sum_scatter: shape[0] = %lld is not divisible by the group size %d",
+                 (long long) first->shape[0], g->size);
+        return MLXD_EINVAL;
+    }
+    size_t esize = wire_dtype(first->dtype)->size;
+    size_t block = first->nbytes / (size_t) g->size;
+    zmq_msg_t *out = calloc((size_t) g->size, sizeof *out);
+    const void **srcs = malloc((size_t) g->size * sizeof *srcs);
+    if (!out || !srcs) {
+        free(out);
+        free(srcs);
+        return MLXD_ENOMEM;
+    }
+    // Each member's block is reduced straight into its own reply frame.
+    for (int r = 0; r < g->size; r++) {
+        if (zmq_msg_init_size(&out[r], block) < 0) {
+            for (int i = 0; i < r; i++)
+                zmq_msg_close(&out[i]);
+            free(out);
+            free(srcs);
+            return MLXD_ENOMEM;
+        }
+        for (int i = 0; i < g->size; i++)
+            srcs[i] = (const char *) zmq_msg_data(&g->slots[i].coll->data) + (size_t) r * block;
+        if (block)
+            reduce_n(REDUCE_SUM, (mlxd_dtype) first->dtype, zmq_msg_data(&out[r]), srcs, (size_t) g->size,
+                     block / esize);
+    }
+    free(srcs);
+    int64_t shape[MLXD_MAX_NDIM];
+    memcpy(shape, first->shape, sizeof shape);
+    shape[0] /= g->size;
+    int ndim = first->ndim;
+    uint32_t dtype = first->dtype;
+    for (int r = 0; r < g->size; r++)
+        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &out[r]);
+    free(out);
+    return 0;
+}
+
+struct split_member {
+    int rank, color, key;
+};
+
+static int cmp_split(const void *a, const void *b) {
+    const struct split_member *x = a, *y = b;
+    if (x->color != y->color)
+        return x->color < y->color ? -1 : 1;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+static int run_split(struct server *s, struct group *g) {
+    struct split_member *m = malloc((size_t) g->size * sizeof *m);
+    if (!m)
+        return MLXD_ENOMEM;
+    for (int r = 0; r < g->size; r++) {
+        struct pending *p = g->slots[r].coll;
+        // key < 0 keeps the current order.
+        m[r] = (struct split_member) { .rank = r, .color = p->color, .key = p->key < 0 ? r : p->key };
+    }
+    qsort(m, (size_t) g->size, sizeof *m, cmp_split);
+    for (int i = 0; i < g->size;) {
+        int n = 1;
+        while (i + n < g->size && m[i + n].color == m[i].color)
+            n++;
+        struct group *ng = group_new(s, g->job, n);
+        if (!ng) {
+            free(m);
+            return MLXD_ENOMEM;        // groups made so far are freed by their slots' gc
+        }
+        for (int k = 0; k < n; k++) {
+            struct slot *old = &g->slots[m[i + k].rank];
+            ng->slots[k].state = SLOT_UNATTACHED;
+            ng->slots[k].pid = old->pid;
+            ng->slots[k].job_rank = old->job_rank;
+            Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
+            Mlxd__Reply r = MLXD__REPLY__INIT;
+            o.group = ng->id;
+            o.rank = k;
+            o.size = n;
+            o.token = ng->slots[k].token;
+            r.body_case = MLXD__REPLY__BODY_OP;
+            r.op = &o;
+            pending_finish(s, old->coll, &r, NULL, 0);
+        }
+        log_debug("Job %s: split group %llu color %d -> group %llu of %d", g->job->id, (unsigned long long) g->id,
+                  m[i].color, (unsigned long long) ng->id, n);
+        i += n;
+    }
+    free(m);
+    return 0;
+}
+
+static void run_collective(struct server *s, struct group *g) {
+    char err[512];
+    int code = 0;
+    Mlxd__OpType op = g->slots[0].coll->op;
+
+    if (disagree(g, err, sizeof err)) {
+        code = MLXD_EMISMATCH;
+        log_info("Job %s: %s", g->job->id, err);
+    } else {
+        switch (op) {
+        case MLXD__OP_TYPE__OP_ALL_SUM:
+        case MLXD__OP_TYPE__OP_ALL_MAX:
+        case MLXD__OP_TYPE__OP_ALL_MIN:
+            code = run_reduce(s, g, reduce_op_of(op));
+            break;
+        case MLXD__OP_TYPE__OP_ALL_GATHER:
+            code = run_gather(s, g);
+            break;
+        case MLXD__OP_TYPE__OP_SUM_SCATTER:
+            code = run_scatter(s, g, err, sizeof err);
+            break;
+        case MLXD__OP_TYPE__OP_SPLIT:
+            code = run_split(s, g);
+            break;
+        case MLXD__OP_TYPE__OP_BARRIER:
+            for (int r = 0; r < g->size; r++)
+                reply_empty(s, g->slots[r].coll);
+            break;
+        default:
+            snprintf(err, sizeof err, "%s is not a collective", wire_op_name(op));
+            code = MLXD_EINTERNAL;
+        }
+        if (code == MLXD_ENOMEM)
+            snprintf(err, sizeof err, "out of memory running %s", wire_op_name(op));
+    }
+    if (code < 0)
+        fail_collective(s, g, code, err);
+    g->seq++;
+    g->job->ops_done++;
+}
+
+static void submit_collective(struct server *s, struct group *g, struct session *se, struct pending *p) {
+    struct slot *sl = &g->slots[se->rank];
+    p->seq = g->seq;
+    p->ref = &sl->coll;
+    sl->coll = p;
+    for (int r = 0; r < g->size; r++)
+        if (!g->slots[r].coll)
+            return;
+    run_collective(s, g);
+}
+
+/* ---- send and recv ---- */
+
+static void message_free(struct server *s, struct group *g, struct message *m) {
+    TAILQ_REMOVE(&g->messages, m, link);
+    if (m->sender)
+        m->sender->queued_bytes -= m->nbytes;
+    if (m->held)
+        m->held->ref = NULL;
+    zmq_msg_close(&m->data);
+    free(m);
+}
+
+// Hands m to the recv request p, then frees m (and answers a held send).
+static void deliver(struct server *s, struct group *g, struct message *m, struct pending *p) {
+    struct pending *held = m->held;
+    if (m->dtype != p->dtype || m->ndim != p->ndim ||
+        memcmp(m->shape, p->shape, (size_t) p->ndim * sizeof p->shape[0]) != 0) {
+        char want[160], got[160];
+        pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", m->src,
+                     wire_dtype(p->dtype)->name, shape_str(want, sizeof want, p->ndim, p->shape), m->src,
+                     wire_dtype(m->dtype)->name, shape_str(got, sizeof got, m->ndim, m->shape));
+    } else {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        zmq_msg_move(&f, &m->data);
+        reply_tensor(s, p, m->dtype, m->ndim, m->shape, &f);
+    }
+    message_free(s, g, m);
+    if (held)
+        reply_empty(s, held);
+}
+
+static bool peer_ok(struct server *s, struct group *g, struct session *se, struct pending *p) {
+    if (p->peer < 0 || p->peer >= g->size) {
+        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d is outside the group (size %d)", wire_op_name(p->op), p->peer,
+                     g->size);
+        return false;
+    }
+    if (p->peer == se->rank) {
+        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d cannot %s itself", wire_op_name(p->op), p->peer,
+                     p->op == MLXD__OP_TYPE__OP_SEND ? "send to" : "receive from");
+        return false;
+    }
+    return true;
+}
+
+static void submit_send(struct server *s, struct group *g, struct session *se, struct pending *p) {
+    if (!peer_ok(s, g, se, p))
+        return;
+    struct message *m = calloc(1, sizeof *m);
+    if (!m) {
+        pending_fail(s, p, MLXD_ENOMEM, "out of memory queueing a send");
+        return;
+    }
+    m->src = se->rank;
+    m->dst = p->peer;
+    m->dtype = p->dtype;
+    m->ndim = p->ndim;
+    memcpy(m->shape, p->shape, sizeof m->shape);
+    zmq_msg_init(&m->data);
+    zmq_msg_move(&m->data, &p->data);
+    m->nbytes = zmq_msg_size(&m->data);
+    m->sender = se;
+    se->queued_bytes += m->nbytes;
+    TAILQ_INSERT_TAIL(&g->messages, m, link);
+
+    // Within the cap the sender goes on at once; over it, it waits for the
+    // receiver, so a sender cannot pile up unbounded memory in the daemon.
+    bool hold = se->queued_bytes > s->cfg.max_queued_bytes;
+    if (hold) {
+        m->held = p;
+        p->ref = &m->held;
+    }
+    struct slot *dst = &g->slots[m->dst];
+    if (dst->recv && dst->recv->peer == m->src) {
+        if (!hold) {
+            m->held = NULL;
+            reply_empty(s, p);
+        }
+        deliver(s, g, m, dst->recv);
+        return;
+    }
+    if (!hold)
+        reply_empty(s, p);
+}
+
+static void submit_recv(struct server *s, struct group *g, struct session *se, struct pending *p) {
+    if (!peer_ok(s, g, se, p))
+        return;
+    struct message *m;
+    TAILQ_FOREACH(m, &g->messages, link)
+        if (m->src == p->peer && m->dst == se->rank) {
+            deliver(s, g, m, p);
+            return;
+        }
+    struct slot *sl = &g->slots[se->rank];
+    sl->recv = p;
+    p->ref = &sl->recv;
+}
+
+void op_submit(struct server *s, struct session *se, struct pending *p) {
+    struct group *g = se->group;
+    if (g->abort_code) {
+        pending_fail(s, p, g->abort_code, "%s", g->abort_msg);
+        return;
+    }
+    switch (p->op) {
+    case MLXD__OP_TYPE__OP_SEND:
+        submit_send(s, g, se, p);
+        break;
+    case MLXD__OP_TYPE__OP_RECV:
+        submit_recv(s, g, se, p);
+        break;
+    default:
+        submit_collective(s, g, se, p);
+        break;
+    }
+}
+
+void op_fail_group(struct server *s, struct group *g) {
+    struct message *m;
+    int code = g->abort_code ? g->abort_code : MLXD_EPEER;
+    const char *msg = g->abort_code ? g->abort_msg : "the group is gone";
+    for (int r = 0; r < g->size; r++) {
+        if (g->slots[r].coll)
+            pending_fail(s, g->slots[r].coll, code, "%s", msg);
+        if (g->slots[r].recv)
+            pending_fail(s, g->slots[r].recv, code, "%s", msg);
+    }
+    while ((m = TAILQ_FIRST(&g->messages))) {
+        struct pending *held = m->held;
+        message_free(s, g, m);
+        if (held)
+            pending_fail(s, held, code, "%s", msg);
+    }
+}

@@ -1,0 +1,583 @@
+/* The ZeroMQ front and the event loop: binds the ROUTER socket, reads each
+ * request, checks who sent it, validates and dispatches it, and enforces the
+ * deadlines of requests that wait. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "log.h"
+#include "request.h"
+#include "world.h"
+
+// Raw frames one request may carry; a request with more is refused.
+#define MAX_DATA_FRAMES 2
+// Requests handled per wakeup before timers and pidfds get a turn.
+#define MAX_BATCH 64
+
+static volatile sig_atomic_t got_stop, got_hup;
+static int signal_fd = -1;           // write end of the server's signal pipe
+
+void server_signal(int sig) {
+    int saved = errno;
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else
+        got_stop = 1;
+    if (signal_fd >= 0) {
+        char c = 0;
+        ssize_t n = write(signal_fd, &c, 1);
+        (void) n;                    // a full pipe already wakes the loop
+    }
+    errno = saved;
+}
+
+static int mkdir_parents(const char *path, mode_t mode) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int) sizeof buf)
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return 0;
+}
+
+// The socket path's lock: held for the daemon's life, so that a second daemon
+// on the same endpoint is refused even while the first is still starting.
+static int lock_path(const char *sock_path, int *ret_fd) {
+    char lock[PATH_MAX];
+    if (snprintf(lock, sizeof lock, "%s.lock", sock_path) >= (int) sizeof lock)
+        return -ENAMETOOLONG;
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int r = -errno;
+        close(fd);
+        return r == -EWOULDBLOCK ? -EADDRINUSE : r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+static int lock_fd = -1;
+
+// Makes the socket's directory and takes its lock, so that a second daemon
+// on the same endpoint is refused before it initialises MPI. Idempotent.
+static int claim_endpoint(struct server *s) {
+    const char *ep = s->cfg.endpoint;
+    const char *path = wire_ipc_path(ep);
+    int r = wire_check_endpoint(ep);
+    if (lock_fd >= 0)
+        return 0;
+    if (r < 0 || !path)
+        return log_errno(LOG_ERR, r < 0 ? r : -EINVAL,
+                         "Endpoint %s is not usable: mlxd serves ipc:// endpoints whose path is at most %d bytes",
+                         ep, WIRE_MAX_IPC_PATH);
+    // A user's daemon keeps its directory to itself; the system one lets the
+    // socket's group in (the service sets the group and mode).
+    r = mkdir_parents(path, geteuid() == 0 ? 0770 : 0700);
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "Failed to create the directory of %s: %m", path);
+    r = lock_path(path, &lock_fd);
+    if (r == -EADDRINUSE || wire_probe_ipc(ep) == 0) {
+        log_error("Another mlxd already serves %s; stop it first, or give this one another --socket", ep);
+        return -EADDRINUSE;
+    }
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "Failed to lock %s.lock: %m", path);
+    return 0;
+}
+
+static int bind_endpoint(struct server *s) {
+    const char *ep = s->cfg.endpoint;
+    const char *path = wire_ipc_path(ep);
+    int r = claim_endpoint(s);
+    if (r < 0)
+        return r;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return log_errno(LOG_ERR, -errno, "Failed to remove the stale socket %s: %m", path);
+    mode_t old = umask(0117);        // socket file 0660: owner and group only
+    r = zmq_bind(s->router, ep);
+    umask(old);
+    if (r < 0)
+        return log_errno(LOG_ERR, -zmq_errno(), "Failed to bind %s: %s", ep, zmq_strerror(zmq_errno()));
+    s->unlink_on_exit = true;
+    return 0;
+}
+
+static int setup_signals(struct server *s) {
+    if (pipe2(s->signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    signal_fd = s->signal_pipe[1];
+    struct sigaction sa = { .sa_handler = server_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int server_init(struct server *s, const struct config *cfg) {
+    int r;
+    *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .next_group_id = 1 };
+    LIST_INIT(&s->sessions);
+    LIST_INIT(&s->jobs);
+    LIST_INIT(&s->pendings);
+    s->start_us = wire_now_us();
+    r = setup_signals(s);
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "Failed to set up signal handling: %m");
+    s->zctx = zmq_ctx_new();
+    if (!s->zctx)
+        return log_errno(LOG_ERR, -zmq_errno(), "Failed to create the ZeroMQ context");
+    // Without %r the endpoint is known before MPI starts: refuse a second
+    // daemon at once rather than after MPI's start-up.
+    if (!strstr(s->cfg.endpoint, "%r")) {
+        r = claim_endpoint(s);
+        if (r < 0)
+            return r;
+    }
+    r = world_start(s, &s->world);
+    if (r < 0)
+        return r;
+    r = world_expand_endpoint(s->world, s->cfg.endpoint, sizeof s->cfg.endpoint);
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "The endpoint is too long once %%r is replaced: %m");
+    s->router = zmq_socket(s->zctx, ZMQ_ROUTER);
+    if (!s->router)
+        return log_errno(LOG_ERR, -zmq_errno(), "Failed to create the ROUTER socket");
+    int one = 1, hwm = 10000, linger = 1000;
+    int64_t maxmsg = (int64_t) (s->cfg.max_tensor_bytes > WIRE_MAX_PB_FRAME ? s->cfg.max_tensor_bytes
+                                                                            : WIRE_MAX_PB_FRAME);
+    zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
+    r = bind_endpoint(s);
+    if (r < 0)
+        return r;
+    log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
+               world_rank(s->world), world_size(s->world), (int) getpid());
+    return 0;
+}
+
+void server_fini(struct server *s) {
+    struct session *se;
+    struct pending *p;
+    // Every request in flight gets its answer before the sessions go, so no
+    // member sees a peer failure for what is the daemon stopping.
+    while ((p = LIST_FIRST(&s->pendings)))
+        pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    while ((se = LIST_FIRST(&s->sessions)))
+        session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    job_free_all(s);
+    if (s->router)
+        zmq_close(s->router);
+    if (s->unlink_on_exit) {
+        const char *path = wire_ipc_path(s->cfg.endpoint);
+        char lock[PATH_MAX];
+        unlink(path);
+        if (snprintf(lock, sizeof lock, "%s.lock", path) < (int) sizeof lock)
+            unlink(lock);
+    }
+    if (lock_fd >= 0)
+        close(lock_fd);
+    lock_fd = -1;
+    world_stop(s->world);            // finalizes MPI, reaps its helpers
+    s->world = NULL;
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    signal_fd = -1;
+    for (int i = 0; i < 2; i++)
+        if (s->signal_pipe[i] >= 0)
+            close(s->signal_pipe[i]);
+}
+
+/* ---- replies ---- */
+
+void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
+    int flags = ZMQ_DONTWAIT | ZMQ_SNDMORE, e;
+    if (zmq_send(s->router, p->rid, p->rid_len, flags) < 0)
+        goto fail;
+    e = wire_send_pb(s->router, &r->base, nframes > 0 ? flags : ZMQ_DONTWAIT);
+    if (e < 0) {
+        errno = -e;
+        goto fail;
+    }
+    for (int i = 0; i < nframes; i++)
+        if (zmq_msg_send(&frames[i], s->router, i + 1 < nframes ? flags : ZMQ_DONTWAIT) < 0)
+            goto fail;
+    return;
+fail:
+    // The peer is gone (EHOSTUNREACH) or not reading (EAGAIN): its request
+    // is answered as far as we are concerned.
+    log_debug("Dropped the reply to request %llu of pid %d: %s", (unsigned long long) r->id, (int) p->pid,
+              zmq_strerror(zmq_errno()));
+    for (int i = 0; i < nframes; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+static void reply_error_va(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt,
+                           va_list ap) {
+    char text[1024];
+    vsnprintf(text, sizeof text, fmt, ap);
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    r.id = id;
+    r.code = code;
+    r.message = text;
+    log_debug("Request %llu of pid %d failed: %s: %s", (unsigned long long) id, (int) p->pid,
+              wire_error_name(code), text);
+    server_reply(s, p, &r, NULL, 0);
+}
+
+void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_va(s, p, id, code, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- pending requests ---- */
+
+struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms) {
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->kind = kind;
+    p->req_id = req_id;
+    p->start_us = wire_now_us();
+    p->deadline_us = p->start_us + (uint64_t) (timeout_ms ? timeout_ms : s->cfg.op_timeout_ms) * 1000u;
+    p->peer = -1;
+    zmq_msg_init(&p->data);
+    LIST_INSERT_HEAD(&s->pendings, p, link);
+    return p;
+}
+
+void pending_free(struct server *s, struct pending *p) {
+    if (!p)
+        return;
+    LIST_REMOVE(p, link);
+    if (p->ref)
+        *p->ref = NULL;
+    if (p->session && p->session->pending == p)
+        p->session->pending = NULL;
+    zmq_msg_close(&p->data);
+    free(p);
+}
+
+void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
+    r->id = p->req_id;
+    if (p->kind == PENDING_OP)
+        metrics_record(&s->metrics, p->op, p->nbytes, wire_now_us() - p->start_us, r->code);
+    if (p->session)
+        server_reply(s, &p->session->peer, r, frames, nframes);
+    pending_free(s, p);
+}
+
+void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    r.code = code;
+    r.message = text;
+    pending_finish(s, p, &r, NULL, 0);
+}
+
+/* ---- requests ---- */
+
+static void handle_status(struct server *s, const struct peer *p, const Mlxd__Request *req) {
+    Mlxd__DaemonStatus *d = status_build(s);
+    if (!d) {
+        server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory building the status");
+        return;
+    }
+    Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
+    Mlxd__DaemonStatus *list[1] = { d };
+    st.n_daemons = 1;
+    st.daemons = list;
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    r.id = req->id;
+    r.body_case = MLXD__REPLY__BODY_STATUS;
+    r.status = &st;
+    server_reply(s, p, &r, NULL, 0);
+    status_free(d);
+}
+
+static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
+                      int nframes) {
+    if (se->pending) {
+        server_reply_error(s, &se->peer, req->id, MLXD_EPROTO,
+                           "request %llu arrived while request %llu is in flight on this connection; "
+                           "a group runs one op at a time",
+                           (unsigned long long) req->id, (unsigned long long) se->pending->req_id);
+        return;
+    }
+    struct pending *p = pending_new(s, PENDING_OP, req->id, req->timeout_ms);
+    if (!p) {
+        server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM, "out of memory");
+        return;
+    }
+    p->session = se;
+    se->pending = p;
+    request_fill_pending(req->op, p);
+    // The one inline tensor, if any, moves into the pending request.
+    const Mlxd__Tensor *in = req->op->input;
+    if (in && in->frame > 0) {
+        zmq_msg_move(&p->data, &frames[in->frame - 1]);
+        p->has_data = true;
+    }
+    se->ops++;
+    op_submit(s, se, p);
+}
+
+static void handle_goodbye(struct server *s, struct session *se, const Mlxd__Request *req, const struct peer *p) {
+    Mlxd__Reply r = MLXD__REPLY__INIT;
+    r.id = req->id;
+    if (se)
+        session_close(s, se, MLXD_EPEER, "left the group");
+    server_reply(s, p, &r, NULL, 0);
+}
+
+static void dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
+                     int nframes) {
+    struct session *se = session_find(s, p->rid, p->rid_len);
+    char err[512];
+    int code;
+
+    if (s->stopping && req->body_case != MLXD__REQUEST__BODY_STATUS && req->body_case != MLXD__REQUEST__BODY_PING) {
+        server_reply_error(s, p, req->id, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+        return;
+    }
+    code = request_validate(req, frames, nframes, &s->cfg, err, sizeof err);
+    if (code < 0) {
+        server_reply_error(s, p, req->id, code, "%s", err);
+        return;
+    }
+    switch (req->body_case) {
+    case MLXD__REQUEST__BODY_PING: {
+        Mlxd__Reply r = MLXD__REPLY__INIT;
+        r.id = req->id;
+        server_reply(s, p, &r, NULL, 0);
+        break;
+    }
+    case MLXD__REQUEST__BODY_STATUS:
+        handle_status(s, p, req);
+        break;
+    case MLXD__REQUEST__BODY_HELLO:
+        if (se) {
+            server_reply_error(s, p, req->id, MLXD_EPROTO, "this connection already said hello (job %s)",
+                               se->group ? se->group->job->id : "forming");
+            break;
+        }
+        if (req->hello->attach_group)
+            job_attach(s, p, req);
+        else
+            job_hello(s, p, req);
+        break;
+    case MLXD__REQUEST__BODY_OP:
+        if (!se || !se->group)
+            server_reply_error(s, p, req->id, MLXD_EPROTO,
+                               se ? "the job has not formed yet on this connection" : "say hello first: no job on this connection");
+        else
+            handle_op(s, se, req, frames, nframes);
+        break;
+    case MLXD__REQUEST__BODY_GOODBYE:
+        handle_goodbye(s, se, req, p);
+        break;
+    default:
+        server_reply_error(s, p, req->id, MLXD_EPROTO, "unknown request type %d", (int) req->body_case);
+        break;
+    }
+}
+
+// Reads one whole message from the router and handles it. Returns false when
+// there was none.
+static bool read_one(struct server *s) {
+    zmq_msg_t head, pb, frames[MAX_DATA_FRAMES];
+    int nframes = 0, extra = 0;
+    struct peer p = { 0 };
+
+    zmq_msg_init(&head);
+    if (zmq_msg_recv(&head, s->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&head);
+        return false;
+    }
+    p.rid_len = zmq_msg_size(&head) <= sizeof p.rid ? zmq_msg_size(&head) : sizeof p.rid;
+    memcpy(p.rid, zmq_msg_data(&head), p.rid_len);
+    bool more = zmq_msg_more(&head);
+    zmq_msg_close(&head);
+    if (!more)
+        return true;
+    zmq_msg_init(&pb);
+    if (zmq_msg_recv(&pb, s->router, 0) < 0) {
+        zmq_msg_close(&pb);
+        return true;
+    }
+    more = zmq_msg_more(&pb);
+    while (more) {
+        zmq_msg_t *f = nframes < MAX_DATA_FRAMES ? &frames[nframes] : &head;
+        zmq_msg_init(f);
+        if (zmq_msg_recv(f, s->router, 0) < 0) {
+            zmq_msg_close(f);
+            break;
+        }
+        more = zmq_msg_more(f);
+        if (f == &head) {
+            extra++;
+            zmq_msg_close(f);
+        } else {
+            nframes++;
+        }
+    }
+
+    const char *addr = zmq_msg_gets(&pb, "Peer-Address");
+    size_t len = zmq_msg_size(&pb);
+    if (!addr || wire_parse_peer_address(addr, &p.uid, &p.gid, &p.pid) < 0) {
+        server_reply_error(s, &p, 0, MLXD_EDENIED, "the peer's credentials are unknown; connect over ipc://");
+    } else if (!peer_allowed(s, &p)) {
+        log_warning("Refused a request from uid %u (pid %d): not this daemon's user, root or its group",
+                    (unsigned) p.uid, (int) p.pid);
+        server_reply_error(s, &p, 0, MLXD_EDENIED, "uid %u may not use this mlxd (it serves uid %u, root and its group)",
+                           (unsigned) p.uid, (unsigned) geteuid());
+    } else if (len > WIRE_MAX_PB_FRAME) {
+        server_reply_error(s, &p, 0, MLXD_EPROTO, "request frame of %zu bytes exceeds the maximum of %u", len,
+                           WIRE_MAX_PB_FRAME);
+    } else if (extra > 0) {
+        server_reply_error(s, &p, 0, MLXD_EPROTO, "request has %d data frames; at most %d are allowed",
+                           nframes + extra, MAX_DATA_FRAMES);
+    } else {
+        Mlxd__Request *req = mlxd__request__unpack(NULL, len, zmq_msg_data(&pb));
+        if (!req) {
+            server_reply_error(s, &p, 0, MLXD_EPROTO, "malformed request: not a valid mlxd protobuf message");
+        } else {
+            dispatch(s, &p, req, frames, nframes);
+            mlxd__request__free_unpacked(req, NULL);
+        }
+    }
+    zmq_msg_close(&pb);
+    for (int i = 0; i < nframes; i++)
+        zmq_msg_close(&frames[i]);
+    return true;
+}
+
+static void expire(struct server *s, uint64_t now) {
+    struct pending *p, *next;
+    // A deadline may fail a whole group and free other pendings, so restart
+    // the scan after each one.
+restart:
+    for (p = LIST_FIRST(&s->pendings); p; p = next) {
+        next = LIST_NEXT(p, link);
+        if (p->deadline_us <= now) {
+            job_expired(s, p);
+            goto restart;
+        }
+    }
+}
+
+static int next_timeout_ms(struct server *s, uint64_t now) {
+    uint64_t first = UINT64_MAX;
+    struct pending *p;
+    LIST_FOREACH(p, &s->pendings, link)
+        if (p->deadline_us < first)
+            first = p->deadline_us;
+    uint64_t w = world_next_wakeup_us(s->world, now);
+    if (w < first)
+        first = w;
+    if (first == UINT64_MAX)
+        return -1;
+    return first <= now ? 0 : (int) ((first - now + 999) / 1000);
+}
+
+static void drain_signals(struct server *s) {
+    char buf[64];
+    while (read(s->signal_pipe[0], buf, sizeof buf) > 0)
+        ;
+    if (got_hup) {
+        got_hup = 0;
+        log_info("SIGHUP: nothing to reload; logs go to stderr");
+    }
+    if (got_stop && !s->stopping) {
+        s->stopping = true;
+        log_notice("Stopping: failing %u session(s) with MLXD_EUNAVAILABLE", s->n_sessions);
+    }
+}
+
+int server_run(struct server *s) {
+    zmq_pollitem_t *items = NULL;
+    size_t cap = 0;
+
+    while (!s->stopping) {
+        size_t n = 3 + s->n_sessions;
+        if (n > cap) {
+            zmq_pollitem_t *ni = realloc(items, n * sizeof *ni);
+            if (!ni) {
+                free(items);
+                return log_errno(LOG_ERR, -ENOMEM, "Out of memory in the event loop");
+            }
+            items = ni;
+            cap = n;
+        }
+        items[0] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
+        items[1] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
+        items[2] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
+        size_t k = 3;
+        struct session *se;
+        LIST_FOREACH(se, &s->sessions, link)
+            items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
+
+        int r = zmq_poll(items, (int) k, next_timeout_ms(s, wire_now_us()));
+        if (r < 0 && zmq_errno() != EINTR) {
+            free(items);
+            return log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+        }
+        drain_signals(s);
+        if (s->stopping)
+            break;
+        if (r > 0 && (items[2].revents & ZMQ_POLLIN))
+            world_dispatch(s->world, s);
+        if (r > 0 && (items[0].revents & ZMQ_POLLIN))
+            for (int i = 0; i < MAX_BATCH && read_one(s); i++)
+                ;
+        // Processes that exited: their sessions are in the same order as the
+        // poll items, unless a request above closed some; look each up by fd.
+        for (size_t i = 3; r > 0 && i < k; i++) {
+            if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+                continue;
+            struct session *t, *tn;
+            for (t = LIST_FIRST(&s->sessions); t; t = tn) {
+                tn = LIST_NEXT(t, link);
+                if (t->pidfd == items[i].fd) {
+                    char why[64];
+                    snprintf(why, sizeof why, "died (pid %d exited)", (int) t->peer.pid);
+                    session_close(s, t, MLXD_EPEER, why);
+                    break;
+                }
+            }
+        }
+        expire(s, wire_now_us());
+    }
+    free(items);
+    return 0;
+}

@@ -1,0 +1,135 @@
+/* The daemon's one owner of state: the ZeroMQ front, the event loop, and the
+ * sessions, jobs and groups it serves. Everything here runs on the loop
+ * thread; nothing takes a lock. */
+#ifndef MLXD_SERVER_H
+#define MLXD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <zmq.h>
+
+#include "metrics.h"
+#include "wire.h"
+
+struct world;
+struct job;
+struct group;
+
+// Daemon settings, from the command line.
+struct config {
+    char endpoint[WIRE_MAX_IPC_PATH + 16];
+    bool endpoint_given;
+    int log_level;
+    uint32_t op_timeout_ms;         // default deadline of every request
+    uint32_t max_clients;           // connected sessions
+    uint32_t max_jobs;
+    uint64_t max_tensor_bytes;      // one tensor, and one frame
+    uint64_t max_queued_bytes;      // sent but not yet received, per session
+    int max_group_size;
+};
+
+// The peer of one request: who sent it and how to answer.
+struct peer {
+    uint8_t rid[256];               // ZeroMQ routing id
+    size_t rid_len;
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+};
+
+enum pending_kind {
+    PENDING_HELLO,                  // waits for its job to form
+    PENDING_OP,                     // a collective, send or recv
+};
+
+// A request that is waiting: for the other members, a message, or the job to
+// form. Owns its input frame. Exactly one reply ends it (pending_finish).
+struct pending {
+    LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
+    enum pending_kind kind;
+    struct session *session;        // who to answer
+    struct pending **ref;           // the one pointer to it (slot, hello list), cleared on free
+    uint64_t req_id;
+    Mlxd__OpType op;
+    uint32_t dtype;
+    int ndim;
+    int64_t shape[MLXD_MAX_NDIM];
+    uint64_t nbytes;
+    zmq_msg_t data;                 // inline input (send, reductions, gather)
+    bool has_data;
+    int peer;                       // send dst / recv src
+    int color, key;                 // split
+    uint64_t start_us, deadline_us;
+    uint64_t seq;                   // k for the k-th collective on the group
+};
+
+// One connection (one group of one client process), created by Hello.
+struct session {
+    LIST_ENTRY(session) link;
+    struct peer peer;
+    int pidfd;                      // becomes readable when the process exits
+    struct job *job;                // the job it joined (forming or formed)
+    struct group *group;            // once formed or attached
+    int rank;                       // in group
+    struct pending *pending;        // the request in flight, at most one
+    uint64_t ops;
+    uint64_t queued_bytes;          // of its sends not yet received
+};
+
+struct server {
+    struct config cfg;
+    void *zctx;
+    void *router;
+    bool unlink_on_exit;            // we created the socket file
+    int signal_pipe[2];
+    uint64_t start_us;
+    struct world *world;
+    struct metrics metrics;
+    LIST_HEAD(, session) sessions;
+    unsigned n_sessions;
+    LIST_HEAD(, job) jobs;
+    unsigned n_jobs;
+    LIST_HEAD(, pending) pendings;
+    uint64_t next_group_id;
+    bool stopping;
+};
+
+/* server.c */
+int server_init(struct server *s, const struct config *cfg);
+int server_run(struct server *s);
+void server_fini(struct server *s);
+void server_signal(int sig);        // async-signal-safe: wakes the loop
+
+// Sends a reply to p; frames (may be NULL) are moved into the message.
+// Failures to send are logged, never fatal.
+void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
+
+// An error reply with a formatted message, also logged at debug level.
+void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* pending: requests that wait (server.c) */
+struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms);
+// Answers the request (r may carry frames) and frees it. Updates metrics.
+void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
+// Answers with an error and frees it.
+void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void pending_free(struct server *s, struct pending *p);
+
+/* session.c */
+struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
+int session_new(struct server *s, const struct peer *p, struct session **ret);
+// Ends a session: its group learns (code, why), its pending request is
+// failed with the same code, and it is freed.
+void session_close(struct server *s, struct session *se, int code, const char *why);
+bool peer_allowed(const struct server *s, const struct peer *p);
+
+/* status.c */
+// Fills a DaemonStatus of this daemon; free with status_free().
+Mlxd__DaemonStatus *status_build(struct server *s);
+void status_free(Mlxd__DaemonStatus *d);
+
+#endif

@@ -1,0 +1,67 @@
+/* Sessions: one per client connection that said hello. Each watches its
+ * process through a pidfd, so that a client that dies is noticed at once,
+ * whatever state its connection is in. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "log.h"
+#include "server.h"
+
+struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
+    struct session *se;
+    LIST_FOREACH(se, &s->sessions, link)
+        if (se->peer.rid_len == len && memcmp(se->peer.rid, rid, len) == 0)
+            return se;
+    return NULL;
+}
+
+bool peer_allowed(const struct server *s, const struct peer *p) {
+    if (p->uid == 0 || p->uid == geteuid())
+        return true;
+    // Members of the socket's group: the system service's socket is 0660.
+    struct stat st;
+    const char *path = wire_ipc_path(s->cfg.endpoint);
+    return path && stat(path, &st) == 0 && st.st_gid != 0 && p->gid == st.st_gid;
+}
+
+int session_new(struct server *s, const struct peer *p, struct session **ret) {
+    if (s->n_sessions >= s->cfg.max_clients)
+        return -EMFILE;
+    int fd = (int) syscall(SYS_pidfd_open, p->pid, 0);
+    if (fd < 0)
+        return -errno;
+    struct session *se = calloc(1, sizeof *se);
+    if (!se) {
+        close(fd);
+        return -ENOMEM;
+    }
+    se->peer = *p;
+    se->pidfd = fd;
+    se->rank = -1;
+    LIST_INSERT_HEAD(&s->sessions, se, link);
+    s->n_sessions++;
+    *ret = se;
+    return 0;
+}
+
+void session_close(struct server *s, struct session *se, int code, const char *why) {
+    bool died = strncmp(why, "died", 4) == 0;
+    log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
+             se->rank, why);
+    // Its own request, if any, is answered first (a dead peer just won't
+    // read it), so the group's abort below sees only the others.
+    if (se->pending)
+        pending_fail(s, se->pending, code, "%s", why);
+    job_session_gone(s, se, code, why);
+    if (died)
+        job_process_gone(s, se->peer.pid);
+    LIST_REMOVE(se, link);
+    s->n_sessions--;
+    close(se->pidfd);
+    free(se);
+}
