@@ -306,7 +306,13 @@ void group_abort(struct server *s, struct group *g, int code, const char *fmt, .
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
         if (g == g->job->world)
             g->job->state = JOB_ABORTED;
-        log_warning("Job %s group %llu aborted: %s", g->job->id, (unsigned long long) g->id, text);
+        // A member leaving after the last op is how every job ends; it is
+        // worth a warning only when somebody was waiting.
+        bool waiting = !TAILQ_EMPTY(&g->messages);
+        for (int r = 0; r < g->size; r++)
+            waiting |= g->slots[r].coll || g->slots[r].recv;
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llu aborted: %s", g->job->id,
+                (unsigned long long) g->id, text);
     }
     op_fail_group(s, g);
 }
