@@ -1,5 +1,6 @@
-/* Jobs: formation from hellos, groups and their members, aborts, deadlines
- * and the freeing of what nobody uses any more. */
+/* Jobs: formation from hellos (through the coordinator, world rank 0),
+ * groups and their members, aborts, deadlines and the freeing of what nobody
+ * uses any more. */
 #include "job.h"
 
 #include <errno.h>
@@ -9,7 +10,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "coord.h"
 #include "log.h"
+#include "world.h"
 
 static const char *const job_state_names[JOB_STATE_MAX] = {
     [JOB_FORMING] = "forming",
@@ -53,18 +56,47 @@ struct group *group_new(struct server *s, struct job *j, int size) {
         free(g);
         return NULL;
     }
-    g->id = s->next_group_id++;
+    g->id = ((uint64_t) world_rank(s->world) << 40) | s->next_group_id++;
     g->job = j;
     g->size = size;
     g->live = size;
     TAILQ_INIT(&g->messages);
-    for (int i = 0; i < size; i++)
+    for (int i = 0; i < size; i++) {
         g->slots[i].token = random_token();
+        g->slots[i].host = world_rank(s->world);
+    }
     LIST_INSERT_HEAD(&j->groups, g, link);
     return g;
 }
 
-static void group_free(struct group *g) {
+struct group *group_find(struct server *s, uint64_t id) {
+    struct job *j;
+    struct group *g;
+    LIST_FOREACH(j, &s->jobs, link)
+        LIST_FOREACH(g, &j->groups, link)
+            if (g->id == id)
+                return g;
+    return NULL;
+}
+
+static void send_to_coord(struct server *s, Mlxd__Ctl__Ctl *c) {
+    if (world_send_ctl(s->world, 0, c) < 0)
+        log_error("Failed to reach the coordinator (out of memory)");
+}
+
+// A group the coordinator made stays on its books until every host says it
+// has no member left.
+static void group_free(struct server *s, struct group *g) {
+    if (g->id & COORD_GROUP_BIT) {
+        Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+        Mlxd__Ctl__GroupGone gg = MLXD__CTL__GROUP_GONE__INIT;
+        gg.group = g->id;
+        c.body_case = MLXD__CTL__CTL__BODY_GROUP_GONE;
+        c.group_gone = &gg;
+        send_to_coord(s, &c);
+    }
+    if (g == g->job->world)
+        g->job->world = NULL;
     LIST_REMOVE(g, link);
     free(g->slots);
     free(g);
@@ -77,7 +109,7 @@ static void job_free(struct server *s, struct job *j) {
             pending_free(s, j->hellos[r]);
     while ((g = LIST_FIRST(&j->groups))) {
         op_fail_group(s, g);
-        group_free(g);
+        group_free(s, g);
     }
     LIST_REMOVE(j, link);
     s->n_jobs--;
@@ -85,15 +117,23 @@ static void job_free(struct server *s, struct job *j) {
     free(j);
 }
 
+// A group is done on this host once no local member is left and no request
+// of a member that died still waits in it.
+static bool group_done(const struct group *g) {
+    if (g->live > 0 || !TAILQ_EMPTY(&g->messages))
+        return false;
+    for (int r = 0; r < g->size; r++)
+        if (g->slots[r].coll || g->slots[r].recv)
+            return false;
+    return true;
+}
+
 void job_gc(struct server *s, struct job *j) {
     struct group *g, *next;
     for (g = LIST_FIRST(&j->groups); g; g = next) {
         next = LIST_NEXT(g, link);
-        if (g->live == 0) {
-            if (g == j->world)
-                j->world = NULL;
-            group_free(g);
-        }
+        if (group_done(g))
+            group_free(s, g);
     }
     if (LIST_EMPTY(&j->groups) && job_joined(j) == 0) {
         log_info("Job %s ended (%llu ops)", j->id, (unsigned long long) j->ops_done);
@@ -107,47 +147,18 @@ void job_free_all(struct server *s) {
         job_free(s, j);
 }
 
-// "1, 3" (at most a few dozen, then "…") into buf.
-static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
-    size_t off = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && off + 16 < size; i++)
-        off += (size_t) snprintf(buf + off, size - off, "%s%d", i ? ", " : "", ranks[i]);
-    if (off + 16 >= size)
-        snprintf(buf + off, size - off, ", …");
-    return buf;
-}
+/* ---- formation ---- */
 
-static void form(struct server *s, struct job *j) {
-    struct group *g = group_new(s, j, j->size);
-    if (!g) {
-        for (int r = 0; r < j->size; r++)
-            pending_fail(s, j->hellos[r], MLXD_ENOMEM, "out of memory forming job %s", j->id);
-        return;
-    }
-    j->world = g;
-    j->state = JOB_RUNNING;
-    for (int r = 0; r < j->size; r++) {
-        struct pending *p = j->hellos[r];
-        struct session *se = p->session;
-        g->slots[r] = (struct slot) {
-            .state = SLOT_ATTACHED, .session = se, .pid = se->peer.pid, .job_rank = r, .token = g->slots[r].token,
-        };
-        se->group = g;
-        se->rank = r;
-        Mlxd__HelloReply h = MLXD__HELLO_REPLY__INIT;
-        h.group = g->id;
-        h.rank = r;
-        h.size = j->size;
-        h.daemon_version = (char *) MLXD_VERSION_STRING;
-        h.world_rank = 0;
-        h.world_size = 1;
-        Mlxd__Reply rep = MLXD__REPLY__INIT;
-        rep.body_case = MLXD__REPLY__BODY_HELLO;
-        rep.hello = &h;
-        pending_finish(s, p, &rep, NULL, 0);
-    }
-    log_info("Job %s formed: %d rank(s), uid %u", j->id, j->size, (unsigned) j->uid);
+static void leave(struct server *s, struct job *j, int rank, bool timed_out, uint64_t waited_ms) {
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__Leave l = MLXD__CTL__LEAVE__INIT;
+    l.job = j->id;
+    l.rank = rank;
+    l.timed_out = timed_out;
+    l.waited_ms = waited_ms;
+    c.body_case = MLXD__CTL__CTL__BODY_LEAVE;
+    c.leave = &l;
+    send_to_coord(s, &c);
 }
 
 void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req) {
@@ -161,14 +172,16 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
                            h->pid, (int) p->pid);
         return;
     }
+    // What this host can tell on its own; the coordinator checks the same
+    // across hosts.
     if (j && j->uid != p->uid) {
         server_reply_error(s, p, req->id, MLXD_EDENIED, "job %s belongs to another user", h->job);
         return;
     }
     if (j && j->state != JOB_FORMING) {
         server_reply_error(s, p, req->id, MLXD_EINVAL,
-                           "job %s has already formed (%s); a new run needs a new job id (mlxctl launch makes one)",
-                           h->job, job_state_name(j->state));
+                           "job %s has already formed; a new run needs a new job id (mlxctl launch makes one)",
+                           h->job);
         return;
     }
     if (j && j->size != h->size) {
@@ -196,10 +209,11 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
     }
     if (!j) {
         j = calloc(1, sizeof *j);
-        if (j)
-            j->hellos = calloc((size_t) h->size, sizeof *j->hellos);
-        if (!j || !j->hellos) {
+        if (j && !(j->hellos = calloc((size_t) h->size, sizeof *j->hellos))) {
             free(j);
+            j = NULL;
+        }
+        if (!j) {
             server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory");
             session_close(s, se, MLXD_ENOMEM, "out of memory");
             return;
@@ -217,29 +231,112 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
     if (!pe) {
         server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory");
         session_close(s, se, MLXD_ENOMEM, "out of memory");
-        job_gc(s, j);
         return;
     }
     pe->session = se;
-    pe->peer = h->rank;
+    pe->rank = h->rank;
     pe->ref = &j->hellos[h->rank];
     se->pending = pe;
     se->rank = h->rank;
     se->job = j;
     j->hellos[h->rank] = pe;
-    log_debug("Job %s: rank %d joined (pid %d), %d of %d", j->id, h->rank, (int) p->pid, job_joined(j), j->size);
-    if (job_joined(j) == j->size)
-        form(s, j);
+    log_debug("Job %s: rank %d said hello (pid %d)", j->id, h->rank, (int) p->pid);
+
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__Join jn = MLXD__CTL__JOIN__INIT;
+    jn.job = j->id;
+    jn.uid = j->uid;
+    jn.size = j->size;
+    jn.rank = h->rank;
+    jn.pid = p->pid;
+    c.body_case = MLXD__CTL__CTL__BODY_JOIN;
+    c.join = &jn;
+    send_to_coord(s, &c);
 }
 
-static struct group *group_find(struct server *s, uint64_t id) {
-    struct job *j;
-    struct group *g;
-    LIST_FOREACH(j, &s->jobs, link)
-        LIST_FOREACH(g, &j->groups, link)
-            if (g->id == id)
-                return g;
-    return NULL;
+void job_hello_fail(struct server *s, const char *id, int rank, int code, const char *message) {
+    struct job *j = job_find(s, id);
+    if (!j || j->state != JOB_FORMING || rank < 0 || rank >= j->size || !j->hellos[rank])
+        return;                      // its hello is gone already
+    struct session *se = j->hellos[rank]->session;
+    pending_fail(s, j->hellos[rank], code < 0 ? code : MLXD_EINTERNAL, "%s", message);
+    log_info("Job %s: rank %d (pid %d) refused: %s", id, rank, (int) se->peer.pid, message);
+    session_close(s, se, code, "could not join its job");
+}
+
+void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hosts, size_t n) {
+    struct job *j = job_find(s, id);
+    int me = world_rank(s->world), nhosts = 0, left = -1;
+    struct group *g = NULL;
+
+    if (j && j->state == JOB_FORMING && (size_t) j->size == n)
+        g = group_new(s, j, j->size);
+    if (!g) {
+        // Nobody of this job is left here (or no memory): the others must
+        // not wait for us.
+        Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+        Mlxd__Ctl__AbortReq a = MLXD__CTL__ABORT_REQ__INIT;
+        char msg[256];
+        snprintf(msg, sizeof msg, "the members of job %s on %s left before it formed", id,
+                 world_host(s->world, me));
+        a.group = gid;
+        a.code = MLXD_EPEER;
+        a.message = msg;
+        c.body_case = MLXD__CTL__CTL__BODY_ABORT_REQ;
+        c.abort_req = &a;
+        send_to_coord(s, &c);
+        Mlxd__Ctl__GroupGone gg = MLXD__CTL__GROUP_GONE__INIT;
+        gg.group = gid;
+        c.body_case = MLXD__CTL__CTL__BODY_GROUP_GONE;
+        c.group_gone = &gg;
+        send_to_coord(s, &c);
+        return;
+    }
+    g->id = gid;
+    j->world = g;
+    j->state = JOB_RUNNING;
+    g->live = 0;
+    for (int r = 0; r < j->size; r++) {
+        struct slot *sl = &g->slots[r];
+        sl->job_rank = r;
+        sl->host = hosts[r];
+        nhosts += r == 0 || hosts[r] != hosts[0];
+        if (hosts[r] != me) {
+            sl->state = SLOT_REMOTE;
+            continue;
+        }
+        struct pending *p = j->hellos[r];
+        if (!p) {
+            sl->state = SLOT_GONE;
+            left = r;
+            continue;
+        }
+        struct session *se = p->session;
+        sl->state = SLOT_ATTACHED;
+        sl->session = se;
+        sl->pid = se->peer.pid;
+        g->live++;
+        se->group = g;
+        se->rank = r;
+        Mlxd__HelloReply h = MLXD__HELLO_REPLY__INIT;
+        h.group = g->id;
+        h.rank = r;
+        h.size = j->size;
+        h.daemon_version = (char *) MLXD_VERSION_STRING;
+        h.world_rank = me;
+        h.world_size = world_size(s->world);
+        h.op_timeout_ms = s->cfg.op_timeout_ms;
+        Mlxd__Reply rep = MLXD__REPLY__INIT;
+        rep.body_case = MLXD__REPLY__BODY_HELLO;
+        rep.hello = &h;
+        pending_finish(s, p, &rep, NULL, 0);
+    }
+    g->spanning = nhosts > 1;
+    log_info("Job %s formed: %d rank(s), %d here, uid %u%s", j->id, j->size, g->live, (unsigned) j->uid,
+             g->spanning ? ", across hosts" : "");
+    if (left >= 0)
+        group_abort(s, g, MLXD_EPEER, "rank %d left before the job formed", left);
+    job_gc(s, j);
 }
 
 void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req) {
@@ -249,7 +346,7 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     int rank = -1, r;
 
     for (int i = 0; g && i < g->size; i++)
-        if (g->slots[i].token == h->attach_token)
+        if (g->slots[i].state != SLOT_REMOTE && g->slots[i].token == h->attach_token)
             rank = i;
     if (!g || rank < 0 || g->job->uid != p->uid || g->slots[rank].pid != p->pid) {
         server_reply_error(s, p, req->id, MLXD_EDENIED, "no group %llu with that token for this process",
@@ -271,9 +368,8 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     }
     r = session_new(s, p, &se);
     if (r < 0) {
-        server_reply_error(s, p, req->id, r == -EMFILE ? MLXD_ENOMEM : MLXD_EINTERNAL,
-                           r == -EMFILE ? "too many clients (the daemon's limit is %u)" : "cannot watch this process (%u)",
-                           s->cfg.max_clients);
+        server_reply_error(s, p, req->id, r == -EMFILE ? MLXD_ENOMEM : MLXD_EINTERNAL, "%s",
+                           r == -EMFILE ? "too many clients" : "cannot watch this process");
         return;
     }
     sl->state = SLOT_ATTACHED;
@@ -286,7 +382,9 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     hr.rank = rank;
     hr.size = g->size;
     hr.daemon_version = (char *) MLXD_VERSION_STRING;
-    hr.world_size = 1;
+    hr.world_rank = world_rank(s->world);
+    hr.world_size = world_size(s->world);
+    hr.op_timeout_ms = s->cfg.op_timeout_ms;
     Mlxd__Reply rep = MLXD__REPLY__INIT;
     rep.id = req->id;
     rep.body_case = MLXD__REPLY__BODY_HELLO;
@@ -294,13 +392,10 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     server_reply(s, p, &rep, NULL, 0);
 }
 
-void group_abort(struct server *s, struct group *g, int code, const char *fmt, ...) {
+/* ---- aborts ---- */
+
+void group_abort_now(struct server *s, struct group *g, int code, const char *text) {
     if (!g->abort_code) {
-        char text[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof text, fmt, ap);
-        va_end(ap);
         g->abort_code = code;
         snprintf(g->abort_msg, sizeof g->abort_msg, "%s", text);
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
@@ -311,20 +406,48 @@ void group_abort(struct server *s, struct group *g, int code, const char *fmt, .
         bool waiting = !TAILQ_EMPTY(&g->messages);
         for (int r = 0; r < g->size; r++)
             waiting |= g->slots[r].coll || g->slots[r].recv;
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llu aborted: %s", g->job->id,
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llx aborted: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }
     op_fail_group(s, g);
 }
 
+void group_abort(struct server *s, struct group *g, int code, const char *fmt, ...) {
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (!g->spanning) {
+        group_abort_now(s, g, code, text);
+        return;
+    }
+    // Every host must end the group at the same point of its op sequence:
+    // the coordinator decides, and its Abort comes back to every host.
+    if (g->abort_code || g->abort_requested)
+        return;
+    g->abort_requested = true;
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__AbortReq a = MLXD__CTL__ABORT_REQ__INIT;
+    a.group = g->id;
+    a.code = code;
+    a.message = text;
+    c.body_case = MLXD__CTL__CTL__BODY_ABORT_REQ;
+    c.abort_req = &a;
+    send_to_coord(s, &c);
+}
+
 void job_session_gone(struct server *s, struct session *se, int code, const char *why) {
     struct group *g = se->group;
+    struct job *j = se->job;
+    se->job = NULL;
     if (!g) {
-        // Still forming (its hello is answered or freed by now): it simply
-        // leaves the job.
-        if (se->job)
-            job_gc(s, se->job);
-        se->job = NULL;
+        // Still forming: it leaves the job (its hello is answered or freed
+        // by now), and the coordinator forgets its rank.
+        if (j && j->state == JOB_FORMING && se->rank >= 0)
+            leave(s, j, se->rank, false, 0);
+        if (j)
+            job_gc(s, j);
         return;
     }
     struct slot *sl = &g->slots[se->rank];
@@ -355,51 +478,66 @@ void job_process_gone(struct server *s, pid_t pid) {
     }
 }
 
-static void hello_expired(struct server *s, struct pending *p) {
-    struct session *se = p->session;
-    struct job *j = se->job;
-    int missing[64], n = 0, total = 0;
+/* ---- deadlines ---- */
 
-    for (int r = 0; r < j->size; r++)
-        if (!j->hellos[r]) {
-            if (n < 64)
-                missing[n++] = r;
-            total++;
-        }
-    char ranks[256];
-    pending_fail(s, p, MLXD_ETIMEDOUT, "job %s did not form within %.1f s: %d of %d ranks joined; missing rank(s) %s",
-                 j->id, (double) (wire_now_us() - p->start_us) / 1e6, j->size - total, j->size,
-                 ranks_str(ranks, sizeof ranks, missing, n));
-    log_warning("Job %s: rank %d gave up waiting for rank(s) %s to join", j->id, se->rank, ranks);
-    session_close(s, se, MLXD_ETIMEDOUT, "gave up waiting for its job to form");
+// "1, 3" (at most a few dozen, then "…") into buf.
+static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && off + 16 < size; i++)
+        off += (size_t) snprintf(buf + off, size - off, "%s%d", i ? ", " : "", ranks[i]);
+    if (off + 16 >= size)
+        snprintf(buf + off, size - off, ", …");
+    return buf;
 }
 
 void job_expired(struct server *s, struct pending *p) {
+    uint64_t waited = wire_now_us() - p->start_us;
+    double secs = (double) waited / 1e6;
+    // Whatever happens next is decided elsewhere (the coordinator, or the
+    // abort below): this deadline has done its work.
+    p->deadline_us = UINT64_MAX;
+
     if (p->kind == PENDING_HELLO) {
-        hello_expired(s, p);
+        struct session *se = p->session;
+        log_info("Job %s: rank %d (pid %d) gave up waiting for the job to form after %.1f s", se->job->id, p->rank,
+                 (int) se->peer.pid, secs);
+        leave(s, se->job, p->rank, true, waited / 1000);
         return;
     }
-    struct session *se = p->session;
-    struct group *g = se->group;
-    double secs = (double) (wire_now_us() - p->start_us) / 1e6;
+    struct group *g = p->group;
     char ranks[256];
     int missing[64], n = 0;
 
-    switch (p->op) {
+    switch (p->d.op) {
     case MLXD__OP_TYPE__OP_SEND:
         group_abort(s, g, MLXD_ETIMEDOUT, "send from rank %d to rank %d timed out after %.1f s: rank %d did not receive it",
-                    se->rank, p->peer, secs, p->peer);
+                    p->rank, p->peer, secs, p->peer);
         break;
     case MLXD__OP_TYPE__OP_RECV:
         group_abort(s, g, MLXD_ETIMEDOUT, "recv of rank %d from rank %d timed out after %.1f s: rank %d sent nothing",
-                    se->rank, p->peer, secs, p->peer);
+                    p->rank, p->peer, secs, p->peer);
         break;
     default:
+        if (g->spanning) {
+            // Only the coordinator knows who is missing on other hosts.
+            Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+            Mlxd__Ctl__Timeout t = MLXD__CTL__TIMEOUT__INIT;
+            t.group = g->id;
+            t.seq = p->seq;
+            t.rank = p->rank;
+            t.waited_ms = waited / 1000;
+            c.body_case = MLXD__CTL__CTL__BODY_TIMEOUT;
+            c.timeout = &t;
+            send_to_coord(s, &c);
+            break;
+        }
         for (int r = 0; r < g->size; r++)
             if (!g->slots[r].coll && n < 64)
                 missing[n++] = r;
-        group_abort(s, g, MLXD_ETIMEDOUT, "%s #%llu timed out after %.1f s waiting for rank(s) %s", wire_op_name(p->op),
-                    (unsigned long long) p->seq + 1, secs, ranks_str(ranks, sizeof ranks, missing, n));
+        group_abort(s, g, MLXD_ETIMEDOUT, "%s #%llu timed out after %.1f s waiting for rank(s) %s",
+                    wire_op_name(p->d.op), (unsigned long long) p->seq + 1, secs,
+                    ranks_str(ranks, sizeof ranks, missing, n));
         break;
     }
 }

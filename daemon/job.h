@@ -25,6 +25,7 @@ enum slot_state {
     SLOT_UNATTACHED,                // made by a split, no connection yet
     SLOT_ATTACHED,
     SLOT_GONE,                      // left or died
+    SLOT_REMOTE,                    // a member on another host
 };
 
 // One member of a group.
@@ -32,6 +33,7 @@ struct slot {
     enum slot_state state;
     struct session *session;        // when attached
     pid_t pid;                      // the member's process
+    int host;                       // world rank of its daemon
     int job_rank;
     uint64_t token;                 // proves an attach comes from this member
     struct pending *coll;           // its request in the current collective
@@ -57,7 +59,9 @@ struct group {
     struct job *job;
     int size;
     struct slot *slots;             // [size]
-    int live;                       // slots not gone
+    int live;                       // local slots not gone
+    bool spanning;                  // members on more than one host
+    bool abort_requested;           // asked the coordinator; waiting for its Abort
     uint64_t seq;                   // collectives completed
     TAILQ_HEAD(, message) messages;
     int abort_code;                 // 0 while usable
@@ -83,20 +87,30 @@ const char *job_state_name(enum job_state st);
 int job_joined(const struct job *j);
 
 /* job.c */
-// A Hello that joins a job; the reply comes when the job forms (or fails).
+// A Hello that joins a job: reported to the coordinator, answered when the
+// job forms (job_form) or fails (job_hello_fail).
 void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req);
 // A Hello that attaches a new connection to a group a split made.
 void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req);
+// The coordinator formed job id as group gid; hosts[r] is job rank r's daemon.
+void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hosts, size_t n);
+// The coordinator refused rank's hello.
+void job_hello_fail(struct server *s, const char *id, int rank, int code, const char *message);
 // The session left or died: its group is aborted with code (MLXD_EPEER, or
 // MLXD_EUNAVAILABLE when the daemon stops), naming it and why.
 void job_session_gone(struct server *s, struct session *se, int code, const char *why);
-// Process pid of this uid exited: forget its hellos and unattached slots.
+// Process pid exited: its unattached slots are gone.
 void job_process_gone(struct server *s, pid_t pid);
-// Fails every pending and later op of g with (code, message).
+// Ends group g for every member: on a group of this host at once, on a
+// spanning group by asking the coordinator, whose Abort comes back through
+// group_abort_now().
 void group_abort(struct server *s, struct group *g, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-// Makes a group of `size` unattached slots in job j.
+// Fails every pending and later op of g with (code, text).
+void group_abort_now(struct server *s, struct group *g, int code, const char *text);
+// Makes a group of `size` slots in job j with a fresh id of this host.
 struct group *group_new(struct server *s, struct job *j, int size);
+struct group *group_find(struct server *s, uint64_t id);
 // Frees groups whose members are all gone, and jobs with no groups left.
 void job_gc(struct server *s, struct job *j);
 // A pending request's deadline passed.
@@ -108,7 +122,11 @@ void job_free_all(struct server *s);
 void op_submit(struct server *s, struct session *se, struct pending *p);
 // Answers every waiting request of g with g's abort error, drops its queue.
 void op_fail_group(struct server *s, struct group *g);
-// "[2, 3]" into buf.
-const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
+// Queues a message that arrived from another host; takes data.
+void op_deliver_remote(struct server *s, struct group *g, int src, int dst, const struct op_desc *d, zmq_msg_t *data);
+// Answers one member's request of a collective with a tensor (frame moved).
+void op_reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
+                     zmq_msg_t *frame);
+void op_reply_empty(struct server *s, struct pending *p);
 
 #endif

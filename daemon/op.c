@@ -8,19 +8,8 @@
 #include "job.h"
 #include "log.h"
 #include "reduce.h"
-
-const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape) {
-    size_t off = (size_t) snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && off < size; i++)
-        off += (size_t) snprintf(buf + off, size - off, "%s%lld", i ? ", " : "", (long long) shape[i]);
-    if (off < size)
-        snprintf(buf + off, size - off, "]");
-    return buf;
-}
-
-static bool same_shape(const struct pending *a, const struct pending *b) {
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
-}
+#include "span.h"
+#include "world.h"
 
 static reduce_op reduce_op_of(Mlxd__OpType op) {
     switch (op) {
@@ -36,7 +25,7 @@ static reduce_op reduce_op_of(Mlxd__OpType op) {
     }
 }
 
-static void reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
+void op_reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
                          zmq_msg_t *frame) {
     Mlxd__Tensor t = MLXD__TENSOR__INIT;
     Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
@@ -51,7 +40,7 @@ static void reply_tensor(struct server *s, struct pending *p, uint32_t dtype, in
     pending_finish(s, p, &r, frame, 1);
 }
 
-static void reply_empty(struct server *s, struct pending *p) {
+void op_reply_empty(struct server *s, struct pending *p) {
     Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
     Mlxd__Reply r = MLXD__REPLY__INIT;
     r.body_case = MLXD__REPLY__BODY_OP;
@@ -61,33 +50,12 @@ static void reply_empty(struct server *s, struct pending *p) {
 
 /* ---- collectives ---- */
 
-// Names the first disagreement among the members' requests into err;
-// false when they all agree.
-static bool disagree(struct group *g, char *err, size_t errlen) {
-    struct pending *a = g->slots[0].coll;
-    char sa[160], sb[160];
-    for (int r = 1; r < g->size; r++) {
-        struct pending *b = g->slots[r].coll;
-        if (b->op != a->op) {
-            snprintf(err, errlen, "members disagree on the op: rank 0 called %s, rank %d called %s",
-                     wire_op_name(a->op), r, wire_op_name(b->op));
-            return true;
-        }
-        if (a->op == MLXD__OP_TYPE__OP_BARRIER || a->op == MLXD__OP_TYPE__OP_SPLIT)
-            continue;
-        if (b->dtype != a->dtype) {
-            snprintf(err, errlen, "members disagree on the dtype of %s: rank 0 has %s, rank %d has %s",
-                     wire_op_name(a->op), wire_dtype(a->dtype)->name, r, wire_dtype(b->dtype)->name);
-            return true;
-        }
-        if (!same_shape(a, b)) {
-            snprintf(err, errlen, "members disagree on the shape of %s: rank 0 has %s, rank %d has %s",
-                     wire_op_name(a->op), shape_str(sa, sizeof sa, a->ndim, a->shape), r,
-                     shape_str(sb, sizeof sb, b->ndim, b->shape));
-            return true;
-        }
-    }
-    return false;
+// The members' descriptors, in rank order, for desc.c's checks.
+static const struct op_desc **descs_of(struct group *g) {
+    const struct op_desc **d = malloc((size_t) g->size * sizeof *d);
+    for (int r = 0; d && r < g->size; r++)
+        d[r] = &g->slots[r].coll->d;
+    return d;
 }
 
 static void fail_collective(struct server *s, struct group *g, int code, const char *msg) {
@@ -98,7 +66,7 @@ static void fail_collective(struct server *s, struct group *g, int code, const c
 
 static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     struct pending *first = g->slots[0].coll;
-    size_t esize = wire_dtype(first->dtype)->size, count = first->nbytes / esize;
+    size_t esize = wire_dtype(first->d.dtype)->size, count = first->nbytes / esize;
     const void **srcs = malloc((size_t) g->size * sizeof *srcs);
     if (!srcs)
         return MLXD_ENOMEM;
@@ -112,17 +80,17 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     for (int r = 1; r < g->size; r++)
         srcs[r] = zmq_msg_data(&g->slots[r].coll->data);
     if (count > 0)
-        reduce_n(rop, (mlxd_dtype) first->dtype, zmq_msg_data(&result), srcs, (size_t) g->size, count);
+        reduce_n(rop, (mlxd_dtype) first->d.dtype, zmq_msg_data(&result), srcs, (size_t) g->size, count);
     free(srcs);
-    int ndim = first->ndim;
+    int ndim = first->d.ndim;
     int64_t shape[MLXD_MAX_NDIM];
-    memcpy(shape, first->shape, sizeof shape);
-    uint32_t dtype = first->dtype;
+    memcpy(shape, first->d.shape, sizeof shape);
+    uint32_t dtype = first->d.dtype;
     for (int r = 0; r < g->size; r++) {
         zmq_msg_t f;
         zmq_msg_init(&f);
         zmq_msg_copy(&f, &result);
-        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
     }
     zmq_msg_close(&result);
     return 0;
@@ -138,28 +106,23 @@ static int run_gather(struct server *s, struct group *g) {
         if (each)
             memcpy((char *) zmq_msg_data(&result) + (size_t) r * each, zmq_msg_data(&g->slots[r].coll->data), each);
     int64_t shape[MLXD_MAX_NDIM];
-    int ndim = first->ndim ? first->ndim : 1;
-    memcpy(shape, first->shape, sizeof shape);
-    shape[0] = first->ndim ? first->shape[0] * g->size : g->size;
-    uint32_t dtype = first->dtype;
+    int ndim = first->d.ndim ? first->d.ndim : 1;
+    memcpy(shape, first->d.shape, sizeof shape);
+    shape[0] = first->d.ndim ? first->d.shape[0] * g->size : g->size;
+    uint32_t dtype = first->d.dtype;
     for (int r = 0; r < g->size; r++) {
         zmq_msg_t f;
         zmq_msg_init(&f);
         zmq_msg_copy(&f, &result);
-        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
     }
     zmq_msg_close(&result);
     return 0;
 }
 
-static int run_scatter(struct server *s, struct group *g, char *err, size_t errlen) {
+static int run_scatter(struct server *s, struct group *g) {
     struct pending *first = g->slots[0].coll;
-    if (first->shape[0] % g->size != 0) {
-        snprintf(err, errlen, "sum_scatter: shape[0] = %lld is not divisible by the group size %d",
-                 (long long) first->shape[0], g->size);
-        return MLXD_EINVAL;
-    }
-    size_t esize = wire_dtype(first->dtype)->size;
+    size_t esize = wire_dtype(first->d.dtype)->size;
     size_t block = first->nbytes / (size_t) g->size;
     zmq_msg_t *out = calloc((size_t) g->size, sizeof *out);
     const void **srcs = malloc((size_t) g->size * sizeof *srcs);
@@ -180,55 +143,36 @@ static int run_scatter(struct server *s, struct group *g, char *err, size_t errl
         for (int i = 0; i < g->size; i++)
             srcs[i] = (const char *) zmq_msg_data(&g->slots[i].coll->data) + (size_t) r * block;
         if (block)
-            reduce_n(REDUCE_SUM, (mlxd_dtype) first->dtype, zmq_msg_data(&out[r]), srcs, (size_t) g->size,
+            reduce_n(REDUCE_SUM, (mlxd_dtype) first->d.dtype, zmq_msg_data(&out[r]), srcs, (size_t) g->size,
                      block / esize);
     }
     free(srcs);
     int64_t shape[MLXD_MAX_NDIM];
-    memcpy(shape, first->shape, sizeof shape);
+    memcpy(shape, first->d.shape, sizeof shape);
     shape[0] /= g->size;
-    int ndim = first->ndim;
-    uint32_t dtype = first->dtype;
+    int ndim = first->d.ndim;
+    uint32_t dtype = first->d.dtype;
     for (int r = 0; r < g->size; r++)
-        reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &out[r]);
+        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &out[r]);
     free(out);
     return 0;
 }
 
-struct split_member {
-    int rank, color, key;
-};
-
-static int cmp_split(const void *a, const void *b) {
-    const struct split_member *x = a, *y = b;
-    if (x->color != y->color)
-        return x->color < y->color ? -1 : 1;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->rank < y->rank ? -1 : x->rank > y->rank;
-}
-
-static int run_split(struct server *s, struct group *g) {
-    struct split_member *m = malloc((size_t) g->size * sizeof *m);
-    if (!m)
+static int run_split(struct server *s, struct group *g, const struct op_desc **d) {
+    int *order = malloc((size_t) g->size * sizeof *order);
+    if (!order || split_plan(d, g->size, order) < 0) {
+        free(order);
         return MLXD_ENOMEM;
-    for (int r = 0; r < g->size; r++) {
-        struct pending *p = g->slots[r].coll;
-        // key < 0 keeps the current order.
-        m[r] = (struct split_member) { .rank = r, .color = p->color, .key = p->key < 0 ? r : p->key };
     }
-    qsort(m, (size_t) g->size, sizeof *m, cmp_split);
     for (int i = 0; i < g->size;) {
-        int n = 1;
-        while (i + n < g->size && m[i + n].color == m[i].color)
-            n++;
+        int n = split_run(d, g->size, order, i);
         struct group *ng = group_new(s, g->job, n);
         if (!ng) {
-            free(m);
+            free(order);
             return MLXD_ENOMEM;        // groups made so far are freed by their slots' gc
         }
         for (int k = 0; k < n; k++) {
-            struct slot *old = &g->slots[m[i + k].rank];
+            struct slot *old = &g->slots[order[i + k]];
             ng->slots[k].state = SLOT_UNATTACHED;
             ng->slots[k].pid = old->pid;
             ng->slots[k].job_rank = old->job_rank;
@@ -243,20 +187,23 @@ static int run_split(struct server *s, struct group *g) {
             pending_finish(s, old->coll, &r, NULL, 0);
         }
         log_debug("Job %s: split group %llu color %d -> group %llu of %d", g->job->id, (unsigned long long) g->id,
-                  m[i].color, (unsigned long long) ng->id, n);
+                  d[order[i]]->color, (unsigned long long) ng->id, n);
         i += n;
     }
-    free(m);
+    free(order);
     return 0;
 }
 
 static void run_collective(struct server *s, struct group *g) {
     char err[512];
-    int code = 0;
-    Mlxd__OpType op = g->slots[0].coll->op;
+    int code;
+    const struct op_desc **d = descs_of(g);
+    Mlxd__OpType op = g->slots[0].coll->d.op;
 
-    if (disagree(g, err, sizeof err)) {
-        code = MLXD_EMISMATCH;
+    if (!d) {
+        code = MLXD_ENOMEM;
+        snprintf(err, sizeof err, "out of memory running %s", wire_op_name(op));
+    } else if ((code = op_desc_check(d, g->size, err, sizeof err)) < 0) {
         log_info("Job %s: %s", g->job->id, err);
     } else {
         switch (op) {
@@ -269,22 +216,22 @@ static void run_collective(struct server *s, struct group *g) {
             code = run_gather(s, g);
             break;
         case MLXD__OP_TYPE__OP_SUM_SCATTER:
-            code = run_scatter(s, g, err, sizeof err);
+            code = run_scatter(s, g);
             break;
         case MLXD__OP_TYPE__OP_SPLIT:
-            code = run_split(s, g);
+            code = run_split(s, g, d);
             break;
         case MLXD__OP_TYPE__OP_BARRIER:
             for (int r = 0; r < g->size; r++)
-                reply_empty(s, g->slots[r].coll);
+                op_reply_empty(s, g->slots[r].coll);
             break;
         default:
-            snprintf(err, sizeof err, "%s is not a collective", wire_op_name(op));
             code = MLXD_EINTERNAL;
         }
-        if (code == MLXD_ENOMEM)
-            snprintf(err, sizeof err, "out of memory running %s", wire_op_name(op));
+        snprintf(err, sizeof err, code == MLXD_ENOMEM ? "out of memory running %s" : "%s is not a collective",
+                 wire_op_name(op));
     }
+    free(d);
     if (code < 0)
         fail_collective(s, g, code, err);
     g->seq++;
@@ -296,6 +243,10 @@ static void submit_collective(struct server *s, struct group *g, struct session 
     p->seq = g->seq;
     p->ref = &sl->coll;
     sl->coll = p;
+    if (g->spanning) {
+        span_arrive(s, g, p);
+        return;
+    }
     for (int r = 0; r < g->size; r++)
         if (!g->slots[r].coll)
             return;
@@ -317,32 +268,32 @@ static void message_free(struct server *s, struct group *g, struct message *m) {
 // Hands m to the recv request p, then frees m (and answers a held send).
 static void deliver(struct server *s, struct group *g, struct message *m, struct pending *p) {
     struct pending *held = m->held;
-    if (m->dtype != p->dtype || m->ndim != p->ndim ||
-        memcmp(m->shape, p->shape, (size_t) p->ndim * sizeof p->shape[0]) != 0) {
+    if (m->dtype != p->d.dtype || m->ndim != p->d.ndim ||
+        memcmp(m->shape, p->d.shape, (size_t) p->d.ndim * sizeof p->d.shape[0]) != 0) {
         char want[160], got[160];
         pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", m->src,
-                     wire_dtype(p->dtype)->name, shape_str(want, sizeof want, p->ndim, p->shape), m->src,
+                     wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), m->src,
                      wire_dtype(m->dtype)->name, shape_str(got, sizeof got, m->ndim, m->shape));
     } else {
         zmq_msg_t f;
         zmq_msg_init(&f);
         zmq_msg_move(&f, &m->data);
-        reply_tensor(s, p, m->dtype, m->ndim, m->shape, &f);
+        op_reply_tensor(s, p, m->dtype, m->ndim, m->shape, &f);
     }
     message_free(s, g, m);
     if (held)
-        reply_empty(s, held);
+        op_reply_empty(s, held);
 }
 
 static bool peer_ok(struct server *s, struct group *g, struct session *se, struct pending *p) {
     if (p->peer < 0 || p->peer >= g->size) {
-        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d is outside the group (size %d)", wire_op_name(p->op), p->peer,
+        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d is outside the group (size %d)", wire_op_name(p->d.op), p->peer,
                      g->size);
         return false;
     }
     if (p->peer == se->rank) {
-        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d cannot %s itself", wire_op_name(p->op), p->peer,
-                     p->op == MLXD__OP_TYPE__OP_SEND ? "send to" : "receive from");
+        pending_fail(s, p, MLXD_EINVAL, "%s: rank %d cannot %s itself", wire_op_name(p->d.op), p->peer,
+                     p->d.op == MLXD__OP_TYPE__OP_SEND ? "send to" : "receive from");
         return false;
     }
     return true;
@@ -351,6 +302,18 @@ static bool peer_ok(struct server *s, struct group *g, struct session *se, struc
 static void submit_send(struct server *s, struct group *g, struct session *se, struct pending *p) {
     if (!peer_ok(s, g, se, p))
         return;
+    struct slot *dst = &g->slots[p->peer];
+    if (dst->state == SLOT_REMOTE) {
+        // The receiver's daemon holds it from here; MPI keeps the order of
+        // messages between two daemons.
+        int r = world_send_p2p(s->world, dst->host, g->id, se->rank, p->peer, &p->d, &p->data);
+        zmq_msg_init(&p->data);
+        if (r < 0)
+            pending_fail(s, p, MLXD_ENOMEM, "out of memory sending to rank %d", p->peer);
+        else
+            op_reply_empty(s, p);
+        return;
+    }
     struct message *m = calloc(1, sizeof *m);
     if (!m) {
         pending_fail(s, p, MLXD_ENOMEM, "out of memory queueing a send");
@@ -358,9 +321,9 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
     }
     m->src = se->rank;
     m->dst = p->peer;
-    m->dtype = p->dtype;
-    m->ndim = p->ndim;
-    memcpy(m->shape, p->shape, sizeof m->shape);
+    m->dtype = p->d.dtype;
+    m->ndim = p->d.ndim;
+    memcpy(m->shape, p->d.shape, sizeof m->shape);
     zmq_msg_init(&m->data);
     zmq_msg_move(&m->data, &p->data);
     m->nbytes = zmq_msg_size(&m->data);
@@ -375,17 +338,16 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         m->held = p;
         p->ref = &m->held;
     }
-    struct slot *dst = &g->slots[m->dst];
     if (dst->recv && dst->recv->peer == m->src) {
         if (!hold) {
             m->held = NULL;
-            reply_empty(s, p);
+            op_reply_empty(s, p);
         }
         deliver(s, g, m, dst->recv);
         return;
     }
     if (!hold)
-        reply_empty(s, p);
+        op_reply_empty(s, p);
 }
 
 static void submit_recv(struct server *s, struct group *g, struct session *se, struct pending *p) {
@@ -404,11 +366,13 @@ static void submit_recv(struct server *s, struct group *g, struct session *se, s
 
 void op_submit(struct server *s, struct session *se, struct pending *p) {
     struct group *g = se->group;
+    p->group = g;
+    p->rank = se->rank;
     if (g->abort_code) {
         pending_fail(s, p, g->abort_code, "%s", g->abort_msg);
         return;
     }
-    switch (p->op) {
+    switch (p->d.op) {
     case MLXD__OP_TYPE__OP_SEND:
         submit_send(s, g, se, p);
         break;
@@ -437,4 +401,30 @@ void op_fail_group(struct server *s, struct group *g) {
         if (held)
             pending_fail(s, held, code, "%s", msg);
     }
+}
+
+void op_deliver_remote(struct server *s, struct group *g, int src, int dst, const struct op_desc *d, zmq_msg_t *data) {
+    if (g->abort_code || src < 0 || src >= g->size || dst < 0 || dst >= g->size || g->slots[dst].state == SLOT_REMOTE) {
+        zmq_msg_close(data);
+        return;
+    }
+    struct message *m = calloc(1, sizeof *m);
+    if (!m) {
+        zmq_msg_close(data);
+        group_abort(s, g, MLXD_ENOMEM, "out of memory receiving a message from rank %d for rank %d", src, dst);
+        return;
+    }
+    m->src = src;
+    m->dst = dst;
+    m->dtype = d->dtype;
+    m->ndim = d->ndim;
+    memcpy(m->shape, d->shape, sizeof m->shape);
+    zmq_msg_init(&m->data);
+    zmq_msg_move(&m->data, data);
+    zmq_msg_close(data);
+    m->nbytes = zmq_msg_size(&m->data);
+    TAILQ_INSERT_TAIL(&g->messages, m, link);
+    struct pending *recv = g->slots[dst].recv;
+    if (recv && recv->peer == src)
+        deliver(s, g, m, recv);
 }

@@ -159,15 +159,15 @@ int request_validate(const Mlxd__Request *req, const zmq_msg_t *frames, int nfra
 void request_fill_pending(const Mlxd__OpRequest *op, struct pending *p) {
     // Reductions, gathers and sends describe their input; recv its output.
     const Mlxd__Tensor *t = op->input ? op->input : op->output;
-    p->op = op->op;
+    p->d.op = op->op;
     p->peer = op->peer;
-    p->color = op->color;
-    p->key = op->key;
+    p->d.color = op->color;
+    p->d.key = op->key;
     if (t) {
-        p->dtype = t->dtype;
-        p->ndim = (int) t->n_shape;
+        p->d.dtype = t->dtype;
+        p->d.ndim = (int) t->n_shape;
         for (size_t i = 0; i < t->n_shape; i++)
-            p->shape[i] = t->shape[i];
+            p->d.shape[i] = t->shape[i];
         wire_tensor_nbytes(t->dtype, t->n_shape, t->shape, &p->nbytes);
     }
 }

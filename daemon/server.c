@@ -185,6 +185,7 @@ void server_fini(struct server *s) {
     struct pending *p;
     // Every request in flight gets its answer before the sessions go, so no
     // member sees a peer failure for what is the daemon stopping.
+    status_free_all(s);
     while ((p = LIST_FIRST(&s->pendings)))
         pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     while ((se = LIST_FIRST(&s->sessions)))
@@ -287,7 +288,7 @@ void pending_free(struct server *s, struct pending *p) {
 void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
     r->id = p->req_id;
     if (p->kind == PENDING_OP)
-        metrics_record(&s->metrics, p->op, p->nbytes, wire_now_us() - p->start_us, r->code);
+        metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
     if (p->session)
         server_reply(s, &p->session->peer, r, frames, nframes);
     pending_free(s, p);
@@ -306,24 +307,6 @@ void pending_fail(struct server *s, struct pending *p, int code, const char *fmt
 }
 
 /* ---- requests ---- */
-
-static void handle_status(struct server *s, const struct peer *p, const Mlxd__Request *req) {
-    Mlxd__DaemonStatus *d = status_build(s);
-    if (!d) {
-        server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory building the status");
-        return;
-    }
-    Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
-    Mlxd__DaemonStatus *list[1] = { d };
-    st.n_daemons = 1;
-    st.daemons = list;
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.id = req->id;
-    r.body_case = MLXD__REPLY__BODY_STATUS;
-    r.status = &st;
-    server_reply(s, p, &r, NULL, 0);
-    status_free(d);
-}
 
 static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
                       int nframes) {
@@ -383,7 +366,7 @@ static void dispatch(struct server *s, const struct peer *p, const Mlxd__Request
         break;
     }
     case MLXD__REQUEST__BODY_STATUS:
-        handle_status(s, p, req);
+        status_request(s, p, req);
         break;
     case MLXD__REQUEST__BODY_HELLO:
         if (se) {
@@ -502,7 +485,7 @@ static int next_timeout_ms(struct server *s, uint64_t now) {
     LIST_FOREACH(p, &s->pendings, link)
         if (p->deadline_us < first)
             first = p->deadline_us;
-    uint64_t w = world_next_wakeup_us(s->world, now);
+    uint64_t w = status_expire(s, now);
     if (w < first)
         first = w;
     if (first == UINT64_MAX)

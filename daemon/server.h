@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <zmq.h>
 
+#include "desc.h"
 #include "metrics.h"
 #include "wire.h"
 
@@ -49,18 +50,16 @@ enum pending_kind {
 struct pending {
     LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
     enum pending_kind kind;
-    struct session *session;        // who to answer
+    struct session *session;        // who to answer; NULL once it died
+    struct group *group;            // an op's group, and the member's rank in it
+    int rank;
     struct pending **ref;           // the one pointer to it (slot, hello list), cleared on free
     uint64_t req_id;
-    Mlxd__OpType op;
-    uint32_t dtype;
-    int ndim;
-    int64_t shape[MLXD_MAX_NDIM];
+    struct op_desc d;               // what it asks for (op is an Mlxd__OpType)
     uint64_t nbytes;
     zmq_msg_t data;                 // inline input (send, reductions, gather)
     bool has_data;
     int peer;                       // send dst / recv src
-    int color, key;                 // split
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
 };
@@ -92,7 +91,8 @@ struct server {
     LIST_HEAD(, job) jobs;
     unsigned n_jobs;
     LIST_HEAD(, pending) pendings;
-    uint64_t next_group_id;
+    uint64_t next_group_id;         // of groups this host makes alone
+    struct status_gather *gathers;  // mlxctl status --world in progress
     bool stopping;
 };
 
@@ -131,5 +131,14 @@ bool peer_allowed(const struct server *s, const struct peer *p);
 // Fills a DaemonStatus of this daemon; free with status_free().
 Mlxd__DaemonStatus *status_build(struct server *s);
 void status_free(Mlxd__DaemonStatus *d);
+// Answers a StatusRequest: this daemon alone, or (world) every daemon's
+// status, gathered over the control plane with a deadline.
+void status_request(struct server *s, const struct peer *p, const Mlxd__Request *req);
+// Another daemon asked for our status / answered our request.
+void status_remote_request(struct server *s, int from, uint64_t id);
+void status_remote_reply(struct server *s, int from, uint64_t id, const uint8_t *buf, size_t len);
+// Answers gathers whose deadline passed; returns the next deadline.
+uint64_t status_expire(struct server *s, uint64_t now);
+void status_free_all(struct server *s);
 
 #endif

@@ -54,9 +54,16 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
     // Its own request, if any, is answered first (a dead peer just won't
-    // read it), so the group's abort below sees only the others.
-    if (se->pending)
-        pending_fail(s, se->pending, code, "%s", why);
+    // read it), so the group's abort below sees only the others. In a
+    // spanning group its collective stays, without anyone to answer: the
+    // other hosts may already run the op, which needs its input here.
+    struct pending *p = se->pending;
+    if (p && se->group && se->group->spanning && p->kind == PENDING_OP) {
+        p->session = NULL;
+        se->pending = NULL;
+    } else if (p) {
+        pending_fail(s, p, code, "%s", why);
+    }
     job_session_gone(s, se, code, why);
     if (died)
         job_process_gone(s, se->peer.pid);

@@ -23,7 +23,7 @@ static Mlxd__ClientStatus *client_status(const struct session *se) {
     c->rank = se->rank;
     c->group = se->group ? se->group->id : 0;
     c->ops = se->ops;
-    c->pending = dup_str(se->pending ? (se->pending->kind == PENDING_HELLO ? "hello" : wire_op_name(se->pending->op)) : "");
+    c->pending = dup_str(se->pending ? (se->pending->kind == PENDING_HELLO ? "hello" : wire_op_name(se->pending->d.op)) : "");
     return c;
 }
 
@@ -63,10 +63,10 @@ static Mlxd__JobStatus *job_status(const struct job *j) {
                 first = p;
         }
         if (first) {
-            js->stalled_op = dup_str(wire_op_name(first->op));
+            js->stalled_op = dup_str(wire_op_name(first->d.op));
             js->stalled_ms = (wire_now_us() - first->start_us) / 1000;
             for (int r = 0; r < g->size && js->missing_ranks; r++)
-                if (first->op != MLXD__OP_TYPE__OP_RECV && !g->slots[r].coll)
+                if (first->d.op != MLXD__OP_TYPE__OP_RECV && !g->slots[r].coll)
                     js->missing_ranks[js->n_missing_ranks++] = r;
         } else {
             js->stalled_op = dup_str("");
@@ -130,4 +130,141 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
 void status_free(Mlxd__DaemonStatus *d) {
     if (d)
         mlxd__daemon_status__free_unpacked(d, NULL);
+}
+
+/* ---- mlxctl status --world ---- */
+
+#define GATHER_TIMEOUT_US (2u * 1000u * 1000u)
+
+// A StatusRequest(world) waiting for the other daemons' answers.
+struct status_gather {
+    struct status_gather *next;
+    uint64_t id;
+    struct peer peer;
+    uint64_t req_id;
+    Mlxd__DaemonStatus **got;       // [world size], by world rank
+    int missing;
+    uint64_t deadline_us;
+};
+
+static void gather_finish(struct server *s, struct status_gather *sg) {
+    int n = world_size(s->world), k = 0;
+    Mlxd__DaemonStatus **list = calloc((size_t) n, sizeof *list);
+    sg->got[world_rank(s->world)] = status_build(s);
+    for (int r = 0; list && r < n; r++)
+        if (sg->got[r])
+            list[k++] = sg->got[r];
+    Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
+    st.n_daemons = (size_t) k;
+    st.daemons = list;
+    Mlxd__Reply rep = MLXD__REPLY__INIT;
+    rep.id = sg->req_id;
+    rep.body_case = MLXD__REPLY__BODY_STATUS;
+    rep.status = &st;
+    if (sg->missing > 0) {
+        rep.message = "some daemons did not answer within 2 s";
+    }
+    if (list)
+        server_reply(s, &sg->peer, &rep, NULL, 0);
+    else
+        server_reply_error(s, &sg->peer, sg->req_id, MLXD_ENOMEM, "out of memory");
+    free(list);
+    for (int r = 0; r < n; r++)
+        status_free(sg->got[r]);
+    free(sg->got);
+    for (struct status_gather **p = &s->gathers; *p; p = &(*p)->next)
+        if (*p == sg) {
+            *p = sg->next;
+            break;
+        }
+    free(sg);
+}
+
+void status_request(struct server *s, const struct peer *p, const Mlxd__Request *req) {
+    static uint64_t next_id = 1;
+    int n = world_size(s->world);
+    struct status_gather *sg = NULL;
+    if (req->status->world && n > 1 && (sg = calloc(1, sizeof *sg)) &&
+        !(sg->got = calloc((size_t) n, sizeof *sg->got))) {
+        free(sg);
+        sg = NULL;
+    }
+    if (!sg) {
+        // This daemon alone (or no memory to ask the others).
+        sg = &(struct status_gather) { .peer = *p, .req_id = req->id };
+        Mlxd__DaemonStatus *d = status_build(s);
+        Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
+        Mlxd__Reply rep = MLXD__REPLY__INIT;
+        st.n_daemons = d ? 1 : 0;
+        st.daemons = &d;
+        rep.id = req->id;
+        rep.body_case = MLXD__REPLY__BODY_STATUS;
+        rep.status = &st;
+        server_reply(s, p, &rep, NULL, 0);
+        status_free(d);
+        return;
+    }
+    sg->id = next_id++;
+    sg->peer = *p;
+    sg->req_id = req->id;
+    sg->missing = n - 1;
+    sg->deadline_us = wire_now_us() + GATHER_TIMEOUT_US;
+    sg->next = s->gathers;
+    s->gathers = sg;
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__StatusReq q = MLXD__CTL__STATUS_REQ__INIT;
+    q.id = sg->id;
+    c.body_case = MLXD__CTL__CTL__BODY_STATUS_REQ;
+    c.status_req = &q;
+    for (int r = 0; r < n; r++)
+        if (r != world_rank(s->world))
+            world_send_ctl(s->world, r, &c);
+}
+
+void status_remote_request(struct server *s, int from, uint64_t id) {
+    Mlxd__DaemonStatus *d = status_build(s);
+    if (!d)
+        return;
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__StatusRep rep = MLXD__CTL__STATUS_REP__INIT;
+    rep.id = id;
+    rep.daemon.len = mlxd__daemon_status__get_packed_size(d);
+    rep.daemon.data = malloc(rep.daemon.len ? rep.daemon.len : 1);
+    if (rep.daemon.data) {
+        mlxd__daemon_status__pack(d, rep.daemon.data);
+        c.body_case = MLXD__CTL__CTL__BODY_STATUS_REP;
+        c.status_rep = &rep;
+        world_send_ctl(s->world, from, &c);
+    }
+    free(rep.daemon.data);
+    status_free(d);
+}
+
+void status_remote_reply(struct server *s, int from, uint64_t id, const uint8_t *buf, size_t len) {
+    struct status_gather *sg;
+    for (sg = s->gathers; sg && sg->id != id; sg = sg->next)
+        ;
+    if (!sg || from < 0 || from >= world_size(s->world) || sg->got[from])
+        return;
+    sg->got[from] = mlxd__daemon_status__unpack(NULL, len, buf);
+    if (sg->got[from] && --sg->missing == 0)
+        gather_finish(s, sg);
+}
+
+uint64_t status_expire(struct server *s, uint64_t now) {
+    uint64_t next = UINT64_MAX;
+    struct status_gather *sg, *sn;
+    for (sg = s->gathers; sg; sg = sn) {
+        sn = sg->next;
+        if (sg->deadline_us <= now)
+            gather_finish(s, sg);
+        else if (sg->deadline_us < next)
+            next = sg->deadline_us;
+    }
+    return next;
+}
+
+void status_free_all(struct server *s) {
+    while (s->gathers)
+        gather_finish(s, s->gathers);
 }

@@ -1,6 +1,11 @@
+/* The engine: one thread that owns MPI. It initialises the world, carries
+ * control messages between daemons, runs the coordinator on world rank 0,
+ * moves point-to-point messages between hosts, and runs the collectives of
+ * spanning groups in the order their Go messages arrive. */
 #include "world.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,17 +15,78 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 
+#include "coord.h"
 #include "log.h"
+#include "reduce.h"
 #include "server.h"
+#include "span.h"
+#include "wire.h"
 
 #define HOST_MAX 256
+#define TAG_CTL 1
+#define TAG_DATA 2
+// Largest piece of a tensor one MPI call moves: counts stay far below INT_MAX.
+#define CHUNK_BYTES (UINT64_C(64) << 20)
+#define CHUNK_ELEMS (1 << 28)
+// The engine's poll interval when idle grows to this, so an idle world sleeps.
+#define IDLE_POLL_MAX_MS 20
 
-// What the engine and the loop say to each other over the inproc pair.
-enum engine_msg {
-    ENGINE_READY,                   // engine -> loop: MPI is up (or failed)
-    ENGINE_STOP,                    // loop -> engine: finalise and exit
+enum wmsg_type {
+    WMSG_CTL,                       // send buf (a packed Ctl) to dest
+    WMSG_LOCAL,                     // this host's part of a collective
+    WMSG_P2P,                       // send buf (a packed P2P) then data to dest
+    WMSG_STOP,
+};
+
+// What the loop hands the engine, by pointer over the inproc pair.
+struct wmsg {
+    enum wmsg_type type;
+    int dest;
+    uint8_t *buf;
+    size_t len;
+    uint64_t group, seq;
+    struct op_desc d;
+    zmq_msg_t data;
+    bool has_data;
+    struct wmsg *next;              // in the engine's lists
+    MPI_Request *reqs;              // P2P: header and data chunks in flight
+    int nreqs;
+};
+
+// A spanning group this host belongs to.
+struct egroup {
+    struct egroup *next;
+    uint64_t id;
+    int size;
+    int *hosts;                     // world rank of each group rank
+    MPI_Comm comm;                  // ranks = the distinct hosts, ascending
+    int ncomm;
+    int *comm_hosts;                // world rank of each comm rank
+};
+
+// A control message waiting its turn in the engine's ordered queue.
+struct fifo_item {
+    struct fifo_item *next;
+    int from;
+    Mlxd__Ctl__Ctl *ctl;
+};
+
+// A packed control message from this daemon to itself.
+struct self_item {
+    struct self_item *next;
+    uint8_t *buf;
+    size_t len;
+};
+
+// A send from another host whose bytes are still arriving.
+struct p2p_in {
+    struct p2p_in *next;
+    int from;
+    Mlxd__Ctl__Ctl *ctl;
+    zmq_msg_t data;
+    MPI_Request *reqs;
+    int nreqs;
 };
 
 struct world {
@@ -28,26 +94,731 @@ struct world {
     void *loop_end, *engine_end;    // the inproc pair
     pthread_t thread;
     bool thread_started;
-    int init_error;                 // set by the engine before ENGINE_READY
+    int init_error;
     int rank, size;
     char (*hosts)[HOST_MAX];
     char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
-    MPI_Comm control;               // the daemons' own duplicate of COMM_WORLD
+    // Engine-only state below.
+    MPI_Comm control;               // control messages and p2p bytes
+    MPI_Comm data;                  // parent of every spanning group's comm
+    struct coord *coord;            // world rank 0 only
+    struct ctl_outbox out;
+    struct egroup *groups;
+    struct wmsg *locals;            // parts waiting for their Go
+    struct wmsg *sending;           // p2p in flight out
+    struct p2p_in *receiving;
+    struct fifo_item *fifo, **fifo_tail;
+    struct self_item *self, **self_tail;
+    struct {
+        MPI_Request req;
+        uint8_t *buf;
+    } *isends;
+    size_t n_isends, cap_isends;
+    uint64_t go_wait_since;         // when the head Go started waiting for its part
 };
 
-static int send_code(void *sock, int code) {
-    return zmq_send(sock, &code, sizeof code, 0) < 0 ? -zmq_errno() : 0;
+/* ---- dtypes and reductions for MPI ----
+ * MPI's user functions get no context, so the datatypes that name our dtypes
+ * are process-wide: set once by the engine before any collective. */
+static MPI_Datatype mpi_dtypes[MLXD_DTYPE_MAX];
+static MPI_Op mpi_ops[REDUCE_OP_MAX];
+
+static void user_reduce(void *in, void *inout, int *len, MPI_Datatype *dt, reduce_op op) {
+    for (int t = 0; t < MLXD_DTYPE_MAX; t++)
+        if (mpi_dtypes[t] == *dt) {
+            reduce_into(op, (mlxd_dtype) t, inout, in, (size_t) *len);
+            return;
+        }
 }
 
-static int recv_code(void *sock, int *ret) {
-    int code;
-    int n = zmq_recv(sock, &code, sizeof code, 0);
-    if (n < 0)
-        return -zmq_errno();
-    if (n != sizeof code)
-        return -EPROTO;
-    *ret = code;
+static void user_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
+    user_reduce(in, inout, len, dt, REDUCE_SUM);
+}
+
+static void user_max(void *in, void *inout, int *len, MPI_Datatype *dt) {
+    user_reduce(in, inout, len, dt, REDUCE_MAX);
+}
+
+static void user_min(void *in, void *inout, int *len, MPI_Datatype *dt) {
+    user_reduce(in, inout, len, dt, REDUCE_MIN);
+}
+
+static int setup_reductions(void) {
+    for (int t = 0; t < MLXD_DTYPE_MAX; t++) {
+        if (MPI_Type_contiguous((int) wire_dtype((uint32_t) t)->size, MPI_BYTE, &mpi_dtypes[t]) != MPI_SUCCESS ||
+            MPI_Type_commit(&mpi_dtypes[t]) != MPI_SUCCESS)
+            return -EIO;
+    }
+    MPI_User_function *fns[REDUCE_OP_MAX] = { user_sum, user_max, user_min };
+    for (int op = 0; op < REDUCE_OP_MAX; op++)
+        if (MPI_Op_create(fns[op], 1, &mpi_ops[op]) != MPI_SUCCESS)
+            return -EIO;
     return 0;
+}
+
+// MPI's own type and op where they compute exactly what ours would (they are
+// faster), else ours.
+static void mpi_type_op(mlxd_dtype t, reduce_op op, MPI_Datatype *ret_type, MPI_Op *ret_op) {
+    if (op == REDUCE_SUM && t == MLXD_FLOAT32) {
+        *ret_type = MPI_FLOAT;
+        *ret_op = MPI_SUM;
+    } else if (op == REDUCE_SUM && t == MLXD_FLOAT64) {
+        *ret_type = MPI_DOUBLE;
+        *ret_op = MPI_SUM;
+    } else {
+        *ret_type = mpi_dtypes[t];
+        *ret_op = mpi_ops[op];
+    }
+}
+
+static void mpi_error_text(int err, char *buf, size_t size) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(err, s, &len) != MPI_SUCCESS)
+        len = snprintf(s, sizeof s, "MPI error %d", err);
+    if (len < 0)
+        len = 0;
+    if ((size_t) len >= size)
+        len = (int) size - 1;
+    memcpy(buf, s, (size_t) len);
+    buf[len] = '\0';
+}
+
+/* ---- talking to the loop ---- */
+
+static int send_ptr(void *sock, void *p) {
+    return zmq_send(sock, &p, sizeof p, 0) < 0 ? -zmq_errno() : 0;
+}
+
+static void *recv_ptr(void *sock, int flags) {
+    void *p = NULL;
+    if (zmq_recv(sock, &p, sizeof p, flags) != (int) sizeof p)
+        return NULL;
+    return p;
+}
+
+void world_event_free(struct world_event *e) {
+    if (!e)
+        return;
+    if (e->ctl)
+        mlxd__ctl__ctl__free_unpacked(e->ctl, NULL);
+    zmq_msg_close(&e->data);
+    free(e);
+}
+
+static void emit(struct world *w, enum world_event_type type, int from, Mlxd__Ctl__Ctl *ctl, zmq_msg_t *data,
+                 int code, const char *message) {
+    struct world_event *e = calloc(1, sizeof *e);
+    if (!e) {
+        log_error("Out of memory passing a control message to the loop; dropped it");
+        if (ctl)
+            mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        if (data)
+            zmq_msg_close(data);
+        return;
+    }
+    e->type = type;
+    e->from = from;
+    e->ctl = ctl;
+    e->code = code;
+    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
+    zmq_msg_init(&e->data);
+    if (data) {
+        zmq_msg_move(&e->data, data);
+        zmq_msg_close(data);
+        e->has_data = true;
+    }
+    if (send_ptr(w->engine_end, e) < 0)
+        world_event_free(e);
+}
+
+/* ---- sending control messages ---- */
+
+static void isend(struct world *w, int dest, uint8_t *buf, size_t len, int tag) {
+    if (w->n_isends == w->cap_isends) {
+        size_t cap = w->cap_isends ? w->cap_isends * 2 : 16;
+        void *v = realloc(w->isends, cap * sizeof *w->isends);
+        if (!v) {
+            log_error("Out of memory sending a control message to world rank %d; dropped it", dest);
+            free(buf);
+            return;
+        }
+        w->isends = v;
+        w->cap_isends = cap;
+    }
+    int r = MPI_Isend(buf, (int) len, MPI_BYTE, dest, tag, w->control, &w->isends[w->n_isends].req);
+    if (r != MPI_SUCCESS) {
+        char e[256];
+        mpi_error_text(r, e, sizeof e);
+        log_error("MPI_Isend to world rank %d failed: %s", dest, e);
+        free(buf);
+        return;
+    }
+    w->isends[w->n_isends++].buf = buf;
+}
+
+// Sends a packed control message (taking buf) to dest, or queues it for this
+// daemon itself.
+static void send_packed(struct world *w, int dest, uint8_t *buf, size_t len) {
+    if (dest == w->rank) {
+        struct self_item *it = malloc(sizeof *it);
+        if (!it) {
+            free(buf);
+            log_error("Out of memory queueing a control message; dropped it");
+            return;
+        }
+        *it = (struct self_item) { .buf = buf, .len = len };
+        *w->self_tail = it;
+        w->self_tail = &it->next;
+        return;
+    }
+    isend(w, dest, buf, len, TAG_CTL);
+}
+
+static void flush_outbox(struct world *w) {
+    for (size_t i = 0; i < w->out.n; i++) {
+        send_packed(w, w->out.v[i].dest, w->out.v[i].buf, w->out.v[i].len);
+        w->out.v[i].buf = NULL;
+    }
+    ctl_outbox_clear(&w->out);
+}
+
+static void progress_isends(struct world *w) {
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_isends; i++) {
+        int done = 0;
+        MPI_Test(&w->isends[i].req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            free(w->isends[i].buf);
+        else
+            w->isends[k++] = w->isends[i];
+    }
+    w->n_isends = k;
+}
+
+/* ---- spanning groups ---- */
+
+static struct egroup *egroup_find(struct world *w, uint64_t id) {
+    for (struct egroup *g = w->groups; g; g = g->next)
+        if (g->id == id)
+            return g;
+    return NULL;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *) a, y = *(const int *) b;
+    return (x > y) - (x < y);
+}
+
+// Registers a group given the host of each of its ranks, and creates its
+// communicator when it spans hosts and includes this one. Every host of the
+// group does this for the same message in the same order (a Form or a Go),
+// so MPI_Comm_create_group's collective calls line up.
+static void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *hosts) {
+    int *sorted = malloc(n * sizeof *sorted), ncomm = 0;
+    bool me = false;
+    if (!sorted)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (hosts[i] < 0 || hosts[i] >= w->size) {
+            log_error("Group %llx names world rank %d, outside the world", (unsigned long long) id, hosts[i]);
+            free(sorted);
+            return;
+        }
+        sorted[i] = hosts[i];
+        me |= hosts[i] == w->rank;
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_int);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || sorted[i] != sorted[i - 1])
+            sorted[ncomm++] = sorted[i];
+    if (!me || ncomm < 2 || egroup_find(w, id)) {
+        free(sorted);
+        return;
+    }
+    struct egroup *g = calloc(1, sizeof *g);
+    if (!g || !(g->hosts = malloc(n * sizeof *g->hosts))) {
+        free(g);
+        free(sorted);
+        goto oom;
+    }
+    for (size_t i = 0; i < n; i++)
+        g->hosts[i] = hosts[i];
+    g->id = id;
+    g->size = (int) n;
+    g->ncomm = ncomm;
+    g->comm_hosts = sorted;
+    MPI_Group world_grp, grp;
+    MPI_Comm_group(w->data, &world_grp);
+    MPI_Group_incl(world_grp, ncomm, sorted, &grp);
+    int r = MPI_Comm_create_group(w->data, grp, 0, &g->comm);
+    MPI_Group_free(&grp);
+    MPI_Group_free(&world_grp);
+    if (r != MPI_SUCCESS) {
+        char e[256];
+        mpi_error_text(r, e, sizeof e);
+        log_error("Failed to create the communicator of group %llx: %s", (unsigned long long) id, e);
+        g->comm = MPI_COMM_NULL;
+    } else {
+        MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
+    }
+    g->next = w->groups;
+    w->groups = g;
+    log_debug("Group %llx spans %d hosts", (unsigned long long) id, ncomm);
+    return;
+oom:
+    log_error("Out of memory registering group %llx", (unsigned long long) id);
+}
+
+static void egroup_free(struct world *w, uint64_t id) {
+    for (struct egroup **p = &w->groups; *p; p = &(*p)->next) {
+        struct egroup *g = *p;
+        if (g->id != id)
+            continue;
+        *p = g->next;
+        if (g->comm != MPI_COMM_NULL)
+            MPI_Comm_free(&g->comm);
+        free(g->hosts);
+        free(g->comm_hosts);
+        free(g);
+        return;
+    }
+}
+
+static void wmsg_free(struct wmsg *m) {
+    if (!m)
+        return;
+    free(m->buf);
+    free(m->reqs);
+    zmq_msg_close(&m->data);
+    free(m);
+}
+
+static struct wmsg *take_local(struct world *w, uint64_t group, uint64_t seq) {
+    for (struct wmsg **p = &w->locals; *p; p = &(*p)->next)
+        if ((*p)->group == group && (*p)->seq == seq) {
+            struct wmsg *m = *p;
+            *p = m->next;
+            return m;
+        }
+    return NULL;
+}
+
+static void drop_locals(struct world *w, uint64_t group) {
+    for (struct wmsg **p = &w->locals; *p;) {
+        if ((*p)->group == group) {
+            struct wmsg *m = *p;
+            *p = m->next;
+            wmsg_free(m);
+        } else {
+            p = &(*p)->next;
+        }
+    }
+}
+
+/* ---- collectives ---- */
+
+static int run_allreduce(struct egroup *g, struct wmsg *m, reduce_op op, char *err, size_t errlen) {
+    MPI_Datatype type;
+    MPI_Op mop;
+    mlxd_dtype t = (mlxd_dtype) m->d.dtype;
+    size_t esize = wire_dtype(m->d.dtype)->size;
+    size_t count = zmq_msg_size(&m->data) / esize;
+    char *buf = zmq_msg_data(&m->data);
+    mpi_type_op(t, op, &type, &mop);
+    for (size_t off = 0; off < count; off += CHUNK_ELEMS) {
+        int n = (int) (count - off < CHUNK_ELEMS ? count - off : CHUNK_ELEMS);
+        int r = MPI_Allreduce(MPI_IN_PLACE, buf + off * esize, n, type, mop, g->comm);
+        if (r != MPI_SUCCESS) {
+            char e[128];
+            mpi_error_text(r, e, sizeof e);
+            snprintf(err, errlen, "MPI_Allreduce across hosts failed: %s", e);
+            return MLXD_EINTERNAL;
+        }
+    }
+    return 0;
+}
+
+// Every host contributes its members' inputs, concatenated in rank order;
+// the result is put back in rank order.
+static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char *err, size_t errlen) {
+    uint64_t nbytes;
+    wire_tensor_nbytes(m->d.dtype, (size_t) m->d.ndim, m->d.shape, &nbytes);
+    size_t each = (size_t) nbytes;
+    int *counts = calloc((size_t) g->ncomm, sizeof *counts), *displs = calloc((size_t) g->ncomm, sizeof *displs);
+    int r = 0;
+    if (!counts || !displs || zmq_msg_init_size(ret, each * (size_t) g->size) < 0) {
+        free(counts);
+        free(displs);
+        snprintf(err, errlen, "out of memory gathering across hosts");
+        return MLXD_ENOMEM;
+    }
+    if (each > INT_MAX) {
+        snprintf(err, errlen, "all_gather across hosts moves at most 2 GiB per member");
+        r = MLXD_EINVAL;
+        goto out;
+    }
+    for (int rank = 0; rank < g->size; rank++)
+        for (int c = 0; c < g->ncomm; c++)
+            if (g->comm_hosts[c] == g->hosts[rank])
+                counts[c]++;
+    for (int c = 1; c < g->ncomm; c++)
+        displs[c] = displs[c - 1] + counts[c - 1];
+    if (each > 0) {
+        char *tmp = malloc(each * (size_t) g->size);
+        MPI_Datatype unit;
+        if (!tmp) {
+            snprintf(err, errlen, "out of memory gathering across hosts");
+            r = MLXD_ENOMEM;
+            goto out;
+        }
+        MPI_Type_contiguous((int) each, MPI_BYTE, &unit);
+        MPI_Type_commit(&unit);
+        int me = 0;
+        for (int c = 0; c < g->ncomm; c++)
+            if (g->comm_hosts[c] != g->hosts[0] && false)
+                me = c;
+        (void) me;
+        int e = MPI_Allgatherv(zmq_msg_data(&m->data), (int) (zmq_msg_size(&m->data) / each), unit, tmp, counts,
+                               displs, unit, g->comm);
+        MPI_Type_free(&unit);
+        if (e != MPI_SUCCESS) {
+            char t[128];
+            mpi_error_text(e, t, sizeof t);
+            snprintf(err, errlen, "MPI_Allgatherv across hosts failed: %s", t);
+            free(tmp);
+            r = MLXD_EINTERNAL;
+            goto out;
+        }
+        // tmp holds host after host, each host's members in rank order.
+        int *next = calloc((size_t) g->ncomm, sizeof *next);
+        if (!next) {
+            free(tmp);
+            snprintf(err, errlen, "out of memory gathering across hosts");
+            r = MLXD_ENOMEM;
+            goto out;
+        }
+        for (int rank = 0; rank < g->size; rank++)
+            for (int c = 0; c < g->ncomm; c++)
+                if (g->comm_hosts[c] == g->hosts[rank]) {
+                    memcpy((char *) zmq_msg_data(ret) + (size_t) rank * each,
+                           tmp + (size_t) (displs[c] + next[c]++) * each, each);
+                    break;
+                }
+        free(next);
+        free(tmp);
+    }
+out:
+    free(counts);
+    free(displs);
+    if (r < 0)
+        zmq_msg_close(ret);
+    return r;
+}
+
+static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *part) {
+    const Mlxd__Ctl__Go *go = ctl->go;
+    char err[256] = "";
+    int code = 0;
+    zmq_msg_t result;
+    bool has_result = false;
+
+    if (go->code != 0 || !part) {
+        emit(w, WORLD_EVENT_GO, from, ctl, NULL, 0, NULL);
+        wmsg_free(part);
+        return;
+    }
+    struct egroup *g = egroup_find(w, go->group);
+    switch (part->d.op) {
+    case MLXD__OP_TYPE__OP_BARRIER:
+        break;
+    case MLXD__OP_TYPE__OP_SPLIT:
+        for (size_t i = 0; i < go->n_split; i++)
+            if (go->split[i])
+                egroup_add(w, go->split[i]->group, go->split[i]->n_hosts, go->split[i]->hosts);
+        break;
+    case MLXD__OP_TYPE__OP_ALL_SUM:
+    case MLXD__OP_TYPE__OP_SUM_SCATTER:
+    case MLXD__OP_TYPE__OP_ALL_MAX:
+    case MLXD__OP_TYPE__OP_ALL_MIN:
+        if (!g || g->comm == MPI_COMM_NULL || !part->has_data) {
+            code = MLXD_EINTERNAL;
+            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            break;
+        }
+        code = run_allreduce(g, part,
+                             part->d.op == MLXD__OP_TYPE__OP_ALL_MAX   ? REDUCE_MAX
+                             : part->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
+                                                                       : REDUCE_SUM,
+                             err, sizeof err);
+        if (code == 0) {
+            zmq_msg_init(&result);
+            zmq_msg_move(&result, &part->data);
+            has_result = true;
+        }
+        break;
+    case MLXD__OP_TYPE__OP_ALL_GATHER:
+        if (!g || g->comm == MPI_COMM_NULL || !part->has_data) {
+            code = MLXD_EINTERNAL;
+            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            break;
+        }
+        code = run_allgather(g, part, &result, err, sizeof err);
+        has_result = code == 0;
+        break;
+    default:
+        code = MLXD_EINTERNAL;
+        snprintf(err, sizeof err, "a Go for op %d, which is not a collective", part->d.op);
+    }
+    if (code < 0)
+        log_error("Group %llx: %s", (unsigned long long) go->group, err);
+    emit(w, WORLD_EVENT_GO, from, ctl, has_result ? &result : NULL, code, err);
+    wmsg_free(part);
+}
+
+// Runs the ordered queue as far as it can: a Go waits for this host's part.
+static void run_fifo(struct world *w) {
+    struct fifo_item *it;
+    while ((it = w->fifo)) {
+        Mlxd__Ctl__Ctl *ctl = it->ctl;
+        struct wmsg *part = NULL;
+        switch (ctl->body_case) {
+        case MLXD__CTL__CTL__BODY_FORM:
+            egroup_add(w, ctl->form->group, ctl->form->n_hosts, ctl->form->hosts);
+            emit(w, WORLD_EVENT_CTL, it->from, ctl, NULL, 0, NULL);
+            break;
+        case MLXD__CTL__CTL__BODY_GO:
+            if (ctl->go->code == 0) {
+                part = take_local(w, ctl->go->group, ctl->go->seq);
+                if (!part) {
+                    uint64_t now = wire_now_us();
+                    if (!w->go_wait_since)
+                        w->go_wait_since = now;
+                    else if (now - w->go_wait_since > 10u * 1000000u) {
+                        log_warning("Group %llx op #%llu: waiting 10 s for this host's part",
+                                    (unsigned long long) ctl->go->group, (unsigned long long) ctl->go->seq + 1);
+                        w->go_wait_since = now;
+                    }
+                    return;
+                }
+            } else {
+                drop_locals(w, ctl->go->group);
+            }
+            w->go_wait_since = 0;
+            run_go(w, it->from, ctl, part);
+            break;
+        case MLXD__CTL__CTL__BODY_ABORT:
+            drop_locals(w, ctl->abort->group);
+            emit(w, WORLD_EVENT_CTL, it->from, ctl, NULL, 0, NULL);
+            break;
+        case MLXD__CTL__CTL__BODY_GROUP_FREE:
+            drop_locals(w, ctl->group_free->group);
+            egroup_free(w, ctl->group_free->group);
+            emit(w, WORLD_EVENT_CTL, it->from, ctl, NULL, 0, NULL);
+            break;
+        default:
+            emit(w, WORLD_EVENT_CTL, it->from, ctl, NULL, 0, NULL);
+            break;
+        }
+        w->fifo = it->next;
+        if (!w->fifo)
+            w->fifo_tail = &w->fifo;
+        free(it);
+    }
+}
+
+/* ---- incoming messages ---- */
+
+static void post_p2p_recv(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
+    const Mlxd__Ctl__P2P *h = ctl->p2p;
+    struct p2p_in *in = calloc(1, sizeof *in);
+    uint64_t n = h->nbytes;
+    int chunks = (int) ((n + CHUNK_BYTES - 1) / CHUNK_BYTES);
+    if (!in || (chunks && !(in->reqs = calloc((size_t) chunks, sizeof *in->reqs))) ||
+        zmq_msg_init_size(&in->data, (size_t) n) < 0) {
+        // Without a buffer the bytes cannot be received, and the sender's
+        // next messages would be misread: this is as fatal as it gets.
+        log_error("Out of memory receiving %llu bytes from world rank %d", (unsigned long long) n, from);
+        abort();
+    }
+    in->from = from;
+    in->ctl = ctl;
+    char *buf = zmq_msg_data(&in->data);
+    for (uint64_t off = 0; off < n; off += CHUNK_BYTES) {
+        int len = (int) (n - off < CHUNK_BYTES ? n - off : CHUNK_BYTES);
+        MPI_Irecv(buf + off, len, MPI_BYTE, from, TAG_DATA, w->control, &in->reqs[in->nreqs++]);
+    }
+    in->next = w->receiving;
+    w->receiving = in;
+}
+
+static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
+    const char *ignored = NULL;
+    switch (ctl->body_case) {
+    case MLXD__CTL__CTL__BODY_JOIN:
+    case MLXD__CTL__CTL__BODY_LEAVE:
+    case MLXD__CTL__CTL__BODY_ARRIVE:
+    case MLXD__CTL__CTL__BODY_TIMEOUT:
+    case MLXD__CTL__CTL__BODY_ABORT_REQ:
+    case MLXD__CTL__CTL__BODY_GROUP_GONE:
+        if (!w->coord) {
+            log_warning("World rank %d sent a coordinator's message to world rank %d; ignored", from, w->rank);
+        } else if (coord_handle(w->coord, from, ctl, wire_now_us(), &w->out, &ignored) < 0) {
+            log_error("The coordinator ran out of memory handling a message from world rank %d", from);
+        } else if (ignored) {
+            log_debug("Coordinator ignored a message from world rank %d: %s", from, ignored);
+        }
+        flush_outbox(w);
+        mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        break;
+    case MLXD__CTL__CTL__BODY_HELLO_FAIL:
+    case MLXD__CTL__CTL__BODY_FORM:
+    case MLXD__CTL__CTL__BODY_GO:
+    case MLXD__CTL__CTL__BODY_ABORT:
+    case MLXD__CTL__CTL__BODY_GROUP_FREE: {
+        struct fifo_item *it = malloc(sizeof *it);
+        if (!it) {
+            log_error("Out of memory queueing a control message from world rank %d; dropped it", from);
+            mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+            break;
+        }
+        *it = (struct fifo_item) { .from = from, .ctl = ctl };
+        *w->fifo_tail = it;
+        w->fifo_tail = &it->next;
+        break;
+    }
+    case MLXD__CTL__CTL__BODY_P2P:
+        if (from == w->rank) {
+            log_error("A p2p message from this daemon to itself; dropped it");
+            mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        } else {
+            post_p2p_recv(w, from, ctl);
+        }
+        break;
+    case MLXD__CTL__CTL__BODY_STATUS_REQ:
+    case MLXD__CTL__CTL__BODY_STATUS_REP:
+        emit(w, WORLD_EVENT_CTL, from, ctl, NULL, 0, NULL);
+        break;
+    default:
+        log_warning("World rank %d sent an unknown control message; ignored", from);
+        mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+    }
+}
+
+static void handle_packed(struct world *w, int from, const uint8_t *buf, size_t len) {
+    Mlxd__Ctl__Ctl *ctl = mlxd__ctl__ctl__unpack(NULL, len, buf);
+    if (!ctl) {
+        log_warning("World rank %d sent a control message that does not decode (%zu bytes); ignored", from, len);
+        return;
+    }
+    handle_ctl(w, from, ctl);
+}
+
+static bool poll_mpi(struct world *w) {
+    bool any = false;
+    for (;;) {
+        int flag = 0, len = 0;
+        MPI_Status st;
+        MPI_Message msg;
+        if (MPI_Improbe(MPI_ANY_SOURCE, TAG_CTL, w->control, &flag, &msg, &st) != MPI_SUCCESS || !flag)
+            break;
+        MPI_Get_count(&st, MPI_BYTE, &len);
+        uint8_t *buf = malloc(len > 0 ? (size_t) len : 1);
+        if (!buf) {
+            uint8_t dummy;
+            log_error("Out of memory receiving a control message; dropped it");
+            MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+            continue;
+        }
+        MPI_Mrecv(buf, len, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+        handle_packed(w, st.MPI_SOURCE, buf, (size_t) len);
+        free(buf);
+        any = true;
+    }
+    return any;
+}
+
+static void progress_p2p(struct world *w) {
+    for (struct wmsg **p = &w->sending; *p;) {
+        int done = 0;
+        MPI_Testall((*p)->nreqs, (*p)->reqs, &done, MPI_STATUSES_IGNORE);
+        if (done) {
+            struct wmsg *m = *p;
+            *p = m->next;
+            wmsg_free(m);
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    for (struct p2p_in **p = &w->receiving; *p;) {
+        int done = 0;
+        MPI_Testall((*p)->nreqs, (*p)->reqs, &done, MPI_STATUSES_IGNORE);
+        if (done) {
+            struct p2p_in *in = *p;
+            *p = in->next;
+            emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+            free(in->reqs);
+            free(in);
+        } else {
+            p = &(*p)->next;
+        }
+    }
+}
+
+static void start_p2p(struct world *w, struct wmsg *m) {
+    uint64_t n = zmq_msg_size(&m->data);
+    int chunks = (int) ((n + CHUNK_BYTES - 1) / CHUNK_BYTES);
+    m->reqs = calloc((size_t) chunks + 1, sizeof *m->reqs);
+    if (!m->reqs) {
+        log_error("Out of memory sending %llu bytes to world rank %d; dropped them", (unsigned long long) n, m->dest);
+        wmsg_free(m);
+        return;
+    }
+    MPI_Isend(m->buf, (int) m->len, MPI_BYTE, m->dest, TAG_CTL, w->control, &m->reqs[m->nreqs++]);
+    char *buf = zmq_msg_data(&m->data);
+    for (uint64_t off = 0; off < n; off += CHUNK_BYTES) {
+        int len = (int) (n - off < CHUNK_BYTES ? n - off : CHUNK_BYTES);
+        MPI_Isend(buf + off, len, MPI_BYTE, m->dest, TAG_DATA, w->control, &m->reqs[m->nreqs++]);
+    }
+    m->next = w->sending;
+    w->sending = m;
+}
+
+// Takes what the loop sent; false once it said stop.
+static bool handle_loop(struct world *w) {
+    struct wmsg *m;
+    while ((m = recv_ptr(w->engine_end, ZMQ_DONTWAIT))) {
+        switch (m->type) {
+        case WMSG_STOP:
+            wmsg_free(m);
+            return false;
+        case WMSG_CTL:
+            send_packed(w, m->dest, m->buf, m->len);
+            m->buf = NULL;
+            wmsg_free(m);
+            break;
+        case WMSG_LOCAL:
+            m->next = w->locals;
+            w->locals = m;
+            break;
+        case WMSG_P2P:
+            start_p2p(w, m);
+            break;
+        }
+    }
+    return true;
+}
+
+static void run_self(struct world *w) {
+    struct self_item *it;
+    while ((it = w->self)) {
+        w->self = it->next;
+        if (!w->self)
+            w->self_tail = &w->self;
+        handle_packed(w, w->rank, it->buf, it->len);
+        free(it->buf);
+        free(it);
+    }
 }
 
 static int engine_init_mpi(struct world *w) {
@@ -69,42 +840,106 @@ static int engine_init_mpi(struct world *w) {
         return -ENOMEM;
     char me[HOST_MAX] = { 0 };
     gethostname(me, sizeof me - 1);
-    r = MPI_Allgather(me, HOST_MAX, MPI_CHAR, w->hosts, HOST_MAX, MPI_CHAR, MPI_COMM_WORLD);
-    if (r != MPI_SUCCESS)
-        return -EIO;
-    r = MPI_Comm_dup(MPI_COMM_WORLD, &w->control);
-    if (r != MPI_SUCCESS)
+    if (MPI_Allgather(me, HOST_MAX, MPI_CHAR, w->hosts, HOST_MAX, MPI_CHAR, MPI_COMM_WORLD) != MPI_SUCCESS ||
+        MPI_Comm_dup(MPI_COMM_WORLD, &w->control) != MPI_SUCCESS ||
+        MPI_Comm_dup(MPI_COMM_WORLD, &w->data) != MPI_SUCCESS)
         return -EIO;
     MPI_Comm_set_errhandler(w->control, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(w->data, MPI_ERRORS_RETURN);
+    r = setup_reductions();
+    if (r < 0)
+        return r;
+    if (w->rank == 0 && !(w->coord = coord_new(w->size)))
+        return -ENOMEM;
     return 0;
+}
+
+static void engine_fini_mpi(struct world *w) {
+    while (w->groups)
+        egroup_free(w, w->groups->id);
+    for (size_t i = 0; i < w->n_isends; i++) {
+        MPI_Cancel(&w->isends[i].req);
+        MPI_Request_free(&w->isends[i].req);
+        free(w->isends[i].buf);
+    }
+    free(w->isends);
+    for (int op = 0; op < REDUCE_OP_MAX; op++)
+        MPI_Op_free(&mpi_ops[op]);
+    for (int t = 0; t < MLXD_DTYPE_MAX; t++)
+        MPI_Type_free(&mpi_dtypes[t]);
+    MPI_Comm_free(&w->control);
+    MPI_Comm_free(&w->data);
+    MPI_Finalize();
+}
+
+// How long the engine may sleep. A world of one has nothing to probe:
+// sleep until the loop speaks. Otherwise MPI must be polled: spin while
+// bytes move or right after activity (ops in a loop stay fast), poll every
+// millisecond for a second after that, then back off so an idle world sleeps.
+static int engine_timeout(const struct world *w, uint64_t now, uint64_t last_active, int *idle_ms) {
+    if (w->self || (w->fifo && !w->go_wait_since))
+        return 0;
+    if (w->size == 1)
+        return -1;
+    if (w->sending || w->receiving || w->n_isends || now - last_active < 2000)
+        return 0;
+    if (now - last_active < 1000000) {
+        *idle_ms = 1;
+        return 1;
+    }
+    *idle_ms = *idle_ms * 2 > IDLE_POLL_MAX_MS ? IDLE_POLL_MAX_MS : *idle_ms * 2;
+    return *idle_ms;
 }
 
 static void *engine_main(void *arg) {
     struct world *w = arg;
-    int code;
+    int idle_ms = 1;
+    uint64_t last_active = 0;
     w->init_error = engine_init_mpi(w);
-    send_code(w->engine_end, ENGINE_READY);
-    if (w->init_error == 0) {
-        // Until the control plane lands, the engine's only job is to wait
-        // for the stop; a blocking recv sleeps.
-        while (recv_code(w->engine_end, &code) == 0 && code != ENGINE_STOP)
-            ;
-        MPI_Comm_free(&w->control);
-        MPI_Finalize();
+    send_ptr(w->engine_end, NULL);     // ready (or failed: see init_error)
+    if (w->init_error < 0)
+        return NULL;
+    for (;;) {
+        zmq_pollitem_t item = { .socket = w->engine_end, .events = ZMQ_POLLIN };
+        int n = zmq_poll(&item, 1, engine_timeout(w, wire_now_us(), last_active, &idle_ms));
+        bool busy = n > 0;
+        if (n > 0 && !handle_loop(w))
+            break;
+        if (w->size > 1)
+            busy |= poll_mpi(w);
+        busy |= w->self != NULL;
+        run_self(w);
+        progress_isends(w);
+        progress_p2p(w);
+        run_fifo(w);
+        if (busy)
+            last_active = wire_now_us();
     }
+    w->coord = coord_free(w->coord);
+    ctl_outbox_fini(&w->out);
+    engine_fini_mpi(w);
     return NULL;
 }
 
 int world_start(struct server *s, struct world **ret) {
     struct world *w = calloc(1, sizeof *w);
     char addr[64];
-    int r, code;
+    int r, zero = 0;
     if (!w)
         return log_errno(LOG_ERR, -ENOMEM, "Out of memory");
     w->zctx = s->zctx;
+    w->fifo_tail = &w->fifo;
+    w->self_tail = &w->self;
     snprintf(addr, sizeof addr, "inproc://mlxd-world-%p", (void *) w);
     w->loop_end = zmq_socket(w->zctx, ZMQ_PAIR);
     w->engine_end = zmq_socket(w->zctx, ZMQ_PAIR);
+    if (w->loop_end && w->engine_end) {
+        // Pointers to owned messages go through; none may be dropped.
+        zmq_setsockopt(w->loop_end, ZMQ_SNDHWM, &zero, sizeof zero);
+        zmq_setsockopt(w->loop_end, ZMQ_RCVHWM, &zero, sizeof zero);
+        zmq_setsockopt(w->engine_end, ZMQ_SNDHWM, &zero, sizeof zero);
+        zmq_setsockopt(w->engine_end, ZMQ_RCVHWM, &zero, sizeof zero);
+    }
     if (!w->loop_end || !w->engine_end || zmq_bind(w->loop_end, addr) < 0 || zmq_connect(w->engine_end, addr) < 0) {
         r = log_errno(LOG_ERR, -zmq_errno(), "Failed to set up the engine's socket: %s", zmq_strerror(zmq_errno()));
         world_stop(w);
@@ -121,9 +956,8 @@ int world_start(struct server *s, struct world **ret) {
         return log_errno(LOG_ERR, -r, "Failed to start the MPI engine thread: %m");
     }
     w->thread_started = true;
-    r = recv_code(w->loop_end, &code);
-    if (r < 0 || w->init_error < 0) {
-        r = r < 0 ? r : w->init_error;
+    if (zmq_recv(w->loop_end, &(void *) { NULL }, sizeof(void *), 0) < 0 || w->init_error < 0) {
+        r = w->init_error < 0 ? w->init_error : -EIO;
         log_errno(LOG_ERR, r, "Failed to initialise MPI: %m");
         world_stop(w);
         return r;
@@ -154,17 +988,36 @@ static void reap_children(void) {
     }
 }
 
+static int post(struct world *w, struct wmsg *m) {
+    if (send_ptr(w->loop_end, m) < 0) {
+        wmsg_free(m);
+        return -EIO;
+    }
+    return 0;
+}
+
 void world_stop(struct world *w) {
     if (!w)
         return;
     if (w->thread_started) {
-        if (w->init_error == 0)
-            send_code(w->loop_end, ENGINE_STOP);
+        if (w->init_error == 0) {
+            struct wmsg *m = calloc(1, sizeof *m);
+            if (m) {
+                zmq_msg_init(&m->data);
+                m->type = WMSG_STOP;
+                post(w, m);
+            }
+        }
         pthread_join(w->thread, NULL);
         reap_children();
     }
-    if (w->loop_end)
+    // Events the loop never read.
+    if (w->loop_end) {
+        struct world_event *e;
+        while ((e = recv_ptr(w->loop_end, ZMQ_DONTWAIT)))
+            world_event_free(e);
         zmq_close(w->loop_end);
+    }
     if (w->engine_end)
         zmq_close(w->engine_end);
     free(w->hosts);
@@ -188,22 +1041,86 @@ const char *world_mpi_version(const struct world *w) {
 }
 
 int world_expand_endpoint(const struct world *w, char *endpoint, size_t size) {
-    char out[512], *o = out;
+    char out[512];
+    size_t o = 0;
     for (const char *p = endpoint; *p; p++) {
-        if (p[0] == '%' && p[1] == 'r') {
-            o += snprintf(o, (size_t) (out + sizeof out - o), "%d", w->rank);
-            p++;
-        } else if (o < out + sizeof out - 1) {
-            *o++ = *p;
-        }
-        if (o >= out + sizeof out - 1)
+        int n = p[0] == '%' && p[1] == 'r' ? snprintf(out + o, sizeof out - o, "%d", w->rank)
+                                           : snprintf(out + o, sizeof out - o, "%c", *p);
+        if (n < 0 || (size_t) n >= sizeof out - o)
             return -ENAMETOOLONG;
+        o += (size_t) n;
+        p += p[0] == '%' && p[1] == 'r';
     }
-    *o = '\0';
-    if (strlen(out) >= size)
+    if (o >= size)
         return -ENAMETOOLONG;
-    strcpy(endpoint, out);
+    memcpy(endpoint, out, o + 1);
     return 0;
+}
+
+static struct wmsg *wmsg_new(enum wmsg_type type, int dest, const Mlxd__Ctl__Ctl *m) {
+    struct wmsg *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->type = type;
+    x->dest = dest;
+    zmq_msg_init(&x->data);
+    if (m) {
+        x->len = protobuf_c_message_get_packed_size(&m->base);
+        x->buf = malloc(x->len ? x->len : 1);
+        if (!x->buf) {
+            free(x);
+            return NULL;
+        }
+        protobuf_c_message_pack(&m->base, x->buf);
+    }
+    return x;
+}
+
+int world_send_ctl(struct world *w, int dest, const Mlxd__Ctl__Ctl *m) {
+    struct wmsg *x = wmsg_new(WMSG_CTL, dest, m);
+    return x ? post(w, x) : -ENOMEM;
+}
+
+int world_send_local(struct world *w, uint64_t group, uint64_t seq, const struct op_desc *d, zmq_msg_t *data) {
+    struct wmsg *x = wmsg_new(WMSG_LOCAL, w->rank, NULL);
+    if (!x) {
+        if (data)
+            zmq_msg_close(data);
+        return -ENOMEM;
+    }
+    x->group = group;
+    x->seq = seq;
+    x->d = *d;
+    if (data) {
+        zmq_msg_move(&x->data, data);
+        zmq_msg_close(data);
+        x->has_data = true;
+    }
+    return post(w, x);
+}
+
+int world_send_p2p(struct world *w, int dest, uint64_t group, int src, int dst, const struct op_desc *d,
+                   zmq_msg_t *data) {
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__P2P h = MLXD__CTL__P2_P__INIT;
+    h.group = group;
+    h.src = src;
+    h.dst = dst;
+    h.dtype = d->dtype;
+    h.n_shape = (size_t) d->ndim;
+    h.shape = (int64_t *) d->shape;
+    h.nbytes = zmq_msg_size(data);
+    c.body_case = MLXD__CTL__CTL__BODY_P2P;
+    c.p2p = &h;
+    struct wmsg *x = wmsg_new(WMSG_P2P, dest, &c);
+    if (!x) {
+        zmq_msg_close(data);
+        return -ENOMEM;
+    }
+    zmq_msg_move(&x->data, data);
+    zmq_msg_close(data);
+    x->has_data = true;
+    return post(w, x);
 }
 
 void *world_socket(struct world *w) {
@@ -211,11 +1128,7 @@ void *world_socket(struct world *w) {
 }
 
 void world_dispatch(struct world *w, struct server *s) {
-    int code;
-    while (zmq_recv(w->loop_end, &code, sizeof code, ZMQ_DONTWAIT) >= 0)
-        log_debug("Engine said %d", code);
-}
-
-uint64_t world_next_wakeup_us(const struct world *w, uint64_t now) {
-    return UINT64_MAX;
+    struct world_event *e;
+    while ((e = recv_ptr(w->loop_end, ZMQ_DONTWAIT)))
+        span_event(s, e);
 }

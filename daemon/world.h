@@ -1,11 +1,19 @@
 /* The MPI world of the daemons. All MPI calls happen on one engine thread,
  * fed through an inproc ZeroMQ socket, so that the loop thread never blocks
- * on another host. */
+ * on another host. The engine carries the control plane (proto/control.proto)
+ * and, on world rank 0, runs the coordinator (coord.c); it runs the MPI
+ * collectives of spanning groups strictly in the order their Go messages
+ * arrive. The loop talks to it with world_send_*(), and learns what happened
+ * from the events world_dispatch() hands to span.c. */
 #ifndef MLXD_WORLD_H
 #define MLXD_WORLD_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
+
+#include "control.pb-c.h"
+#include "desc.h"
 
 struct server;
 struct world;
@@ -15,7 +23,7 @@ struct world;
 int world_start(struct server *s, struct world **ret);
 
 // Finalises MPI, joins the engine thread and reaps the helper processes MPI
-// forked (the singleton's orted). NULL is fine.
+// forked. NULL is fine.
 void world_stop(struct world *w);
 
 int world_rank(const struct world *w);
@@ -28,12 +36,45 @@ const char *world_mpi_version(const struct world *w);
 // Replaces "%r" in an endpoint with this daemon's world rank, in place.
 int world_expand_endpoint(const struct world *w, char *endpoint, size_t size);
 
-// The loop polls this socket; when it is readable, world_dispatch() handles
-// what the engine sent.
+// Sends a control message to world rank dest (this daemon included: the
+// coordinator is world rank 0). m is packed at once; the caller keeps it.
+int world_send_ctl(struct world *w, int dest, const Mlxd__Ctl__Ctl *m);
+
+// This host's part of the seq-th collective of a spanning group, handed over
+// before the last local member's Arrive so that the engine has it when the Go
+// comes. For reductions and sum_scatter, data is the local members' reduction;
+// for all_gather, their inputs concatenated in rank order; barrier and split
+// carry none (data NULL). d is the op as the local members asked it. data is
+// moved into the engine.
+int world_send_local(struct world *w, uint64_t group, uint64_t seq, const struct op_desc *d, zmq_msg_t *data);
+
+// A send to a rank on another host: the message and its bytes go to world
+// rank dest. data is moved into the engine.
+int world_send_p2p(struct world *w, int dest, uint64_t group, int src, int dst, const struct op_desc *d,
+                   zmq_msg_t *data);
+
+// What the engine reports to the loop.
+enum world_event_type {
+    WORLD_EVENT_CTL,                // a control message for the loop: HelloFail, Form, Abort, GroupFree, StatusReq, StatusRep
+    WORLD_EVENT_GO,                 // a Go, run: ctl is the Go; data the result (reductions, gathers)
+    WORLD_EVENT_P2P,                // a send from another host: ctl is the P2P; data its bytes
+};
+
+struct world_event {
+    enum world_event_type type;
+    int from;                       // world rank the message came from
+    Mlxd__Ctl__Ctl *ctl;            // decoded; freed by world_event_free
+    zmq_msg_t data;
+    bool has_data;
+    int code;                       // WORLD_EVENT_GO: an MPI failure here overrides the Go's code
+    char message[256];
+};
+
+void world_event_free(struct world_event *e);
+
+// The loop polls this socket; when it is readable, world_dispatch() reads
+// every event and hands each to span_event() (span.c).
 void *world_socket(struct world *w);
 void world_dispatch(struct world *w, struct server *s);
-
-// When the loop must wake for the world next (UINT64_MAX: no need).
-uint64_t world_next_wakeup_us(const struct world *w, uint64_t now);
 
 #endif

@@ -1,0 +1,285 @@
+#include "span.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "reduce.h"
+
+static bool same_op(const struct op_desc *a, const struct op_desc *b) {
+    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
+           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
+}
+
+// This host's part of the current collective, once every local member is in:
+// the local reduction (into the first local member's buffer), the local
+// inputs in rank order (gather), or nothing (barrier, split, or members here
+// that disagree, which the coordinator will report to everyone).
+static int local_part(struct group *g, zmq_msg_t *ret) {
+    struct pending *first = NULL;
+    int n = 0;
+    for (int r = 0; r < g->size; r++) {
+        struct pending *p = g->slots[r].coll;
+        if (!p)
+            continue;
+        if (!first)
+            first = p;
+        else if (!same_op(&first->d, &p->d) || (first->d.op != MLXD__OP_TYPE__OP_BARRIER &&
+                                                first->d.op != MLXD__OP_TYPE__OP_SPLIT && !first->has_data))
+            return 0;
+        n++;
+    }
+    const void **srcs = NULL;
+    switch (first->d.op) {
+    case MLXD__OP_TYPE__OP_ALL_SUM:
+    case MLXD__OP_TYPE__OP_ALL_MAX:
+    case MLXD__OP_TYPE__OP_ALL_MIN:
+    case MLXD__OP_TYPE__OP_SUM_SCATTER: {
+        reduce_op op = first->d.op == MLXD__OP_TYPE__OP_ALL_MAX   ? REDUCE_MAX
+                       : first->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
+                                                                  : REDUCE_SUM;
+        size_t count = first->nbytes / wire_dtype(first->d.dtype)->size;
+        zmq_msg_move(ret, &first->data);
+        if (!(srcs = malloc((size_t) n * sizeof *srcs)))
+            return MLXD_ENOMEM;
+        int k = 0;
+        srcs[k++] = zmq_msg_data(ret);
+        for (int r = 0; r < g->size; r++)
+            if (g->slots[r].coll && g->slots[r].coll != first)
+                srcs[k++] = zmq_msg_data(&g->slots[r].coll->data);
+        if (count)
+            reduce_n(op, (mlxd_dtype) first->d.dtype, zmq_msg_data(ret), srcs, (size_t) n, count);
+        free(srcs);
+        return 1;
+    }
+    case MLXD__OP_TYPE__OP_ALL_GATHER: {
+        size_t each = first->nbytes, off = 0;
+        if (zmq_msg_init_size(ret, each * (size_t) n) < 0)
+            return MLXD_ENOMEM;
+        for (int r = 0; r < g->size; r++)
+            if (g->slots[r].coll) {
+                if (each)
+                    memcpy((char *) zmq_msg_data(ret) + off, zmq_msg_data(&g->slots[r].coll->data), each);
+                off += each;
+            }
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+static void send_to_coord(struct server *s, Mlxd__Ctl__Ctl *c) {
+    if (world_send_ctl(s->world, 0, c) < 0)
+        log_error("Failed to reach the coordinator (out of memory)");
+}
+
+void span_arrive(struct server *s, struct group *g, struct pending *p) {
+    bool all = true;
+    for (int r = 0; r < g->size; r++)
+        if (g->slots[r].state != SLOT_REMOTE && !g->slots[r].coll)
+            all = false;
+    // The part goes first, so the engine has it by the time the Go comes.
+    if (all) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        int r = local_part(g, &part);
+        if (r < 0)
+            log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
+                      (unsigned long long) g->seq + 1);
+        world_send_local(s->world, g->id, g->seq, &p->d, r > 0 ? &part : NULL);
+        zmq_msg_close(&part);
+    }
+    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
+    Mlxd__Ctl__Arrive a = MLXD__CTL__ARRIVE__INIT;
+    Mlxd__Ctl__Desc d = MLXD__CTL__DESC__INIT;
+    d.rank = p->rank;
+    d.op = (uint32_t) p->d.op;
+    d.dtype = p->d.dtype;
+    d.n_shape = (size_t) p->d.ndim;
+    d.shape = p->d.shape;
+    d.color = p->d.color;
+    d.key = p->d.key;
+    a.group = g->id;
+    a.seq = g->seq;
+    a.desc = &d;
+    c.body_case = MLXD__CTL__CTL__BODY_ARRIVE;
+    c.arrive = &a;
+    send_to_coord(s, &c);
+}
+
+// The new groups of a split of a spanning group, as the coordinator made them.
+static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *go) {
+    int me = world_rank(s->world);
+    for (size_t i = 0; i < go->n_split; i++) {
+        const Mlxd__Ctl__NewGroup *ng = go->split[i];
+        int n = (int) ng->n_members, here = 0, nhosts = 0;
+        if (n < 1 || ng->n_hosts != ng->n_members)
+            continue;
+        for (int k = 0; k < n; k++) {
+            if (ng->members[k] < 0 || ng->members[k] >= g->size)
+                goto bad;
+            here += ng->hosts[k] == me;
+            nhosts += k == 0 || ng->hosts[k] != ng->hosts[0];
+        }
+        if (!here)
+            continue;
+        struct group *sub = group_new(s, g->job, n);
+        if (!sub) {
+            for (int k = 0; k < n; k++)
+                if (ng->hosts[k] == me && g->slots[ng->members[k]].coll)
+                    pending_fail(s, g->slots[ng->members[k]].coll, MLXD_ENOMEM, "out of memory splitting");
+            continue;
+        }
+        sub->id = ng->group;
+        sub->spanning = nhosts > 1;
+        sub->live = here;
+        for (int k = 0; k < n; k++) {
+            struct slot *old = &g->slots[ng->members[k]], *sl = &sub->slots[k];
+            sl->host = ng->hosts[k];
+            sl->job_rank = old->job_rank;
+            if (ng->hosts[k] != me) {
+                sl->state = SLOT_REMOTE;
+                continue;
+            }
+            sl->state = SLOT_UNATTACHED;
+            sl->pid = old->pid;
+            if (!old->coll)
+                continue;
+            Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
+            Mlxd__Reply r = MLXD__REPLY__INIT;
+            o.group = sub->id;
+            o.rank = k;
+            o.size = n;
+            o.token = sl->token;
+            r.body_case = MLXD__REPLY__BODY_OP;
+            r.op = &o;
+            pending_finish(s, old->coll, &r, NULL, 0);
+        }
+        continue;
+    bad:
+        log_warning("Job %s: the coordinator's split names a rank outside group %llx", g->job->id,
+                    (unsigned long long) g->id);
+    }
+}
+
+static void go_done(struct server *s, struct world_event *e) {
+    const Mlxd__Ctl__Go *go = e->ctl->go;
+    struct group *g = group_find(s, go->group);
+    struct pending *first = NULL;
+    if (!g)
+        return;                      // nobody of it is left here
+    if (go->seq != g->seq) {
+        log_warning("Job %s: a Go for op #%llu of group %llx, which is at op #%llu; ignored", g->job->id,
+                    (unsigned long long) go->seq + 1, (unsigned long long) g->id, (unsigned long long) g->seq + 1);
+        return;
+    }
+    for (int r = 0; r < g->size && !first; r++)
+        first = g->slots[r].coll;
+    int code = e->code ? e->code : go->code;
+    const char *msg = e->code ? e->message : go->message;
+    if (code < 0 || !first) {
+        if (code < 0)
+            log_info("Job %s: %s", g->job->id, msg);
+        for (int r = 0; r < g->size; r++)
+            if (g->slots[r].coll)
+                pending_fail(s, g->slots[r].coll, code < 0 ? code : MLXD_EINTERNAL, "%s", msg);
+    } else {
+        struct op_desc d = first->d;
+        switch (d.op) {
+        case MLXD__OP_TYPE__OP_BARRIER:
+            for (int r = 0; r < g->size; r++)
+                if (g->slots[r].coll)
+                    op_reply_empty(s, g->slots[r].coll);
+            break;
+        case MLXD__OP_TYPE__OP_SPLIT:
+            split_done(s, g, go);
+            break;
+        case MLXD__OP_TYPE__OP_SUM_SCATTER: {
+            size_t block = zmq_msg_size(&e->data) / (size_t) g->size;
+            d.shape[0] /= g->size;
+            for (int r = 0; r < g->size; r++) {
+                zmq_msg_t f;
+                if (!g->slots[r].coll)
+                    continue;
+                if (zmq_msg_init_size(&f, block) < 0) {
+                    pending_fail(s, g->slots[r].coll, MLXD_ENOMEM, "out of memory");
+                    continue;
+                }
+                memcpy(zmq_msg_data(&f), (char *) zmq_msg_data(&e->data) + (size_t) r * block, block);
+                op_reply_tensor(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, &f);
+            }
+            break;
+        }
+        default:
+            if (d.op == MLXD__OP_TYPE__OP_ALL_GATHER) {
+                if (d.ndim == 0)
+                    d.ndim = 1, d.shape[0] = g->size;
+                else
+                    d.shape[0] *= g->size;
+            }
+            for (int r = 0; r < g->size; r++) {
+                zmq_msg_t f;
+                if (!g->slots[r].coll)
+                    continue;
+                zmq_msg_init(&f);
+                zmq_msg_copy(&f, &e->data);
+                op_reply_tensor(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, &f);
+            }
+        }
+    }
+    g->seq++;
+    g->job->ops_done++;
+    job_gc(s, g->job);
+}
+
+void span_event(struct server *s, struct world_event *e) {
+    const Mlxd__Ctl__Ctl *c = e->ctl;
+    struct group *g;
+    switch (e->type) {
+    case WORLD_EVENT_GO:
+        go_done(s, e);
+        break;
+    case WORLD_EVENT_P2P:
+        if ((g = group_find(s, c->p2p->group))) {
+            struct op_desc d = { .op = MLXD__OP_TYPE__OP_SEND, .dtype = c->p2p->dtype };
+            uint64_t nbytes;
+            if (c->p2p->n_shape > MLXD_MAX_NDIM ||
+                wire_tensor_nbytes(c->p2p->dtype, c->p2p->n_shape, c->p2p->shape, &nbytes) < 0 ||
+                nbytes != zmq_msg_size(&e->data)) {
+                log_warning("World rank %d sent a message that does not add up; dropped it", e->from);
+                break;
+            }
+            d.ndim = (int) c->p2p->n_shape;
+            memcpy(d.shape, c->p2p->shape, c->p2p->n_shape * sizeof d.shape[0]);
+            op_deliver_remote(s, g, c->p2p->src, c->p2p->dst, &d, &e->data);
+        }
+        break;
+    case WORLD_EVENT_CTL:
+        switch (c->body_case) {
+        case MLXD__CTL__CTL__BODY_FORM:
+            job_form(s, c->form->job, c->form->group, c->form->hosts, c->form->n_hosts);
+            break;
+        case MLXD__CTL__CTL__BODY_HELLO_FAIL:
+            job_hello_fail(s, c->hello_fail->job, c->hello_fail->rank, c->hello_fail->code, c->hello_fail->message);
+            break;
+        case MLXD__CTL__CTL__BODY_ABORT:
+            if ((g = group_find(s, c->abort->group))) {
+                group_abort_now(s, g, c->abort->code < 0 ? c->abort->code : MLXD_EPEER, c->abort->message);
+                job_gc(s, g->job);
+            }
+            break;
+        case MLXD__CTL__CTL__BODY_STATUS_REQ:
+            status_remote_request(s, e->from, c->status_req->id);
+            break;
+        case MLXD__CTL__CTL__BODY_STATUS_REP:
+            status_remote_reply(s, e->from, c->status_rep->id, c->status_rep->daemon.data, c->status_rep->daemon.len);
+            break;
+        default:
+            break;                   // GroupFree: the engine released the communicator
+        }
+        break;
+    }
+    world_event_free(e);
+}
