@@ -106,7 +106,7 @@ struct world {
     struct egroup *groups;
     struct wmsg *locals;            // parts waiting for their Go
     struct wmsg *sending;           // p2p in flight out
-    struct p2p_in *receiving;
+    struct p2p_in *receiving, **receiving_tail;  // in header order
     struct fifo_item *fifo, **fifo_tail;
     struct self_item *self, **self_tail;
     struct {
@@ -648,8 +648,11 @@ static void post_p2p_recv(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
         int len = (int) (n - off < CHUNK_BYTES ? n - off : CHUNK_BYTES);
         MPI_Irecv(buf + off, len, MPI_BYTE, from, TAG_DATA, w->control, &in->reqs[in->nreqs++]);
     }
-    in->next = w->receiving;
-    w->receiving = in;
+    // Appended, and handed to the loop from the head only: messages between
+    // two ranks must arrive in the order they were sent, and a short one
+    // completes before a long one ahead of it.
+    *w->receiving_tail = in;
+    w->receiving_tail = &in->next;
 }
 
 static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
@@ -750,18 +753,18 @@ static void progress_p2p(struct world *w) {
             p = &(*p)->next;
         }
     }
-    for (struct p2p_in **p = &w->receiving; *p;) {
+    struct p2p_in *in;
+    while ((in = w->receiving)) {
         int done = 0;
-        MPI_Testall((*p)->nreqs, (*p)->reqs, &done, MPI_STATUSES_IGNORE);
-        if (done) {
-            struct p2p_in *in = *p;
-            *p = in->next;
-            emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
-            free(in->reqs);
-            free(in);
-        } else {
-            p = &(*p)->next;
-        }
+        MPI_Testall(in->nreqs, in->reqs, &done, MPI_STATUSES_IGNORE);
+        if (!done)
+            break;
+        w->receiving = in->next;
+        if (!w->receiving)
+            w->receiving_tail = &w->receiving;
+        emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+        free(in->reqs);
+        free(in);
     }
 }
 
@@ -930,6 +933,7 @@ int world_start(struct server *s, struct world **ret) {
     w->zctx = s->zctx;
     w->fifo_tail = &w->fifo;
     w->self_tail = &w->self;
+    w->receiving_tail = &w->receiving;
     snprintf(addr, sizeof addr, "inproc://mlxd-world-%p", (void *) w);
     w->loop_end = zmq_socket(w->zctx, ZMQ_PAIR);
     w->engine_end = zmq_socket(w->zctx, ZMQ_PAIR);
