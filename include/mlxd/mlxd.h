@@ -26,6 +26,15 @@ extern "C" {
 
 #define MLXD_MAX_NDIM 8
 
+// Marks the library's functions as exported from libmlxd.so, which is built
+// with hidden visibility; on a declaration it also covers the definition, so
+// the functions defined in proto/wire.c are exported as well.
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define MLXD_API __attribute__((visibility("default")))
+#else
+#define MLXD_API
+#endif
+
 // The element types of MLX arrays. The values are part of the wire protocol.
 typedef enum mlxd_dtype {
     MLXD_BOOL,
@@ -84,15 +93,15 @@ enum {
 };
 
 // Bytes of one element of type t; 0 for a value that is not a dtype.
-size_t mlxd_dtype_size(mlxd_dtype t);
+MLXD_API size_t mlxd_dtype_size(mlxd_dtype t);
 
 // The dtype's name as MLX spells it ("float32", "bfloat16"); "invalid" for
 // a value that is not a dtype.
-const char *mlxd_dtype_name(mlxd_dtype t);
+MLXD_API const char *mlxd_dtype_name(mlxd_dtype t);
 
 // True when a daemon answers at the default endpoint ($MLXD_SOCKET or the
 // per-user default) within a second.
-bool mlxd_is_available(void);
+MLXD_API bool mlxd_is_available(void);
 
 // Joins the job named by opts (or the environment) and returns its group in
 // *ret once all of the job's ranks have joined, or the deadline passes
@@ -100,68 +109,68 @@ bool mlxd_is_available(void);
 // returns a singleton group; when no daemon answers it returns a local
 // singleton group unless strict is set (then MLXD_EUNAVAILABLE). On failure
 // *ret is left untouched; mlxd_init_error() gives the detail.
-int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret);
+MLXD_API int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret);
 
 // The detailed message of the last mlxd_init() failure on this thread.
-const char *mlxd_init_error(void);
+MLXD_API const char *mlxd_init_error(void);
 
 // Leaves the group and frees it. NULL is fine. Other members' later ops on
 // the group fail with MLXD_EPEER.
-void mlxd_group_free(mlxd_group *g);
+MLXD_API void mlxd_group_free(mlxd_group *g);
 
 // This process's rank in g, and g's size.
-int mlxd_group_rank(const mlxd_group *g);
-int mlxd_group_size(const mlxd_group *g);
+MLXD_API int mlxd_group_rank(const mlxd_group *g);
+MLXD_API int mlxd_group_size(const mlxd_group *g);
 
 // Collective over g: members with the same color form a new group, ordered by
 // key (ties, and key < 0, keep g's order). The new group supports every op
 // and is freed with mlxd_group_free(); g stays usable.
-int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret);
+MLXD_API int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret);
 
 // Reductions: out gets x's dtype and shape and the elementwise sum, max or
 // min over all members; out may be x (in place). out->data must hold
 // as many bytes as x.
-int mlxd_all_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
-int mlxd_all_max(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
-int mlxd_all_min(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+MLXD_API int mlxd_all_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+MLXD_API int mlxd_all_max(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+MLXD_API int mlxd_all_min(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
 
 // Concatenation of every member's x along axis 0, in rank order: out's
 // shape[0] is size * x.shape[0]; a scalar gives shape [size].
-int mlxd_all_gather(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+MLXD_API int mlxd_all_gather(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
 
 // Sum over all members, then rank r keeps block r of axis 0: x.shape[0] must
 // be divisible by the size; out's shape[0] is x.shape[0] / size.
-int mlxd_sum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
+MLXD_API int mlxd_sum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
 
 // Sends x to rank dst. Returns once the daemon holds the data (the receiver
 // need not be waiting), within the daemon's per-client cap. Messages between
 // two ranks arrive in the order they were sent.
-int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst);
+MLXD_API int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst);
 
 // Receives from rank src into out; out->dtype, ndim and shape say what is
 // expected (a different message is MLXD_EMISMATCH).
-int mlxd_recv(mlxd_group *g, mlxd_array *out, int src);
+MLXD_API int mlxd_recv(mlxd_group *g, mlxd_array *out, int src);
 
 // mlxd_recv() with the dtype and shape of like.
-int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *out, int src);
+MLXD_API int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *out, int src);
 
 // Returns once every member has called it.
-int mlxd_barrier(mlxd_group *g);
+MLXD_API int mlxd_barrier(mlxd_group *g);
 
 // Memory the daemon reads and writes in place, so tensors in it never travel
 // through the socket. Valid until mlxd_free() or until g's process exits;
 // usable with any group of this process. NULL when out of memory or over
 // the daemon's cap (mlxd_last_error() says which).
-void *mlxd_alloc(mlxd_group *g, size_t nbytes);
-void mlxd_free(mlxd_group *g, void *p);
+MLXD_API void *mlxd_alloc(mlxd_group *g, size_t nbytes);
+MLXD_API void mlxd_free(mlxd_group *g, void *p);
 
 // The name of an MLXD_E* code ("MLXD_ETIMEDOUT: operation timed out").
-const char *mlxd_strerror(int err);
+MLXD_API const char *mlxd_strerror(int err);
 
 // The detailed message of the last failure on g (the daemon's own words,
 // such as which ranks are missing); "" when there was none. Valid until the
 // next call on g.
-const char *mlxd_last_error(const mlxd_group *g);
+MLXD_API const char *mlxd_last_error(const mlxd_group *g);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,421 @@
+/* libmlxd: joining a job (mlxd_init), the life of a group (split, free),
+ * memory for tensors, and the error strings. The collectives are in
+ * libmlxd_ops.c, the connection to the daemon in libmlxd_conn.c.
+ *
+ * A group is either a session on the host's daemon, or a local singleton
+ * (rank 0 of 1, no daemon) when no job was given or no daemon answers and
+ * strict is off. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libmlxd_impl.h"
+
+// The detail of the last mlxd_init() failure, per thread, since mlxd_init()
+// has no group to keep it in yet.
+static _Thread_local char init_error[LIB_ERR_MAX];
+
+int lib_errorf(char *err, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, LIB_ERR_MAX, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes) {
+    uint64_t ms = (uint64_t) (timeout_ms > 0 ? timeout_ms : WIRE_DEFAULT_TIMEOUT_MS) + LIB_GRACE_MS;
+    return wire_now_us() + ms * 1000u + nbytes / (LIB_MIN_BYTES_PER_S / 1000000u);
+}
+
+const char *mlxd_init_error(void) {
+    return init_error;
+}
+
+// NULL reads as "" so that error paths that print it never crash.
+const char *mlxd_last_error(const mlxd_group *g) {
+    return g ? g->last_error : "";
+}
+
+// NULL reads as a singleton (rank 0 of 1), the values that keep arithmetic on
+// them safe (no division by zero, no index past the end); every op on NULL
+// is MLXD_EINVAL.
+int mlxd_group_rank(const mlxd_group *g) {
+    return g ? g->rank : 0;
+}
+
+int mlxd_group_size(const mlxd_group *g) {
+    return g ? g->size : 1;
+}
+
+static mlxd_group *group_new(const char *endpoint, int timeout_ms, int rank, int size) {
+    mlxd_group *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->rank = rank;
+    g->size = size;
+    g->timeout_ms = timeout_ms;
+    snprintf(g->endpoint, sizeof g->endpoint, "%s", endpoint ? endpoint : "");
+    return g;
+}
+
+// Parses a rank or size from the environment: a whole decimal int >= min.
+static int env_int(const char *name, int fallback, int min, int *ret, char *err) {
+    const char *s = getenv(name);
+    if (!s || !*s) {
+        *ret = fallback;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > INT_MAX)
+        return lib_errorf(err, MLXD_EINVAL, "%s=%s is not an integer >= %d", name, s, min);
+    *ret = (int) v;
+    return 0;
+}
+
+// The job id rule of the protocol, checked here too so that a bad one is
+// reported before any connection is made.
+static bool job_is_valid(const char *job) {
+    size_t n = strlen(job);
+    if (n < 1 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = job[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("._:@+-", ch)))
+            return false;
+    }
+    return true;
+}
+
+// Asks the daemon behind c for a Ping, within ms. Only says whether it
+// answered; the reason it did not goes to err.
+static bool ping(struct conn *c, int ms, char *err) {
+    Mlxd__Ping p = MLXD__PING__INIT;
+    Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct reply rep;
+    uint64_t id;
+    req.body_case = MLXD__REQUEST__BODY_PING;
+    req.ping = &p;
+    req.timeout_ms = (uint32_t) ms;
+    if (conn_send(c, &req, false, NULL, 0, &id, err) < 0)
+        return false;
+    if (conn_wait(c, id, wire_now_us() + (uint64_t) ms * 1000u, &rep, err) < 0)
+        return false;
+    bool ok = rep.pb->code == 0;
+    reply_done(&rep);
+    return ok;
+}
+
+bool mlxd_is_available(void) {
+    char endpoint[LIB_ENDPOINT_MAX], err[LIB_ERR_MAX];
+    struct conn *c;
+    if (wire_default_endpoint(endpoint, sizeof endpoint) < 0 || wire_check_endpoint(endpoint) < 0)
+        return false;
+    // An ipc socket with nobody listening is known at once, without ZeroMQ.
+    if (wire_ipc_path(endpoint) && wire_probe_ipc(endpoint) < 0)
+        return false;
+    if (conn_open(endpoint, &c, err) < 0)
+        return false;
+    bool ok = ping(c, LIB_PING_MS, err);
+    conn_free(c);
+    return ok;
+}
+
+// Where no daemon answers: a local singleton, or with strict an error.
+static int no_daemon(const char *endpoint, const mlxd_init_opts *o, mlxd_group **ret) {
+    if (o->strict)
+        return lib_errorf(init_error, MLXD_EUNAVAILABLE,
+                          "no mlxd answers at %s: start it with `mlxd`", endpoint);
+    mlxd_group *g = group_new(endpoint, o->timeout_ms, 0, 1);
+    if (!g)
+        return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
+    // Not a failure, but worth a look when a job unexpectedly runs alone.
+    lib_errorf(init_error, 0, "no mlxd answers at %s: running as a singleton group", endpoint);
+    *ret = g;
+    return 0;
+}
+
+// Says Hello on c (joining a job, or attaching to a group a split made) and
+// checks the answer. Returns 0, or the daemon's code with its message in err.
+// *ret_timeout_ms gets the daemon's default deadline when it says it.
+static int hello(struct conn *c, const Mlxd__Hello *h, int timeout_ms, uint64_t *ret_group,
+                 int *ret_timeout_ms, char *err) {
+    Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct reply rep;
+    req.body_case = MLXD__REQUEST__BODY_HELLO;
+    req.hello = (Mlxd__Hello *) h;
+    struct call call = { .timeout_ms = timeout_ms };
+    int r = conn_call(c, &req, &call, &rep, err);
+    if (r < 0)
+        return r;
+    const Mlxd__HelloReply *hr = rep.pb->body_case == MLXD__REPLY__BODY_HELLO ? rep.pb->hello : NULL;
+    if (h->attach_group) {
+        // The attach reply may leave the body out; if it has one, it must agree.
+        if (hr && hr->group != 0 && hr->group != h->attach_group)
+            r = lib_errorf(err, MLXD_EPROTO, "mlxd attached this connection to group %llu, not %llu",
+                           (unsigned long long) hr->group, (unsigned long long) h->attach_group);
+        else
+            *ret_group = h->attach_group;
+    } else if (!hr) {
+        r = lib_errorf(err, MLXD_EPROTO, "mlxd answered Hello without a HelloReply");
+    } else if (hr->rank != h->rank || hr->size != h->size) {
+        r = lib_errorf(err, MLXD_EPROTO, "mlxd answered Hello with rank %d of %d, not %d of %d",
+                       hr->rank, hr->size, h->rank, h->size);
+    } else {
+        *ret_group = hr->group;
+    }
+    if (r == 0 && hr && hr->op_timeout_ms > 0 && hr->op_timeout_ms <= INT_MAX)
+        *ret_timeout_ms = (int) hr->op_timeout_ms;
+    reply_done(&rep);
+    return r;
+}
+
+int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
+    mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
+    char endpoint[LIB_ENDPOINT_MAX];
+    int rank, size, r;
+
+    init_error[0] = '\0';
+    if (!ret)
+        return lib_errorf(init_error, MLXD_EINVAL, "ret is NULL");
+    if (opts)
+        o = *opts;
+
+    const char *job = o.job ? o.job : getenv("MLXD_JOB");
+    if (job && !*job)
+        job = NULL;
+    rank = o.rank;
+    if (rank < 0 && (r = env_int("MLXD_RANK", 0, 0, &rank, init_error)) < 0)
+        return r;
+    size = o.size;
+    if (size <= 0 && (r = env_int("MLXD_SIZE", 1, 1, &size, init_error)) < 0)
+        return r;
+    if (rank >= size)
+        return lib_errorf(init_error, MLXD_EINVAL, "rank %d is not below the size %d", rank, size);
+    if (o.timeout_ms < 0)
+        return lib_errorf(init_error, MLXD_EINVAL, "timeout_ms %d is negative", o.timeout_ms);
+
+    if (!job) {
+        mlxd_group *g = group_new(NULL, o.timeout_ms, 0, 1);
+        if (!g)
+            return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
+        *ret = g;
+        return 0;
+    }
+    if (!job_is_valid(job))
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          "job id \"%.200s\" is not 1 to 128 characters of [A-Za-z0-9._:@+-]", job);
+
+    if (o.endpoint) {
+        if (strlen(o.endpoint) >= sizeof endpoint)
+            return lib_errorf(init_error, MLXD_EINVAL, "endpoint \"%.200s...\" is too long",
+                              o.endpoint);
+        strcpy(endpoint, o.endpoint);
+    } else if (wire_default_endpoint(endpoint, sizeof endpoint) < 0) {
+        return lib_errorf(init_error, MLXD_EINVAL, "the endpoint in $MLXD_SOCKET is too long");
+    }
+    r = wire_check_endpoint(endpoint);
+    if (r < 0)
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          r == -ENAMETOOLONG ? "endpoint %s: the ipc path is longer than 107 bytes"
+                                             : "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
+                          endpoint);
+
+    if (wire_ipc_path(endpoint)) {
+        r = wire_probe_ipc(endpoint);
+        // A socket we may not use is a permission problem to report, not a
+        // missing daemon to quietly run without.
+        if (r == -EACCES || r == -EPERM)
+            return lib_errorf(init_error, MLXD_EDENIED, "cannot connect to mlxd at %s: %s",
+                              endpoint, strerror(-r));
+        if (r < 0)
+            return no_daemon(endpoint, &o, ret);
+    }
+
+    struct conn *c;
+    if ((r = conn_open(endpoint, &c, init_error)) < 0)
+        return r;
+    // A Ping first, so that a socket nobody serves (or a tcp endpoint with no
+    // daemon) is found within seconds rather than after the join deadline.
+    if (!ping(c, LIB_GRACE_MS, init_error)) {
+        conn_free(c);
+        return no_daemon(endpoint, &o, ret);
+    }
+
+    Mlxd__Hello h = MLXD__HELLO__INIT;
+    uint64_t group_id;
+    h.version = MLXD_PROTOCOL_VERSION;
+    h.pid = (int32_t) getpid();
+    h.job = (char *) job;
+    h.rank = rank;
+    h.size = size;
+    // Without a deadline of its own, the group uses the daemon's, so that the
+    // library waits for the daemon's answer as long as the daemon waits.
+    int timeout_ms = o.timeout_ms;
+    if ((r = hello(c, &h, o.timeout_ms, &group_id, o.timeout_ms ? &(int) { 0 } : &timeout_ms, init_error)) < 0) {
+        conn_free(c);
+        return r;
+    }
+
+    mlxd_group *g = group_new(endpoint, timeout_ms, rank, size);
+    if (!g) {
+        conn_free(c);
+        return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
+    }
+    g->conn = c;
+    g->id = group_id;
+    *ret = g;
+    return 0;
+}
+
+int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
+    if (!g)
+        return MLXD_EINVAL;
+    g->last_error[0] = '\0';
+    if (!ret)
+        return lib_errorf(g->last_error, MLXD_EINVAL, "ret is NULL");
+    if (!g->conn) {
+        mlxd_group *n = group_new(g->endpoint, g->timeout_ms, 0, 1);
+        if (!n)
+            return lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory");
+        *ret = n;
+        return 0;
+    }
+
+    Mlxd__OpRequest op = MLXD__OP_REQUEST__INIT;
+    Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct reply rep;
+    op.op = MLXD__OP_TYPE__OP_SPLIT;
+    op.color = color;
+    op.key = key;
+    req.body_case = MLXD__REQUEST__BODY_OP;
+    req.op = &op;
+    struct call call = { .timeout_ms = g->timeout_ms };
+    int r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+    if (r < 0)
+        return r;
+    const Mlxd__OpReply *sr = rep.pb->body_case == MLXD__REPLY__BODY_OP ? rep.pb->op : NULL;
+    if (!sr || sr->group == 0 || sr->size < 1 || sr->rank < 0 || sr->rank >= sr->size) {
+        reply_done(&rep);
+        return lib_errorf(g->last_error, MLXD_EPROTO, "mlxd answered split without a valid group");
+    }
+    Mlxd__Hello h = MLXD__HELLO__INIT;
+    h.version = MLXD_PROTOCOL_VERSION;
+    h.pid = (int32_t) getpid();
+    h.attach_group = sr->group;
+    h.attach_token = sr->token;
+    int new_rank = sr->rank, new_size = sr->size;
+    reply_done(&rep);
+
+    // The new group gets a connection of its own, so that it can be used
+    // from another thread than g.
+    struct conn *c;
+    uint64_t group_id;
+    if ((r = conn_open(g->endpoint, &c, g->last_error)) < 0)
+        return r;
+    if ((r = hello(c, &h, g->timeout_ms, &group_id, &(int) { 0 }, g->last_error)) < 0) {
+        conn_free(c);
+        return r;
+    }
+    mlxd_group *n = group_new(g->endpoint, g->timeout_ms, new_rank, new_size);
+    if (!n) {
+        conn_free(c);
+        return lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory");
+    }
+    n->conn = c;
+    n->id = group_id;
+    *ret = n;
+    return 0;
+}
+
+void mlxd_group_free(mlxd_group *g) {
+    if (!g)
+        return;
+    if (g->conn && !conn_is_broken(g->conn)) {
+        // Say Goodbye so that the others see an orderly leave, but do not
+        // let a stuck daemon hold the caller.
+        Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
+        Mlxd__Request req = MLXD__REQUEST__INIT;
+        struct reply rep;
+        uint64_t id;
+        req.body_case = MLXD__REQUEST__BODY_GOODBYE;
+        req.goodbye = &bye;
+        req.timeout_ms = LIB_GOODBYE_MS;
+        if (conn_send(g->conn, &req, false, NULL, 0, &id, g->last_error) == 0 &&
+            conn_wait(g->conn, id, wire_now_us() + LIB_GOODBYE_MS * 1000u, &rep, g->last_error) == 0)
+            reply_done(&rep);
+    }
+    conn_free(g->conn);
+    free(g);
+}
+
+/* Memory for tensors.
+ *
+ * For now this is the inline path: mlxd_alloc() returns ordinary 64-byte
+ * aligned heap memory, and tensors in it travel through the socket like any
+ * other. Once shared-memory segments land, this is where they are mapped,
+ * and the registry below is what turns a pointer into (segment, offset). The
+ * registry is per process, since the memory is usable with any group. */
+
+struct allocation {
+    void *base;
+    size_t size;
+    struct allocation *next;
+};
+
+static pthread_mutex_t allocations_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct allocation *allocations;
+
+void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
+    void *p = NULL;
+    struct allocation *a = malloc(sizeof *a);
+    if (g)
+        g->last_error[0] = '\0';
+    // posix_memalign(0) may give NULL; every allocation gets its own address.
+    if (!a || posix_memalign(&p, 64, nbytes ? nbytes : 64) != 0) {
+        free(a);
+        if (g)
+            lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
+    a->base = p;
+    a->size = nbytes;
+    pthread_mutex_lock(&allocations_lock);
+    a->next = allocations;
+    allocations = a;
+    pthread_mutex_unlock(&allocations_lock);
+    return p;
+}
+
+void mlxd_free(mlxd_group *g, void *p) {
+    struct allocation *found = NULL;
+    if (g)
+        g->last_error[0] = '\0';
+    if (!p)
+        return;
+    pthread_mutex_lock(&allocations_lock);
+    for (struct allocation **a = &allocations; *a; a = &(*a)->next)
+        if ((*a)->base == p) {
+            found = *a;
+            *a = found->next;
+            break;
+        }
+    pthread_mutex_unlock(&allocations_lock);
+    // Freeing what mlxd_alloc did not give is the caller's bug; ignoring it
+    // beats corrupting the heap.
+    if (!found) {
+        if (g)
+            lib_errorf(g->last_error, MLXD_EINVAL, "%p was not allocated by mlxd_alloc", p);
+        return;
+    }
+    free(found->base);
+    free(found);
+}

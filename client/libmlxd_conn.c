@@ -1,0 +1,449 @@
+/* libmlxd's connection to its daemon: one ZeroMQ DEALER socket per group,
+ * the framing of requests (protobuf frame + raw tensor frames), and waiting
+ * for the one reply each request gets. Everything here runs on the thread
+ * that uses the group, except tensor_released(), which ZeroMQ calls from its
+ * I/O thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libmlxd_impl.h"
+
+// Counts the caller's tensors that ZeroMQ still references. Shared with
+// ZeroMQ's I/O thread, hence the lock; allocated apart from the conn so that
+// it can outlive a conn whose tensor ZeroMQ never gave back (then it leaks
+// rather than being written after free).
+struct tracker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;                // signalled when inflight drops
+    unsigned inflight;
+};
+
+struct conn {
+    void *sock;                         // DEALER; NULL once broken
+    void *mon;                          // PAIR receiving sock's disconnect events
+    struct tracker *tracker;
+    uint64_t next_id;
+    bool broken;
+    char endpoint[LIB_ENDPOINT_MAX];
+};
+
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static void *ctx;
+static atomic_ulong monitor_seq;
+
+static void ctx_create(void) {
+    ctx = zmq_ctx_new();
+    // The context lives as long as the process; never let its teardown block.
+    if (ctx)
+        zmq_ctx_set(ctx, ZMQ_BLOCKY, 0);
+}
+
+// One ZeroMQ context per process, made on first use from whichever thread.
+static void *ctx_get(void) {
+    pthread_once(&ctx_once, ctx_create);
+    return ctx;
+}
+
+static struct tracker *tracker_new(void) {
+    struct tracker *t = calloc(1, sizeof *t);
+    pthread_condattr_t attr;
+    if (!t)
+        return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return t;
+}
+
+static void tracker_free(struct tracker *t) {
+    if (!t)
+        return;
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+// ZeroMQ's free function for a caller's tensor: it does not free anything,
+// it tells the waiting thread that ZeroMQ no longer reads the buffer.
+static void tensor_released(void *data, void *hint) {
+    struct tracker *t = hint;
+    (void) data;
+    pthread_mutex_lock(&t->lock);
+    t->inflight--;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+// Waits until ZeroMQ holds none of the caller's tensors, or deadline_us.
+static bool tracker_wait(struct tracker *t, uint64_t deadline_us) {
+    struct timespec ts = { .tv_sec = (time_t) (deadline_us / 1000000u),
+                           .tv_nsec = (long) (deadline_us % 1000000u) * 1000 };
+    bool idle;
+    pthread_mutex_lock(&t->lock);
+    while (t->inflight > 0)
+        if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT)
+            break;
+    idle = t->inflight == 0;
+    pthread_mutex_unlock(&t->lock);
+    return idle;
+}
+
+static void close_sockets(struct conn *c) {
+    if (c->sock) {
+        int linger = 0;
+        // Nothing we still queue matters once we close: drop it, which also
+        // gives the caller's tensor back at once.
+        zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_socket_monitor(c->sock, NULL, 0);
+        zmq_close(c->sock);
+        c->sock = NULL;
+    }
+    if (c->mon) {
+        zmq_close(c->mon);
+        c->mon = NULL;
+    }
+}
+
+// Makes the connection unusable after silence or a disconnect. Closing the
+// socket drops any request still queued, so that ZeroMQ lets go of the
+// caller's tensor before the op returns to the caller.
+static void conn_break(struct conn *c) {
+    c->broken = true;
+    close_sockets(c);
+    if (c->tracker && !tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u))
+        c->tracker = NULL;  // still referenced by ZeroMQ: leak it rather than free it
+}
+
+int conn_open(const char *endpoint, struct conn **ret_conn, char *err) {
+    void *z = ctx_get();
+    if (!z)
+        return lib_errorf(err, MLXD_ENOMEM, "cannot create a ZeroMQ context: %s",
+                          zmq_strerror(zmq_errno()));
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return lib_errorf(err, MLXD_ENOMEM, "out of memory");
+    c->next_id = 1;
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    c->tracker = tracker_new();
+    c->sock = zmq_socket(z, ZMQ_DEALER);
+    c->mon = zmq_socket(z, ZMQ_PAIR);
+    if (!c->tracker || !c->sock || !c->mon) {
+        int r = lib_errorf(err, MLXD_ENOMEM, "cannot create a ZeroMQ socket: %s",
+                           zmq_strerror(zmq_errno()));
+        conn_free(c);
+        return r;
+    }
+
+    int linger = 100, sndtimeo = LIB_GRACE_MS;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    // A send only blocks when the daemon stopped reading; do not hang there.
+    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+
+    // A DEALER never says that its peer went away; the monitor does, so that
+    // a daemon that exits or drops this session fails the pending request at
+    // once instead of at its deadline.
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://mlxd-monitor-%lu", atomic_fetch_add(&monitor_seq, 1));
+    if (zmq_socket_monitor(c->sock, mon_ep, ZMQ_EVENT_DISCONNECTED) < 0 ||
+        zmq_connect(c->mon, mon_ep) < 0) {
+        int r = lib_errorf(err, MLXD_EINTERNAL, "cannot monitor a ZeroMQ socket: %s",
+                           zmq_strerror(zmq_errno()));
+        conn_free(c);
+        return r;
+    }
+    if (zmq_connect(c->sock, endpoint) < 0) {
+        int r = lib_errorf(err, MLXD_EINVAL, "cannot connect to %s: %s", endpoint,
+                           zmq_strerror(zmq_errno()));
+        conn_free(c);
+        return r;
+    }
+    *ret_conn = c;
+    return 0;
+}
+
+void conn_free(struct conn *c) {
+    if (!c)
+        return;
+    close_sockets(c);
+    if (c->tracker && tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u))
+        tracker_free(c->tracker);
+    free(c);
+}
+
+bool conn_is_broken(const struct conn *c) {
+    return c->broken;
+}
+
+void reply_done(struct reply *r) {
+    if (r->pb)
+        mlxd__reply__free_unpacked(r->pb, NULL);
+    r->pb = NULL;
+    if (r->has_data)
+        zmq_msg_close(&r->data);
+    r->has_data = false;
+}
+
+// Hands what src holds over to dst (a zmq_msg_t must be moved, not copied).
+static void reply_move(struct reply *dst, struct reply *src) {
+    dst->pb = src->pb;
+    dst->has_data = src->has_data;
+    if (src->has_data) {
+        zmq_msg_init(&dst->data);
+        zmq_msg_move(&dst->data, &src->data);
+        zmq_msg_close(&src->data);
+    }
+    src->pb = NULL;
+    src->has_data = false;
+}
+
+int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data, size_t nbytes,
+              uint64_t *ret_id, char *err) {
+    if (c->broken)
+        return lib_errorf(err, MLXD_EUNAVAILABLE,
+                          "the connection to mlxd at %s was lost earlier; free this group",
+                          c->endpoint);
+    uint64_t id = c->next_id++;
+    req->id = id;
+
+    size_t n = protobuf_c_message_get_packed_size(&req->base);
+    if (n > WIRE_MAX_PB_FRAME)
+        return lib_errorf(err, MLXD_EINVAL, "request of %zu bytes exceeds the limit of %u", n,
+                          WIRE_MAX_PB_FRAME);
+    int r = wire_send_pb(c->sock, &req->base, tensor ? ZMQ_SNDMORE : 0);
+    if (r < 0)
+        goto fail;
+    if (tensor) {
+        zmq_msg_t msg;
+        if (nbytes == 0) {
+            zmq_msg_init(&msg);
+        } else {
+            // Zero-copy: the caller's buffer goes out as it is. The tracker
+            // learns when ZeroMQ is done with it; conn_wait() waits for that.
+            pthread_mutex_lock(&c->tracker->lock);
+            c->tracker->inflight++;
+            pthread_mutex_unlock(&c->tracker->lock);
+            if (zmq_msg_init_data(&msg, (void *) data, nbytes, tensor_released, c->tracker) < 0) {
+                tensor_released(NULL, c->tracker);
+                r = -ENOMEM;
+                goto fail;
+            }
+        }
+        if (zmq_msg_send(&msg, c->sock, 0) < 0) {
+            r = -zmq_errno();
+            zmq_msg_close(&msg);
+            goto fail;
+        }
+    }
+    *ret_id = id;
+    return 0;
+
+fail:
+    // A half-sent multipart message would garble the stream: this socket is
+    // done for.
+    lib_errorf(err, MLXD_EUNAVAILABLE, "cannot send to mlxd at %s: %s", c->endpoint,
+               zmq_strerror(-r));
+    conn_break(c);
+    return r == -ENOMEM ? MLXD_ENOMEM : MLXD_EUNAVAILABLE;
+}
+
+static void drain_frames(void *sock, zmq_msg_t *last) {
+    while (zmq_msg_more(last)) {
+        zmq_msg_close(last);
+        zmq_msg_init(last);
+        if (zmq_msg_recv(last, sock, 0) < 0)
+            break;
+    }
+}
+
+// Receives one whole message if one is ready: 1 and *ret filled, 0 when none
+// is, or a negative MLXD_E* code for a reply that breaks the protocol (the
+// message is consumed either way).
+static int recv_reply(struct conn *c, struct reply *ret, char *err) {
+    zmq_msg_t pb;
+    zmq_msg_init(&pb);
+    if (zmq_msg_recv(&pb, c->sock, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&pb);
+        if (e == EAGAIN || e == EINTR)
+            return 0;
+        return lib_errorf(err, MLXD_EUNAVAILABLE, "cannot receive from mlxd at %s: %s",
+                          c->endpoint, zmq_strerror(e));
+    }
+    size_t len = zmq_msg_size(&pb);
+    if (len > WIRE_MAX_PB_FRAME) {
+        drain_frames(c->sock, &pb);
+        zmq_msg_close(&pb);
+        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply frame of %zu bytes (limit %u)",
+                          c->endpoint, len, WIRE_MAX_PB_FRAME);
+    }
+    Mlxd__Reply *m = mlxd__reply__unpack(NULL, len, zmq_msg_data(&pb));
+    if (!m) {
+        drain_frames(c->sock, &pb);
+        zmq_msg_close(&pb);
+        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply that does not decode",
+                          c->endpoint);
+    }
+
+    struct reply r = { .pb = m };
+    size_t extra = 0;
+    // Parts of a multipart message arrive together: once the first is here,
+    // the rest can be read without waiting.
+    bool more = zmq_msg_more(&pb);
+    zmq_msg_close(&pb);
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, c->sock, 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (++extra == 1) {
+            zmq_msg_init(&r.data);
+            zmq_msg_move(&r.data, &part);
+            r.has_data = true;
+        }
+        zmq_msg_close(&part);
+    }
+    if (extra > 1) {
+        reply_done(&r);
+        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply with %zu raw frames",
+                          c->endpoint, extra);
+    }
+    reply_move(ret, &r);
+    return 1;
+}
+
+// The daemon closed the connection. Its last reply may have arrived just
+// before the event: take it if it is ours.
+static int take_last_reply(struct conn *c, uint64_t id, struct reply *ret, char *err) {
+    for (;;) {
+        struct reply r = { 0 };
+        int k = recv_reply(c, &r, err);
+        if (k <= 0)
+            break;
+        if (r.pb->id == id) {
+            reply_move(ret, &r);
+            return 1;
+        }
+        reply_done(&r);
+    }
+    return 0;
+}
+
+static bool monitor_saw_disconnect(struct conn *c) {
+    bool seen = false;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return seen;
+        }
+        // An event is two frames: 16-bit event and 32-bit value, then the
+        // endpoint. We subscribed to disconnects only.
+        if (zmq_msg_size(&m) >= 2) {
+            uint16_t ev;
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+            seen |= ev == ZMQ_EVENT_DISCONNECTED;
+        }
+        drain_frames(c->mon, &m);
+        zmq_msg_close(&m);
+    }
+}
+
+int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err) {
+    uint64_t start = wire_now_us();
+    int r = 0;
+    struct reply got = { 0 };
+
+    for (;;) {
+        int k = recv_reply(c, &got, err);
+        if (k < 0) {
+            r = k;
+            if (r == MLXD_EUNAVAILABLE)
+                conn_break(c);
+            break;
+        }
+        if (k > 0) {
+            // A reply with id 0 answers a request the daemon could not decode;
+            // only one of ours is in flight, so it is this one.
+            if (got.pb->id == id || (got.pb->id == 0 && got.pb->code < 0))
+                break;
+            reply_done(&got);  // stale: the answer to a request we gave up on
+            continue;
+        }
+
+        zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
+        uint64_t now = wire_now_us();
+        if (now >= deadline_us) {
+            r = lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s did not answer within %llu ms",
+                           c->endpoint, (unsigned long long) ((now - start) / 1000u));
+            conn_break(c);
+            return r;
+        }
+        long wait_ms = (long) ((deadline_us - now + 999u) / 1000u);
+        if (zmq_poll(items, 2, wait_ms) < 0 && zmq_errno() != EINTR) {
+            r = lib_errorf(err, MLXD_EUNAVAILABLE, "cannot wait for mlxd at %s: %s", c->endpoint,
+                           zmq_strerror(zmq_errno()));
+            conn_break(c);
+            return r;
+        }
+        if ((items[1].revents & ZMQ_POLLIN) && monitor_saw_disconnect(c)) {
+            if (take_last_reply(c, id, &got, err) > 0)
+                break;
+            r = lib_errorf(err, MLXD_EUNAVAILABLE,
+                           "mlxd at %s closed the connection (it exited or dropped this client)",
+                           c->endpoint);
+            conn_break(c);
+            return r;
+        }
+    }
+
+    // The reply came, so the daemon has read the whole request; ZeroMQ lets go
+    // of the tensor right after. The caller may reuse the buffer (or get the
+    // result written into it) only once it has.
+    if (!c->broken && !tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u)) {
+        conn_break(c);
+        if (r == 0) {
+            reply_done(&got);
+            r = lib_errorf(err, MLXD_EINTERNAL, "ZeroMQ kept a request's tensor after the reply");
+        }
+    }
+    if (r < 0)
+        return r;
+    reply_move(ret, &got);
+    return 0;
+}
+
+int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
+              char *err) {
+    uint64_t id;
+    struct reply rep;
+    req->timeout_ms = (uint32_t) call->timeout_ms;
+    int r = conn_send(c, req, call->tensor, call->data, call->nbytes, &id, err);
+    if (r < 0)
+        return r;
+    uint64_t deadline = lib_deadline_us(call->timeout_ms, (uint64_t) call->nbytes + call->reply_nbytes);
+    r = conn_wait(c, id, deadline, &rep, err);
+    if (r < 0)
+        return r;
+    if (rep.pb->code != 0) {
+        int code = rep.pb->code > 0 ? MLXD_EPROTO : rep.pb->code;
+        if (rep.pb->message && *rep.pb->message)
+            lib_errorf(err, code, "%s", rep.pb->message);
+        else
+            lib_errorf(err, code, "mlxd answered %s", mlxd_strerror(code));
+        reply_done(&rep);
+        return code;
+    }
+    reply_move(ret, &rep);
+    return 0;
+}

@@ -1,0 +1,117 @@
+/* Private header of libmlxd: the group object and the prototypes shared by
+ * the library's files. libmlxd.c owns init, groups, split and memory;
+ * libmlxd_conn.c owns the connection to the daemon (sockets, framing,
+ * waiting); libmlxd_ops.c owns the collectives. Nothing here is exported. */
+#ifndef MLXD_LIBMLXD_IMPL_H
+#define MLXD_LIBMLXD_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "mlxd/mlxd.h"
+#include "wire.h"
+
+// Size of every error buffer (a group's last_error, the init error).
+#define LIB_ERR_MAX 1024
+
+// Longest endpoint we keep, with its NUL.
+#define LIB_ENDPOINT_MAX 256
+
+// How much longer than a request's deadline the client waits for the reply:
+// the daemon's own deadline fires first and names the missing ranks; only a
+// daemon that is gone or stuck lets this one pass.
+#define LIB_GRACE_MS 5000
+
+// Moving a tensor through the socket takes time that the daemon's deadline
+// does not count: the client adds this much per byte sent and expected back
+// (a rate far below what even a loaded machine manages).
+#define LIB_MIN_BYTES_PER_S (32u << 20)
+
+// How long mlxd_group_free() waits for the daemon to confirm a Goodbye.
+#define LIB_GOODBYE_MS 1000
+
+// How long mlxd_is_available() waits for a Ping's answer. (mlxd_init()
+// gives its Ping LIB_GRACE_MS: falling back to a singleton because a busy
+// daemon was slow would be far worse than waiting.)
+#define LIB_PING_MS 1000
+
+struct conn;
+
+// A group: a local singleton (conn == NULL) or a session on a daemon.
+struct mlxd_group {
+    int rank, size;
+    int timeout_ms;                     // as given to mlxd_init; 0: the daemon's default
+    uint64_t id;                        // the daemon's group id; 0 for a local singleton
+    struct conn *conn;                  // owned; NULL for a local singleton
+    char endpoint[LIB_ENDPOINT_MAX];    // kept so that split can connect again
+    char last_error[LIB_ERR_MAX];
+};
+
+// A reply as it came off the socket: the decoded protobuf and at most one
+// raw frame (the result tensor).
+struct reply {
+    Mlxd__Reply *pb;                    // owned, never NULL once received
+    zmq_msg_t data;                     // valid when has_data
+    bool has_data;
+};
+
+/* libmlxd.c */
+
+// Formats a message into an error buffer of LIB_ERR_MAX bytes; returns code,
+// so that failures read `return lib_errorf(err, MLXD_EINVAL, "...")`.
+int lib_errorf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// The client-side deadline (wire_now_us() clock) for a request whose daemon
+// deadline is timeout_ms (0: the daemon's default) and which moves nbytes
+// through the socket both ways together.
+uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes);
+
+/* libmlxd_conn.c */
+
+// Opens a DEALER socket (with a monitor that reports the daemon closing the
+// connection) to endpoint. Returns 0 and the connection in *ret_conn, or a
+// negative MLXD_E* code with the reason in err.
+int conn_open(const char *endpoint, struct conn **ret_conn, char *err);
+
+// Closes the connection and frees it. NULL is fine.
+void conn_free(struct conn *c);
+
+// True once the connection is unusable (the daemon went silent or closed it):
+// every later request fails at once.
+bool conn_is_broken(const struct conn *c);
+
+// Sends req with the next request id of c and, when tensor is true, one raw
+// frame of nbytes at data (not copied: ZeroMQ reads it while the request is
+// in flight, so it must stay valid until conn_wait() returns). Returns the
+// request id in *ret_id, or a negative MLXD_E* code with the reason in err.
+int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data, size_t nbytes,
+              uint64_t *ret_id, char *err);
+
+// Waits until deadline_us (wire_now_us() clock) for the reply to request id,
+// discarding stale replies, and until ZeroMQ has let go of the request's
+// tensor. Returns 0 and the reply in *ret (its code may still be an error;
+// free it with reply_done()), or a negative MLXD_E* code with the reason in
+// err; silence or a closed connection breaks c.
+int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err);
+
+// What a request carries besides its protobuf, and what its reply should.
+struct call {
+    int timeout_ms;                     // the request's deadline; 0: the daemon's default
+    bool tensor;                        // one raw frame follows the protobuf...
+    const void *data;                   // ...with these bytes, borrowed until the reply
+    size_t nbytes;
+    size_t reply_nbytes;                // bytes the reply is expected to carry
+};
+
+// conn_send() then conn_wait() with the deadline lib_deadline_us() gives;
+// then, for a reply whose code is an error, returns that code with the
+// daemon's message in err (the reply is freed).
+int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
+              char *err);
+
+// Frees what a reply holds.
+void reply_done(struct reply *r);
+
+#endif
