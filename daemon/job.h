@@ -124,9 +124,16 @@ void op_submit(struct server *s, struct session *se, struct pending *p);
 void op_fail_group(struct server *s, struct group *g);
 // Queues a message that arrived from another host; takes data.
 void op_deliver_remote(struct server *s, struct group *g, int src, int dst, const struct op_desc *d, zmq_msg_t *data);
-// Answers one member's request of a collective with a tensor (frame moved).
+// Answers p with a tensor whose bytes are in frame (moved), or, when p's
+// result goes to shared memory, already there (frame NULL).
 void op_reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
                      zmq_msg_t *frame);
+// Answers p with a result of n bytes at bytes: copied into its shared-memory
+// output (unless it is already there), or sent as a frame sharing `shared`
+// (a copy of bytes when shared is NULL). A shared-memory output of the
+// wrong size is MLXD_EINVAL.
+void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
+                     const uint8_t *bytes, size_t n, zmq_msg_t *shared);
 void op_reply_empty(struct server *s, struct pending *p);
 
 #endif

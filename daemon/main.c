@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "      --max-jobs N         jobs at once (default 256)\n"
             "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
             "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
+            "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -40,7 +41,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -49,6 +50,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-jobs", required_argument, NULL, OPT_MAX_JOBS },
         { "max-tensor-bytes", required_argument, NULL, OPT_MAX_TENSOR },
         { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
+        { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -95,14 +97,17 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
             break;
         case OPT_MAX_TENSOR:
         case OPT_MAX_QUEUED:
+        case OPT_MAX_SHM:
             if (parse_u64(optarg, 1, UINT64_C(1) << 40, &v) < 0) {
                 fprintf(stderr, "mlxd: --%s takes a number of bytes from 1 to 2^40\n", opts[c - OPT_MAX_CLIENTS + 3].name);
                 return -EINVAL;
             }
             if (c == OPT_MAX_TENSOR)
                 cfg->max_tensor_bytes = v;
-            else
+            else if (c == OPT_MAX_QUEUED)
                 cfg->max_queued_bytes = v;
+            else
+                cfg->max_shm_bytes = v;
             break;
         case 'f':
             break;
@@ -132,6 +137,7 @@ int main(int argc, char **argv) {
         .max_jobs = 256,
         .max_tensor_bytes = UINT64_C(4) << 30,
         .max_queued_bytes = UINT64_C(1) << 30,
+        .max_shm_bytes = UINT64_C(16) << 30,
         .max_group_size = 65536,
     };
     struct server s;

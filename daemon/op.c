@@ -25,19 +25,53 @@ static reduce_op reduce_op_of(Mlxd__OpType op) {
     }
 }
 
+// Answers p with a tensor whose bytes are in frame (moved), or, when p's
+// result goes to shared memory, already there (frame NULL).
 void op_reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
-                         zmq_msg_t *frame) {
+                     zmq_msg_t *frame) {
     Mlxd__Tensor t = MLXD__TENSOR__INIT;
     Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
     Mlxd__Reply r = MLXD__REPLY__INIT;
     t.dtype = dtype;
     t.n_shape = (size_t) ndim;
     t.shape = (int64_t *) shape;
-    t.frame = 1;
+    if (frame) {
+        t.frame = 1;
+    } else {
+        t.segment = p->out_segment;
+        t.offset = p->out_offset;
+    }
     o.output = &t;
     r.body_case = MLXD__REPLY__BODY_OP;
     r.op = &o;
-    pending_finish(s, p, &r, frame, 1);
+    pending_finish(s, p, &r, frame, frame ? 1 : 0);
+}
+
+void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
+                     const uint8_t *bytes, size_t n, zmq_msg_t *shared) {
+    zmq_msg_t f;
+    if (p->out_ptr) {
+        if (p->out_nbytes != n) {
+            pending_fail(s, p, MLXD_EINVAL, "the output in shared memory holds %llu bytes; the result of %s has %zu",
+                         (unsigned long long) p->out_nbytes, wire_op_name(p->d.op), n);
+            return;
+        }
+        if (p->out_ptr != bytes && n)
+            memmove(p->out_ptr, bytes, n);
+        op_reply_tensor(s, p, dtype, ndim, shape, NULL);
+        return;
+    }
+    if (shared) {
+        zmq_msg_init(&f);
+        zmq_msg_copy(&f, shared);
+    } else if (zmq_msg_init_size(&f, n) == 0) {
+        if (n)
+            memcpy(zmq_msg_data(&f), bytes, n);
+    } else {
+        pending_fail(s, p, MLXD_ENOMEM, "out of memory answering %s", wire_op_name(p->d.op));
+        return;
+    }
+    op_reply_tensor(s, p, dtype, ndim, shape, &f);
 }
 
 void op_reply_empty(struct server *s, struct pending *p) {
@@ -64,98 +98,192 @@ static void fail_collective(struct server *s, struct group *g, int code, const c
             pending_fail(s, g->slots[r].coll, code, "%s", msg);
 }
 
+// Bytes a reduction's kernels handle between copies: large enough to run at
+// memory speed, small enough that a block is still in cache when copied.
+#define REDUCE_BLOCK (UINT64_C(256) << 10)
+
+// True when a member's shared-memory output overlaps its input anywhere but
+// at exactly the same place: then results must not be written into outputs
+// while inputs are still being read.
+static bool overlaps_input(const struct pending *p, size_t out_offset_of_in) {
+    const uint8_t *in = pending_input(p), *out = p->out_ptr;
+    if (!out)
+        return false;
+    bool overlap = out < in + p->nbytes && in < out + p->out_nbytes;
+    return overlap && in != out + out_offset_of_in;
+}
+
 static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
+    int n = g->size;
     struct pending *first = g->slots[0].coll;
-    size_t esize = wire_dtype(first->d.dtype)->size, count = first->nbytes / esize;
-    const void **srcs = malloc((size_t) g->size * sizeof *srcs);
-    if (!srcs)
-        return MLXD_ENOMEM;
-    // The result goes into rank 0's input buffer, which every member's
-    // reply then shares (zmq_msg_copy counts references, it copies nothing).
-    // Small messages live inside the zmq_msg_t, so take pointers after the move.
+    size_t esize = wire_dtype(first->d.dtype)->size, nbytes = first->nbytes, count = nbytes / esize;
+    const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
+    const void **blk = malloc((size_t) n * sizeof *blk);
+    uint8_t **outs = calloc((size_t) n, sizeof *outs);
+    uint8_t *dst = NULL, *frame = NULL;
+    bool any_frame = false;
     zmq_msg_t result;
+    int code = 0;
+
     zmq_msg_init(&result);
-    zmq_msg_move(&result, &first->data);
-    srcs[0] = zmq_msg_data(&result);
-    for (int r = 1; r < g->size; r++)
-        srcs[r] = zmq_msg_data(&g->slots[r].coll->data);
-    if (count > 0)
-        reduce_n(rop, (mlxd_dtype) first->d.dtype, zmq_msg_data(&result), srcs, (size_t) g->size, count);
-    free(srcs);
-    int ndim = first->d.ndim;
-    int64_t shape[MLXD_MAX_NDIM];
-    memcpy(shape, first->d.shape, sizeof shape);
-    uint32_t dtype = first->d.dtype;
-    for (int r = 0; r < g->size; r++) {
-        zmq_msg_t f;
-        zmq_msg_init(&f);
-        zmq_msg_copy(&f, &result);
-        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+    if (!srcs || !blk || !outs) {
+        code = MLXD_ENOMEM;
+        goto out;
     }
+    for (int r = 0; r < n; r++) {
+        struct pending *p = g->slots[r].coll;
+        srcs[r] = pending_input(p);
+        if (p->out_ptr && p->out_nbytes == nbytes && !overlaps_input(p, 0))
+            outs[r] = p->out_ptr;
+        else
+            any_frame = true;
+        if (!dst)
+            dst = outs[r];
+    }
+    if (any_frame) {
+        // Rank 0's inline buffer takes the result (every inline member's
+        // reply then shares it: zmq_msg_copy counts references). Small
+        // messages live inside the zmq_msg_t: take pointers after the move.
+        if (!first->in_ptr && !dst) {
+            zmq_msg_move(&result, &first->data);
+            srcs[0] = zmq_msg_data(&result);
+        } else if (zmq_msg_init_size(&result, nbytes) < 0) {
+            code = MLXD_ENOMEM;
+            goto out;
+        }
+        frame = zmq_msg_data(&result);
+        if (!dst)
+            dst = frame;
+    }
+    // One pass over the inputs: each block is reduced into the first output,
+    // then copied to the other outputs while it is still in cache.
+    size_t per = REDUCE_BLOCK / esize ? REDUCE_BLOCK / esize : 1;
+    for (size_t off = 0; off < count; off += per) {
+        size_t m = count - off < per ? count - off : per, bo = off * esize, bl = m * esize;
+        for (int r = 0; r < n; r++)
+            blk[r] = srcs[r] + bo;
+        reduce_n(rop, (mlxd_dtype) first->d.dtype, dst + bo, blk, (size_t) n, m);
+        for (int r = 0; r < n; r++)
+            if (outs[r] && outs[r] != dst)
+                memcpy(outs[r] + bo, dst + bo, bl);
+        if (frame && frame != dst)
+            memcpy(frame + bo, dst + bo, bl);
+    }
+    struct op_desc d = first->d;
+    for (int r = 0; r < n; r++)
+        op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, outs[r] ? outs[r] : frame, nbytes,
+                        outs[r] || !frame ? NULL : &result);
+out:
     zmq_msg_close(&result);
-    return 0;
+    free(srcs);
+    free(blk);
+    free(outs);
+    return code;
 }
 
 static int run_gather(struct server *s, struct group *g) {
+    int n = g->size;
     struct pending *first = g->slots[0].coll;
-    size_t each = first->nbytes;
+    size_t each = first->nbytes, total = each * (size_t) n;
+    bool any_frame = false, staged = false;
     zmq_msg_t result;
-    if (zmq_msg_init_size(&result, each * (size_t) g->size) < 0)
+    for (int r = 0; r < n; r++) {
+        struct pending *p = g->slots[r].coll;
+        any_frame |= !p->out_ptr || p->out_nbytes != total;
+        // Gathering in place (x at its own block of out) is fine; any other
+        // overlap is gathered aside first.
+        staged |= overlaps_input(p, (size_t) r * each);
+    }
+    zmq_msg_init(&result);
+    if ((any_frame || staged) && zmq_msg_init_size(&result, total) < 0)
         return MLXD_ENOMEM;
-    for (int r = 0; r < g->size; r++)
-        if (each)
-            memcpy((char *) zmq_msg_data(&result) + (size_t) r * each, zmq_msg_data(&g->slots[r].coll->data), each);
-    int64_t shape[MLXD_MAX_NDIM];
-    int ndim = first->d.ndim ? first->d.ndim : 1;
-    memcpy(shape, first->d.shape, sizeof shape);
-    shape[0] = first->d.ndim ? first->d.shape[0] * g->size : g->size;
-    uint32_t dtype = first->d.dtype;
-    for (int r = 0; r < g->size; r++) {
-        zmq_msg_t f;
-        zmq_msg_init(&f);
-        zmq_msg_copy(&f, &result);
-        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &f);
+    uint8_t *frame = any_frame || staged ? zmq_msg_data(&result) : NULL;
+    if (frame)
+        for (int r = 0; r < n; r++)
+            if (each)
+                memcpy(frame + (size_t) r * each, pending_input(g->slots[r].coll), each);
+    // Straight into each shared-memory output (skipping a member's own
+    // block when it gathers in place).
+    for (int r = 0; r < n && !staged; r++) {
+        struct pending *p = g->slots[r].coll;
+        if (!p->out_ptr || p->out_nbytes != total)
+            continue;
+        for (int k = 0; k < n; k++) {
+            const uint8_t *src = pending_input(g->slots[k].coll);
+            if (each && p->out_ptr + (size_t) k * each != src)
+                memcpy(p->out_ptr + (size_t) k * each, src, each);
+        }
+    }
+    struct op_desc d = first->d;
+    if (d.ndim == 0) {
+        d.ndim = 1;
+        d.shape[0] = n;
+    } else {
+        d.shape[0] *= n;
+    }
+    for (int r = 0; r < n; r++) {
+        struct pending *p = g->slots[r].coll;
+        bool direct = !staged && p->out_ptr && p->out_nbytes == total;
+        op_reply_result(s, p, d.dtype, d.ndim, d.shape, direct ? p->out_ptr : frame, total,
+                        direct || !any_frame ? NULL : &result);
     }
     zmq_msg_close(&result);
     return 0;
 }
 
 static int run_scatter(struct server *s, struct group *g) {
+    int n = g->size;
     struct pending *first = g->slots[0].coll;
     size_t esize = wire_dtype(first->d.dtype)->size;
-    size_t block = first->nbytes / (size_t) g->size;
-    zmq_msg_t *out = calloc((size_t) g->size, sizeof *out);
-    const void **srcs = malloc((size_t) g->size * sizeof *srcs);
-    if (!out || !srcs) {
-        free(out);
-        free(srcs);
-        return MLXD_ENOMEM;
+    size_t block = first->nbytes / (size_t) n;
+    bool staged = false;
+    for (int r = 0; r < n; r++)
+        staged |= overlaps_input(g->slots[r].coll, SIZE_MAX);
+    zmq_msg_t *out = calloc((size_t) n, sizeof *out);
+    uint8_t **dst = calloc((size_t) n, sizeof *dst);
+    const void **srcs = malloc((size_t) n * sizeof *srcs);
+    int code = 0, made = 0;
+    if (!out || !dst || !srcs) {
+        code = MLXD_ENOMEM;
+        goto done;
     }
-    // Each member's block is reduced straight into its own reply frame.
-    for (int r = 0; r < g->size; r++) {
-        if (zmq_msg_init_size(&out[r], block) < 0) {
-            for (int i = 0; i < r; i++)
-                zmq_msg_close(&out[i]);
-            free(out);
-            free(srcs);
-            return MLXD_ENOMEM;
+    // Each member's block is reduced straight into its output: its shared
+    // memory, or its own reply frame (also when outputs overlap inputs, so
+    // nothing is written while it may still be read).
+    for (int r = 0; r < n; r++, made++) {
+        struct pending *p = g->slots[r].coll;
+        zmq_msg_init(&out[r]);
+        if (!staged && p->out_ptr && p->out_nbytes == block) {
+            dst[r] = p->out_ptr;
+        } else if (zmq_msg_init_size(&out[r], block) == 0) {
+            dst[r] = zmq_msg_data(&out[r]);
+        } else {
+            code = MLXD_ENOMEM;
+            goto done;
         }
-        for (int i = 0; i < g->size; i++)
-            srcs[i] = (const char *) zmq_msg_data(&g->slots[i].coll->data) + (size_t) r * block;
-        if (block)
-            reduce_n(REDUCE_SUM, (mlxd_dtype) first->d.dtype, zmq_msg_data(&out[r]), srcs, (size_t) g->size,
-                     block / esize);
     }
-    free(srcs);
-    int64_t shape[MLXD_MAX_NDIM];
-    memcpy(shape, first->d.shape, sizeof shape);
-    shape[0] /= g->size;
-    int ndim = first->d.ndim;
-    uint32_t dtype = first->d.dtype;
-    for (int r = 0; r < g->size; r++)
-        op_reply_tensor(s, g->slots[r].coll, dtype, ndim, shape, &out[r]);
+    for (int r = 0; r < n; r++) {
+        for (int i = 0; i < n; i++)
+            srcs[i] = pending_input(g->slots[i].coll) + (size_t) r * block;
+        if (block)
+            reduce_n(REDUCE_SUM, (mlxd_dtype) first->d.dtype, dst[r], srcs, (size_t) n, block / esize);
+    }
+    struct op_desc d = first->d;
+    d.shape[0] /= n;
+    for (int r = 0; r < n; r++) {
+        struct pending *p = g->slots[r].coll;
+        if (dst[r] == p->out_ptr)
+            op_reply_tensor(s, p, d.dtype, d.ndim, d.shape, NULL);
+        else
+            op_reply_result(s, p, d.dtype, d.ndim, d.shape, dst[r], block, p->out_ptr ? NULL : &out[r]);
+    }
+done:
+    for (int r = 0; out && r < made; r++)
+        zmq_msg_close(&out[r]);
     free(out);
-    return 0;
+    free(dst);
+    free(srcs);
+    return code;
 }
 
 static int run_split(struct server *s, struct group *g, const struct op_desc **d) {
@@ -275,10 +403,8 @@ static void deliver(struct server *s, struct group *g, struct message *m, struct
                      wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), m->src,
                      wire_dtype(m->dtype)->name, shape_str(got, sizeof got, m->ndim, m->shape));
     } else {
-        zmq_msg_t f;
-        zmq_msg_init(&f);
-        zmq_msg_move(&f, &m->data);
-        op_reply_tensor(s, p, m->dtype, m->ndim, m->shape, &f);
+        op_reply_result(s, p, m->dtype, m->ndim, m->shape, zmq_msg_data(&m->data), m->nbytes,
+                        p->out_ptr ? NULL : &m->data);
     }
     message_free(s, g, m);
     if (held)
@@ -303,6 +429,16 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
     if (!peer_ok(s, g, se, p))
         return;
     struct slot *dst = &g->slots[p->peer];
+    if (p->in_ptr && zmq_msg_init_size(&p->data, p->nbytes) == 0) {
+        // send returns at once and the sender may reuse its memory: the
+        // daemon keeps a copy.
+        if (p->nbytes)
+            memcpy(zmq_msg_data(&p->data), p->in_ptr, p->nbytes);
+        p->in_ptr = NULL;
+    } else if (p->in_ptr) {
+        pending_fail(s, p, MLXD_ENOMEM, "out of memory queueing a send");
+        return;
+    }
     if (dst->state == SLOT_REMOTE) {
         // The receiver's daemon holds it from here; MPI keeps the order of
         // messages between two daemons.
@@ -328,6 +464,7 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
     zmq_msg_move(&m->data, &p->data);
     m->nbytes = zmq_msg_size(&m->data);
     m->sender = se;
+
     se->queued_bytes += m->nbytes;
     TAILQ_INSERT_TAIL(&g->messages, m, link);
 

@@ -50,9 +50,13 @@ static int check_tensor(const char *what, const Mlxd__Tensor *t, bool want_frame
     if (r < 0 || nbytes > cfg->max_tensor_bytes)
         return fail(err, errlen, MLXD_ENOMEM, "the %s tensor is larger than the daemon's limit of %llu bytes", what,
                     (unsigned long long) cfg->max_tensor_bytes);
-    if (t->segment != 0)
-        return fail(err, errlen, MLXD_EINVAL, "the %s tensor names shared-memory segment %u, which this client never shared",
-                    what, t->segment);
+    if (t->segment != 0) {
+        // In shared memory: the daemon resolves it against what this client
+        // shared; no frame may come with it.
+        if (t->frame != 0)
+            return fail(err, errlen, MLXD_EPROTO, "the %s tensor names both a frame and a shared-memory segment", what);
+        return 0;
+    }
     if (!want_frame) {
         if (t->frame != 0)
             return fail(err, errlen, MLXD_EPROTO, "the %s tensor must not carry data", what);

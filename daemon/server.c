@@ -137,10 +137,12 @@ static int setup_signals(struct server *s) {
 
 int server_init(struct server *s, const struct config *cfg) {
     int r;
-    *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .next_group_id = 1 };
+    *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .shm_fd = -1, .next_group_id = 1,
+                           .next_segment_id = 1 };
     LIST_INIT(&s->sessions);
     LIST_INIT(&s->jobs);
     LIST_INIT(&s->pendings);
+    LIST_INIT(&s->shm_clients);
     s->start_us = wire_now_us();
     r = setup_signals(s);
     if (r < 0)
@@ -175,6 +177,9 @@ int server_init(struct server *s, const struct config *cfg) {
     r = bind_endpoint(s);
     if (r < 0)
         return r;
+    r = shm_start(s);
+    if (r < 0)
+        return r;
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
     return 0;
@@ -191,6 +196,7 @@ void server_fini(struct server *s) {
     while ((se = LIST_FIRST(&s->sessions)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     job_free_all(s);
+    shm_stop(s);
     if (s->router)
         zmq_close(s->router);
     if (s->unlink_on_exit) {
@@ -282,7 +288,13 @@ void pending_free(struct server *s, struct pending *p) {
     if (p->session && p->session->pending == p)
         p->session->pending = NULL;
     zmq_msg_close(&p->data);
+    shm_unref(p->in_seg);
+    shm_unref(p->out_seg);
     free(p);
+}
+
+const uint8_t *pending_input(const struct pending *p) {
+    return p->in_ptr ? p->in_ptr : zmq_msg_data((zmq_msg_t *) &p->data);
 }
 
 void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
@@ -330,6 +342,29 @@ static void handle_op(struct server *s, struct session *se, const Mlxd__Request 
     if (in && in->frame > 0) {
         zmq_msg_move(&p->data, &frames[in->frame - 1]);
         p->has_data = true;
+    }
+    // Tensors in shared memory: only what this very process shared.
+    const Mlxd__Tensor *out = req->op->output;
+    int r = 0;
+    if (in && in->segment)
+        r = shm_resolve(s, se->peer.pid, in->segment, in->offset, p->nbytes, &p->in_seg, &p->in_ptr);
+    if (r == 0 && out && out->segment) {
+        wire_tensor_nbytes(out->dtype, out->n_shape, out->shape, &p->out_nbytes);
+        p->out_segment = out->segment;
+        p->out_offset = out->offset;
+        r = shm_resolve(s, se->peer.pid, out->segment, out->offset, p->out_nbytes, &p->out_seg, &p->out_ptr);
+    }
+    if (r < 0) {
+        bool is_in = in && in->segment && !p->in_seg;
+        const Mlxd__Tensor *t = is_in ? in : out;
+        if (r == -ERANGE)
+            pending_fail(s, p, MLXD_EINVAL, "the %s (%llu bytes at offset %llu) runs past the end of shared-memory segment %u",
+                         is_in ? "input" : "output", (unsigned long long) (is_in ? p->nbytes : p->out_nbytes),
+                         (unsigned long long) t->offset, t->segment);
+        else
+            pending_fail(s, p, MLXD_EINVAL, "the %s names shared-memory segment %u, which this process has not shared",
+                         is_in ? "input" : "output", t->segment);
+        return;
     }
     se->ops++;
     op_submit(s, se, p);
@@ -507,25 +542,39 @@ static void drain_signals(struct server *s) {
     }
 }
 
+// Fixed poll items before the side channel's and the sessions' descriptors.
+enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_FIXED };
+
 int server_run(struct server *s) {
     zmq_pollitem_t *items = NULL;
+    int *fds = NULL;
     size_t cap = 0;
 
     while (!s->stopping) {
-        size_t n = 3 + s->n_sessions;
+        unsigned n_shm = 1;
+        struct shm_client *c;
+        LIST_FOREACH(c, &s->shm_clients, link)
+            n_shm++;
+        size_t n = ITEM_FIXED + n_shm + s->n_sessions;
         if (n > cap) {
             zmq_pollitem_t *ni = realloc(items, n * sizeof *ni);
-            if (!ni) {
-                free(items);
+            int *nf = ni ? realloc(fds, n_shm * sizeof *nf + 1) : NULL;
+            if (!ni || !nf) {
+                free(ni ? ni : items);
+                free(fds);
                 return log_errno(LOG_ERR, -ENOMEM, "Out of memory in the event loop");
             }
             items = ni;
+            fds = nf;
             cap = n;
         }
-        items[0] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
-        items[1] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
-        items[2] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
-        size_t k = 3;
+        items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
+        items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
+        items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
+        size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
+        for (size_t i = 0; i < nf; i++)
+            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
+        size_t first_session = k;
         struct session *se;
         LIST_FOREACH(se, &s->sessions, link)
             items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
@@ -533,19 +582,23 @@ int server_run(struct server *s) {
         int r = zmq_poll(items, (int) k, next_timeout_ms(s, wire_now_us()));
         if (r < 0 && zmq_errno() != EINTR) {
             free(items);
+            free(fds);
             return log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
         }
         drain_signals(s);
         if (s->stopping)
             break;
-        if (r > 0 && (items[2].revents & ZMQ_POLLIN))
+        if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
             world_dispatch(s->world, s);
-        if (r > 0 && (items[0].revents & ZMQ_POLLIN))
+        if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))
             for (int i = 0; i < MAX_BATCH && read_one(s); i++)
                 ;
-        // Processes that exited: their sessions are in the same order as the
-        // poll items, unless a request above closed some; look each up by fd.
-        for (size_t i = 3; r > 0 && i < k; i++) {
+        // Each descriptor is looked up again: handling one may have closed
+        // another.
+        for (size_t i = ITEM_FIXED; r > 0 && i < first_session; i++)
+            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                shm_ready(s, items[i].fd);
+        for (size_t i = first_session; r > 0 && i < k; i++) {
             if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
                 continue;
             struct session *t, *tn;
@@ -562,5 +615,6 @@ int server_run(struct server *s) {
         expire(s, wire_now_us());
     }
     free(items);
+    free(fds);
     return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "desc.h"
 #include "metrics.h"
+#include "shm.h"
 #include "wire.h"
 
 struct world;
@@ -28,6 +29,7 @@ struct config {
     uint32_t max_jobs;
     uint64_t max_tensor_bytes;      // one tensor, and one frame
     uint64_t max_queued_bytes;      // sent but not yet received, per session
+    uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
 };
 
@@ -59,6 +61,13 @@ struct pending {
     uint64_t nbytes;
     zmq_msg_t data;                 // inline input (send, reductions, gather)
     bool has_data;
+    struct shm_seg *in_seg;         // input in shared memory: in_ptr points into it
+    uint8_t *in_ptr;
+    struct shm_seg *out_seg;        // the result goes to shared memory: out_ptr
+    uint8_t *out_ptr;
+    uint64_t out_nbytes;
+    uint32_t out_segment;           // as the client named it, for the reply
+    uint64_t out_offset;
     int peer;                       // send dst / recv src
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
@@ -91,6 +100,9 @@ struct server {
     LIST_HEAD(, job) jobs;
     unsigned n_jobs;
     LIST_HEAD(, pending) pendings;
+    int shm_fd;                     // the shared-memory side channel's listener
+    LIST_HEAD(, shm_client) shm_clients;
+    uint32_t next_segment_id;
     uint64_t next_group_id;         // of groups this host makes alone
     struct status_gather *gathers;  // mlxctl status --world in progress
     bool stopping;
@@ -118,6 +130,8 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
 void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pending_free(struct server *s, struct pending *p);
+// The bytes of a pending op's input, wherever they are.
+const uint8_t *pending_input(const struct pending *p);
 
 /* session.c */
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);

@@ -40,14 +40,23 @@ static int local_part(struct group *g, zmq_msg_t *ret) {
                        : first->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
                                                                   : REDUCE_SUM;
         size_t count = first->nbytes / wire_dtype(first->d.dtype)->size;
-        zmq_msg_move(ret, &first->data);
         if (!(srcs = malloc((size_t) n * sizeof *srcs)))
             return MLXD_ENOMEM;
+        // Into the first member's inline buffer, or a new one when its input
+        // is in shared memory (which must not be written).
+        if (first->in_ptr) {
+            if (zmq_msg_init_size(ret, first->nbytes) < 0) {
+                free(srcs);
+                return MLXD_ENOMEM;
+            }
+        } else {
+            zmq_msg_move(ret, &first->data);
+        }
         int k = 0;
-        srcs[k++] = zmq_msg_data(ret);
+        srcs[k++] = first->in_ptr ? first->in_ptr : zmq_msg_data(ret);
         for (int r = 0; r < g->size; r++)
             if (g->slots[r].coll && g->slots[r].coll != first)
-                srcs[k++] = zmq_msg_data(&g->slots[r].coll->data);
+                srcs[k++] = pending_input(g->slots[r].coll);
         if (count)
             reduce_n(op, (mlxd_dtype) first->d.dtype, zmq_msg_data(ret), srcs, (size_t) n, count);
         free(srcs);
@@ -60,7 +69,7 @@ static int local_part(struct group *g, zmq_msg_t *ret) {
         for (int r = 0; r < g->size; r++)
             if (g->slots[r].coll) {
                 if (each)
-                    memcpy((char *) zmq_msg_data(ret) + off, zmq_msg_data(&g->slots[r].coll->data), each);
+                    memcpy((char *) zmq_msg_data(ret) + off, pending_input(g->slots[r].coll), each);
                 off += each;
             }
         return 1;
@@ -199,17 +208,10 @@ static void go_done(struct server *s, struct world_event *e) {
         case MLXD__OP_TYPE__OP_SUM_SCATTER: {
             size_t block = zmq_msg_size(&e->data) / (size_t) g->size;
             d.shape[0] /= g->size;
-            for (int r = 0; r < g->size; r++) {
-                zmq_msg_t f;
-                if (!g->slots[r].coll)
-                    continue;
-                if (zmq_msg_init_size(&f, block) < 0) {
-                    pending_fail(s, g->slots[r].coll, MLXD_ENOMEM, "out of memory");
-                    continue;
-                }
-                memcpy(zmq_msg_data(&f), (char *) zmq_msg_data(&e->data) + (size_t) r * block, block);
-                op_reply_tensor(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, &f);
-            }
+            for (int r = 0; r < g->size; r++)
+                if (g->slots[r].coll)
+                    op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape,
+                                    (const uint8_t *) zmq_msg_data(&e->data) + (size_t) r * block, block, NULL);
             break;
         }
         default:
@@ -219,14 +221,10 @@ static void go_done(struct server *s, struct world_event *e) {
                 else
                     d.shape[0] *= g->size;
             }
-            for (int r = 0; r < g->size; r++) {
-                zmq_msg_t f;
-                if (!g->slots[r].coll)
-                    continue;
-                zmq_msg_init(&f);
-                zmq_msg_copy(&f, &e->data);
-                op_reply_tensor(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, &f);
-            }
+            for (int r = 0; r < g->size; r++)
+                if (g->slots[r].coll)
+                    op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, zmq_msg_data(&e->data),
+                                    zmq_msg_size(&e->data), &e->data);
         }
     }
     g->seq++;

@@ -12,7 +12,7 @@ static char *dup_str(const char *s) {
     return strdup(s ? s : "");
 }
 
-static Mlxd__ClientStatus *client_status(const struct session *se) {
+static Mlxd__ClientStatus *client_status(struct server *s, const struct session *se) {
     Mlxd__ClientStatus *c = malloc(sizeof *c);
     if (!c)
         return NULL;
@@ -24,6 +24,9 @@ static Mlxd__ClientStatus *client_status(const struct session *se) {
     c->group = se->group ? se->group->id : 0;
     c->ops = se->ops;
     c->pending = dup_str(se->pending ? (se->pending->kind == PENDING_HELLO ? "hello" : wire_op_name(se->pending->d.op)) : "");
+    unsigned segs;
+    shm_usage(s, se->peer.pid, &segs, &c->shm_bytes);
+    c->shm_segments = segs;
     return c;
 }
 
@@ -98,7 +101,7 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
     d->clients = calloc(s->n_sessions ? s->n_sessions : 1, sizeof *d->clients);
     const struct session *se;
     LIST_FOREACH(se, &s->sessions, link)
-        if (d->clients && (d->clients[d->n_clients] = client_status(se)))
+        if (d->clients && (d->clients[d->n_clients] = client_status(s, se)))
             d->n_clients++;
 
     d->jobs = calloc(s->n_jobs ? s->n_jobs : 1, sizeof *d->jobs);

@@ -161,6 +161,17 @@ int wire_check_endpoint(const char *endpoint) {
     return strncmp(endpoint, "tcp://", 6) == 0 ? 0 : -EINVAL;
 }
 
+int wire_shm_path(const char *endpoint, char *buf, size_t size) {
+    const char *path = wire_ipc_path(endpoint);
+    struct sockaddr_un sa;
+    if (!path)
+        return -EINVAL;
+    int n = snprintf(buf, size, "%s.shm", path);
+    if (n < 0 || (size_t) n >= size || (size_t) n >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
 int wire_probe_ipc(const char *endpoint) {
     const char *path = wire_ipc_path(endpoint);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };

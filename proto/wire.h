@@ -68,6 +68,36 @@ int wire_check_endpoint(const char *endpoint);
 // -errno) when nothing does, -EINVAL for another transport.
 int wire_probe_ipc(const char *endpoint);
 
+/* ---- the shared-memory side channel ----
+ * ZeroMQ cannot pass file descriptors, so a client hands its memory to the
+ * daemon over a SOCK_SEQPACKET Unix socket beside the ZeroMQ one: the ipc
+ * path with ".shm" appended. Each message is one struct wire_shm_msg. A
+ * REGISTER carries a memfd (SCM_RIGHTS) sealed with at least F_SEAL_SHRINK,
+ * of at least `size` bytes; the daemon maps it and answers with a REPLY
+ * naming the segment id that requests then use in Tensor.segment. A RELEASE
+ * drops a segment (no reply). Closing the connection, or the process dying,
+ * releases all of its segments. Segments count against the daemon's
+ * per-client cap (--max-shm-bytes). */
+#define WIRE_SHM_MAGIC 0x6d6c7873u    // "mlxs"
+enum {
+    WIRE_SHM_REGISTER = 1,
+    WIRE_SHM_RELEASE = 2,
+    WIRE_SHM_REPLY = 3,
+};
+
+struct wire_shm_msg {
+    uint32_t magic;
+    uint32_t type;
+    uint32_t segment;                 // REPLY: the new segment; RELEASE: which
+    int32_t code;                     // REPLY: 0 or an MLXD_E* code
+    uint64_t size;                    // REGISTER: bytes to map
+    char message[240];                // REPLY: what went wrong, NUL-terminated
+};
+
+// The side channel's path for an ipc:// endpoint into buf; -EINVAL for
+// another transport, -ENAMETOOLONG when it does not fit a Unix socket path.
+int wire_shm_path(const char *endpoint, char *buf, size_t size);
+
 // Parses ZeroMQ's ipc "Peer-Address" property ("host:uid:gid:pid").
 int wire_parse_peer_address(const char *s, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
 

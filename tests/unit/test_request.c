@@ -210,13 +210,16 @@ static void sum_scatter_of_a_scalar_is_einval(void **state) {
     assert_int_equal(check(&o.req, lens, 1, err), MLXD_EINVAL);
 }
 
-static void shared_memory_references_are_refused_for_now(void **state) {
+static void shared_memory_tensors_carry_no_frame(void **state) {
     struct op_req o;
     op_init(&o, MLXD__OP_TYPE__OP_ALL_SUM);
     o.in.frame = 0;
     o.in.segment = 7;
     char err[512];
-    assert_int_equal(check(&o.req, NULL, 0, err), MLXD_EINVAL);
+    assert_int_equal(check(&o.req, NULL, 0, err), 0);
+    o.in.frame = 1;
+    size_t lens[] = { 16 };
+    assert_int_equal(check(&o.req, lens, 1, err), MLXD_EPROTO);
 }
 
 static void data_frames_on_other_requests_are_eproto(void **state) {
@@ -248,7 +251,7 @@ int main(void) {
         cmocka_unit_test(unknown_op_is_eproto),
         cmocka_unit_test(recv_takes_an_output_without_data),
         cmocka_unit_test(sum_scatter_of_a_scalar_is_einval),
-        cmocka_unit_test(shared_memory_references_are_refused_for_now),
+        cmocka_unit_test(shared_memory_tensors_carry_no_frame),
         cmocka_unit_test(data_frames_on_other_requests_are_eproto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
