@@ -19,6 +19,7 @@
 #include "job.h"
 #include "log.h"
 #include "request.h"
+#include "service.h"
 #include "world.h"
 
 // Raw frames one request may carry; a request with more is refused.
@@ -150,9 +151,14 @@ int server_init(struct server *s, const struct config *cfg) {
     s->zctx = zmq_ctx_new();
     if (!s->zctx)
         return log_errno(LOG_ERR, -zmq_errno(), "Failed to create the ZeroMQ context");
+    int router_fd, shm_fd;
+    r = service_adopt(s, &router_fd, &shm_fd);
+    if (r < 0)
+        return r;
+    s->activated = router_fd >= 0;
     // Without %r the endpoint is known before MPI starts: refuse a second
     // daemon at once rather than after MPI's start-up.
-    if (!strstr(s->cfg.endpoint, "%r")) {
+    if (!s->activated && !strstr(s->cfg.endpoint, "%r")) {
         r = claim_endpoint(s);
         if (r < 0)
             return r;
@@ -160,7 +166,8 @@ int server_init(struct server *s, const struct config *cfg) {
     r = world_start(s, &s->world);
     if (r < 0)
         return r;
-    r = world_expand_endpoint(s->world, s->cfg.endpoint, sizeof s->cfg.endpoint);
+    if (!s->activated)
+        r = world_expand_endpoint(s->world, s->cfg.endpoint, sizeof s->cfg.endpoint);
     if (r < 0)
         return log_errno(LOG_ERR, r, "The endpoint is too long once %%r is replaced: %m");
     s->router = zmq_socket(s->zctx, ZMQ_ROUTER);
@@ -174,12 +181,20 @@ int server_init(struct server *s, const struct config *cfg) {
     zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
-    r = bind_endpoint(s);
-    if (r < 0)
+    if (s->activated) {
+        // systemd made, owns and will remove the socket file.
+        zmq_setsockopt(s->router, ZMQ_USE_FD, &router_fd, sizeof router_fd);
+        if (zmq_bind(s->router, s->cfg.endpoint) < 0)
+            return log_errno(LOG_ERR, -zmq_errno(), "Failed to adopt the passed socket of %s: %s", s->cfg.endpoint,
+                             zmq_strerror(zmq_errno()));
+    } else if ((r = bind_endpoint(s)) < 0) {
         return r;
-    r = shm_start(s);
-    if (r < 0)
+    }
+    if (shm_fd >= 0)
+        s->shm_fd = shm_fd;
+    else if ((r = shm_start(s)) < 0)
         return r;
+    service_ready(s);
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
     return 0;
@@ -523,6 +538,9 @@ static int next_timeout_ms(struct server *s, uint64_t now) {
     uint64_t w = status_expire(s, now);
     if (w < first)
         first = w;
+    w = service_tick(s, now);
+    if (w < first)
+        first = w;
     if (first == UINT64_MAX)
         return -1;
     return first <= now ? 0 : (int) ((first - now + 999) / 1000);
@@ -533,11 +551,15 @@ static void drain_signals(struct server *s) {
     while (read(s->signal_pipe[0], buf, sizeof buf) > 0)
         ;
     if (got_hup) {
+        // Logs go to stderr (the journal keeps them) and options come from
+        // the command line, so there is nothing to reopen; say where we are.
         got_hup = 0;
-        log_info("SIGHUP: nothing to reload; logs go to stderr");
+        log_notice("SIGHUP: serving %s; %u client(s), %u job(s); options change with a restart", s->cfg.endpoint,
+                   s->n_sessions, s->n_jobs);
     }
     if (got_stop && !s->stopping) {
         s->stopping = true;
+        service_stopping();
         log_notice("Stopping: failing %u session(s) with MLXD_EUNAVAILABLE", s->n_sessions);
     }
 }
@@ -613,6 +635,7 @@ int server_run(struct server *s) {
             }
         }
         expire(s, wire_now_us());
+        service_status(s, wire_now_us());
     }
     free(items);
     free(fds);

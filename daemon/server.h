@@ -91,6 +91,8 @@ struct server {
     void *zctx;
     void *router;
     bool unlink_on_exit;            // we created the socket file
+    bool activated;                 // the service manager passed our sockets
+    bool shm_owned;                 // we created the shared-memory socket file
     int signal_pipe[2];
     uint64_t start_us;
     struct world *world;

@@ -68,6 +68,7 @@ int shm_start(struct server *s) {
         return r;
     }
     s->shm_fd = fd;
+    s->shm_owned = true;
     return 0;
 }
 
@@ -77,7 +78,7 @@ void shm_stop(struct server *s) {
     if (s->shm_fd >= 0) {
         char path[sizeof ((struct sockaddr_un *) 0)->sun_path];
         close(s->shm_fd);
-        if (wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
+        if (s->shm_owned && wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
             unlink(path);
     }
     s->shm_fd = -1;
