@@ -256,6 +256,17 @@ static alias_mode alias_of(const void *dst, const void *const *srcs, size_t n) {
     return srcs[0] == dst ? ALIAS_FIRST : ALIAS_NONE;
 }
 
+// Tensors inline in a ZeroMQ frame may start at any address; the kernels
+// read T through aligned pointers only.
+static bool all_aligned(const void *dst, const void *const *srcs, size_t n, size_t align) {
+    if ((uintptr_t) dst % align)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if ((uintptr_t) srcs[k] % align)
+            return false;
+    return true;
+}
+
 /* name##_2 and name##_acc get the block's length; a full block takes the
  * constant-count loop (vectorized), the tail the plain one. restrict is
  * sound: the drivers never pass the same memory as output and input. */
@@ -281,9 +292,28 @@ static alias_mode alias_of(const void *dst, const void *const *srcs, size_t n) {
                 d[i] = OP(d[i], a[i]);                                                          \
         }                                                                                       \
     }                                                                                           \
+    /* Misaligned memory: each block is copied into aligned buffers, and the  \
+     * result out once every input of the block has been read. */             \
+    static void name##_n_unaligned(void *dst, const void *const *srcs, size_t n, size_t count) { \
+        enum { B = BLOCK_BYTES / sizeof(T) };                                                   \
+        T buf[B], tmp[B];                                                                       \
+        for (size_t off = 0; off < count; off += B) {                                           \
+            size_t m = count - off < B ? count - off : B, bytes = m * sizeof(T);                \
+            memcpy(buf, (const char *)srcs[0] + off * sizeof(T), bytes);                        \
+            for (size_t k = 1; k < n; k++) {                                                    \
+                memcpy(tmp, (const char *)srcs[k] + off * sizeof(T), bytes);                    \
+                name##_acc(buf, tmp, m);                                                        \
+            }                                                                                   \
+            memcpy((char *)dst + off * sizeof(T), buf, bytes);                                  \
+        }                                                                                       \
+    }                                                                                           \
     static void name##_n(void *dst, const void *const *srcs, size_t n, size_t count) {         \
         enum { B = BLOCK_BYTES / sizeof(T) };                                                   \
         T buf[B];                                                                               \
+        if (!all_aligned(dst, srcs, n, _Alignof(T))) {                                          \
+            name##_n_unaligned(dst, srcs, n, count);                                            \
+            return;                                                                             \
+        }                                                                                       \
         alias_mode mode = alias_of(dst, srcs, n);                                               \
         for (size_t off = 0; off < count; off += B) {                                           \
             size_t m = count - off < B ? count - off : B;                                       \

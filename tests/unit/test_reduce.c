@@ -920,6 +920,39 @@ static void large_bfloat16_sum_matches_the_scalar_reference(void **state) {
     check_against_reference(REDUCE_SUM, MLXD_BFLOAT16, 3, count, OUT_OF_PLACE, 44);
 }
 
+
+// Inline tensors may start at any address in a ZeroMQ frame.
+static void misaligned_inputs_and_output_reduce_like_aligned_ones(void **state) {
+    enum { N = 3001 };
+    uint8_t *raw = malloc(4 * (N * 8 + 16));
+    assert_non_null(raw);
+    for (int t = 0; t < MLXD_DTYPE_MAX; t++) {
+        if (t == MLXD_BOOL || mlxd_dtype_size((mlxd_dtype) t) == 1)
+            continue;
+        size_t bytes = N * mlxd_dtype_size((mlxd_dtype) t);
+        uint8_t *a = raw + 1, *b = raw + bytes + 19, *odd = raw + 2 * bytes + 37;
+        uint8_t *ref = malloc(bytes), *aa = malloc(bytes), *bb = malloc(bytes);
+        assert_non_null(ref);
+        for (size_t i = 0; i < bytes; i++) {
+            // Small values keep every dtype's sum finite and exact.
+            a[i] = (uint8_t) (i % 2 ? 0 : (i * 7) % 5);
+            b[i] = (uint8_t) (i % 2 ? 0 : (i * 3) % 7);
+        }
+        memcpy(aa, a, bytes);
+        memcpy(bb, b, bytes);
+        for (int op = 0; op < REDUCE_OP_MAX; op++) {
+            const void *al[2] = { aa, bb }, *mis[2] = { a, b };
+            reduce_n((reduce_op) op, (mlxd_dtype) t, ref, al, 2, N);
+            reduce_n((reduce_op) op, (mlxd_dtype) t, odd, mis, 2, N);
+            assert_memory_equal(ref, odd, bytes);
+        }
+        free(ref);
+        free(aa);
+        free(bb);
+    }
+    free(raw);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(op_names_are_sum_max_min_and_invalid_otherwise),
@@ -992,6 +1025,7 @@ int main(void) {
         cmocka_unit_test(in_place_when_dst_is_several_of_the_inputs),
         cmocka_unit_test(reduce_into_folds_a_contribution_into_the_accumulator),
         cmocka_unit_test(count_zero_writes_nothing),
+        cmocka_unit_test(misaligned_inputs_and_output_reduce_like_aligned_ones),
 
         cmocka_unit_test(every_dtype_op_and_input_count_matches_the_scalar_reference),
         cmocka_unit_test(every_dtype_and_op_in_place_matches_the_scalar_reference),
