@@ -84,11 +84,17 @@ void op_reply_empty(struct server *s, struct pending *p) {
 
 /* ---- collectives ---- */
 
-// The members' descriptors, in rank order, for desc.c's checks.
+// Copies of the members' descriptors, in rank order, for desc.c's checks:
+// copies, because answering a member frees its request. One allocation:
+// the pointers, then the descriptors they point to.
 static const struct op_desc **descs_of(struct group *g) {
-    const struct op_desc **d = malloc((size_t) g->size * sizeof *d);
-    for (int r = 0; d && r < g->size; r++)
-        d[r] = &g->slots[r].coll->d;
+    size_t n = (size_t) g->size;
+    const struct op_desc **d = malloc(n * (sizeof *d + sizeof **d));
+    struct op_desc *copy = (struct op_desc *) (d + n);
+    for (size_t r = 0; d && r < n; r++) {
+        copy[r] = g->slots[r].coll->d;
+        d[r] = &copy[r];
+    }
     return d;
 }
 
