@@ -15,9 +15,13 @@
 // Bumped on every change an older peer would misread.
 #define MLXD_PROTOCOL_VERSION 1
 
-// Largest protobuf frame either side accepts; bigger frames are refused
-// before decoding.
+// Largest protobuf frame of a request; bigger ones are refused before
+// decoding.
 #define WIRE_MAX_PB_FRAME (64u * 1024u)
+
+// Largest protobuf frame of a reply a client accepts: a status of many
+// clients, or of every daemon of the world, is larger than any request.
+#define WIRE_MAX_REPLY_FRAME (16u * 1024u * 1024u)
 
 // ZeroMQ's limit for an ipc:// path (sizeof sun_path - 1).
 #define WIRE_MAX_IPC_PATH 107

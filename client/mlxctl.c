@@ -1,0 +1,482 @@
+/* mlxctl: the command-line tool of mlxd. This file owns the command line:
+ * main(), option parsing for every subcommand, the help texts and usage
+ * errors. The work is done by status.c (status, wait) and launch.c (launch). */
+#include "mlxctl.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mlxd/mlxd.h"
+#include "wire.h"
+
+struct command {
+    const char *name;
+    const char *usage;              // the synopsis, after "mlxctl "
+    const char *help;               // the rest of `mlxctl help NAME`
+    int (*main)(const struct command *c, int argc, char **argv);
+};
+
+static const char top_usage[] = "mlxctl [--help] [--version] COMMAND [ARGS...]";
+
+static const char top_help[] =
+    "Control and use mlxd, the daemon that serves MLX's distributed collectives.\n"
+    "\n"
+    "Commands:\n"
+    "  status   show the daemon's clients, jobs and op totals\n"
+    "  wait     wait until a daemon answers (for scripts)\n"
+    "  launch   start the N ranks of a job\n"
+    "  help     show the help of a command\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help       show this help\n"
+    "  -V, --version    show mlxctl's version\n"
+    "\n"
+    "The daemon's endpoint is --socket, else $MLXD_SOCKET, else\n"
+    "ipc:///run/mlxd/mlxd.sock for root, ipc://$XDG_RUNTIME_DIR/mlxd/mlxd.sock\n"
+    "or ipc:///tmp/mlxd-$UID/mlxd.sock for other users.\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n"
+    "Run 'mlxctl help COMMAND' for the options of a command.\n";
+
+static const char status_help[] =
+    "Ask the daemon for its state and print it: version, pid, uptime, endpoint\n"
+    "and host; the MPI world; the connected clients; the jobs (with the op they\n"
+    "are stalled in and the ranks it waits for); totals per op type.\n"
+    "\n"
+    "Options:\n"
+    "  --json           print the same as one JSON object\n"
+    "  --world          ask every daemon of the world, not just this host's\n"
+    "  --socket EP      the daemon's endpoint (default: see 'mlxctl --help')\n"
+    "  --timeout S      give up after S seconds (default 5)\n"
+    "  -h, --help       show this help\n"
+    "\n"
+    "Exit status: 0 when the daemon answered, 1 when it did not, 2 usage error.\n";
+
+static const char wait_help[] =
+    "Wait until a daemon answers at the endpoint, retrying with a short backoff.\n"
+    "Meant for scripts that start mlxd and then use it:\n"
+    "  mlxd --socket ipc:///tmp/m/mlxd.sock & mlxctl wait --socket ipc:///tmp/m/mlxd.sock\n"
+    "\n"
+    "Options:\n"
+    "  --socket EP      the daemon's endpoint (default: see 'mlxctl --help')\n"
+    "  --timeout S      give up after S seconds (default 10)\n"
+    "  -h, --help       show this help\n"
+    "\n"
+    "Exit status: 0 once a daemon answers, 1 after the timeout, 2 usage error.\n";
+
+static const char launch_help[] =
+    "Start N processes of CMD, ranks 0..N-1 of one job. Each gets MLXD_JOB,\n"
+    "MLXD_RANK, MLXD_SIZE and MLXD_SOCKET in its environment.\n"
+    "\n"
+    "Options:\n"
+    "  -n, --np N           the number of ranks (required)\n"
+    "  --job ID             the job id (default: unique per launch, from the host\n"
+    "                       name, pid, time and random bits)\n"
+    "  --daemons EP1,EP2,.. spread the ranks over these daemons in contiguous\n"
+    "                       blocks (default: every rank uses $MLXD_SOCKET or the\n"
+    "                       default endpoint)\n"
+    "  --prefix             start each line of output with \"[rank] \"\n"
+    "  --timeout S          stop the job after S seconds (exit status 1)\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Output passes through as it is (with --prefix, line by line). Each rank runs\n"
+    "in its own process group. Standard input goes to rank 0 (to no rank when it\n"
+    "is a terminal); the other ranks read /dev/null. When a rank exits non-zero\n"
+    "or dies of a signal, the others get SIGTERM and, 2 s later, SIGKILL. SIGINT,\n"
+    "SIGTERM, SIGHUP and SIGQUIT sent to mlxctl are passed on to the ranks. Once\n"
+    "every rank has exited, what they left running in their process groups is\n"
+    "stopped the same way, so that a job leaves nothing behind.\n"
+    "\n"
+    "Example:\n"
+    "  mlxctl launch -n 4 --prefix -- python3 train.py --epochs 3\n"
+    "\n"
+    "Exit status: 0 when every rank exits 0; else the first failing rank's code\n"
+    "(128 + N for signal N); 127 when CMD is not found, 126 when it cannot be\n"
+    "executed; 1 on a timeout or another failure; 2 usage error.\n";
+
+static const char help_help[] = "Show the help of COMMAND, or mlxctl's own help without one.\n";
+
+static int status_main(const struct command *c, int argc, char **argv);
+static int wait_main(const struct command *c, int argc, char **argv);
+static int launch_main(const struct command *c, int argc, char **argv);
+static int help_main(const struct command *c, int argc, char **argv);
+
+static const struct command commands[] = {
+    { "status", "mlxctl status [--json] [--world] [--socket EP] [--timeout S]", status_help, status_main },
+    { "wait", "mlxctl wait [--socket EP] [--timeout S]", wait_help, wait_main },
+    { "launch",
+      "mlxctl launch -n N [--job ID] [--daemons EP1,EP2,...] [--prefix] [--timeout S] [--] CMD [ARGS...]",
+      launch_help, launch_main },
+    { "help", "mlxctl help [COMMAND]", help_help, help_main },
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct command *find_command(const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_help(const struct command *c) {
+    if (!c) {
+        printf("Usage: %s\n\n%s", top_usage, top_help);
+        return;
+    }
+    printf("Usage: %s\n\n%s", c->usage, c->help);
+}
+
+// Prints "mlxctl CMD: <what>", the usage line and a hint to --help; returns
+// the usage exit status.
+__attribute__((format(printf, 2, 3)))
+static int usage_error(const struct command *c, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "mlxctl%s%s: ", c ? " " : "", c ? c->name : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nUsage: %s\n", c ? c->usage : top_usage);
+    if (c)
+        fprintf(stderr, "Try 'mlxctl %s --help' for more information.\n", c->name);
+    else
+        fprintf(stderr, "Try 'mlxctl --help' for more information.\n");
+    return MLXCTL_EXIT_USAGE;
+}
+
+// The usage error for what getopt_long() returned ('?' or ':').
+static int option_error(const struct command *c, int opt, char **argv) {
+    const char *arg = argv[optind - 1];
+    if (opt == ':')
+        return usage_error(c, "option '%s' needs an argument", arg);
+    if (optopt && strncmp(arg, "--", 2) != 0)
+        return usage_error(c, "unknown option '-%c'", optopt);
+    return usage_error(c, "unknown option '%s'", arg);
+}
+
+// Parses a positive number of seconds ("5", "0.25", at most about 24 days)
+// into milliseconds.
+static int parse_seconds(const char *s, int *ret_ms) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > (INT_MAX - 1) / 1000.0)
+        return -EINVAL;
+    // Round up, so that 0.0001 s is 1 ms rather than no deadline at all.
+    double ms = v * 1000.0;
+    int whole = (int) ms;
+    *ret_ms = whole < ms ? whole + 1 : whole;
+    return 0;
+}
+
+// Parses a decimal integer in [lo, hi].
+static int parse_int(const char *s, long lo, long hi, int *ret_value) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        return -EINVAL;
+    *ret_value = (int) v;
+    return 0;
+}
+
+// Fills buf with --socket's value (checked) or the default endpoint.
+static int resolve_endpoint(const struct command *c, const char *given, char *buf, size_t size) {
+    int r;
+    if (given) {
+        if (strlen(given) >= size)
+            return usage_error(c, "endpoint '%.60s...' is too long", given);
+        r = wire_check_endpoint(given);
+        if (r == -ENAMETOOLONG)
+            return usage_error(c, "the ipc path of '%s' is longer than %d bytes; use a shorter path",
+                               given, WIRE_MAX_IPC_PATH);
+        if (r < 0)
+            return usage_error(c, "'%s' is not an endpoint; use ipc:///path/to/mlxd.sock or tcp://host:port",
+                               given);
+        snprintf(buf, size, "%s", given);
+        return 0;
+    }
+    r = wire_default_endpoint(buf, size);
+    if (r >= 0)
+        r = wire_check_endpoint(buf);
+    if (r < 0) {
+        fprintf(stderr, "mlxctl: the default endpoint ('%s') is not usable: %s; "
+                "fix $MLXD_SOCKET or pass --socket EP\n",
+                getenv("MLXD_SOCKET") ? getenv("MLXD_SOCKET") : buf, strerror(-r));
+        return MLXCTL_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+void mlxctl_print_start_hint(FILE *f, const char *endpoint, bool endpoint_given) {
+    char def[MLXCTL_ENDPOINT_MAX];
+    bool is_default = !endpoint_given ||
+        (wire_default_endpoint(def, sizeof def) >= 0 && strcmp(def, endpoint) == 0);
+    if (!is_default)
+        fprintf(f, "start it with `mlxd --socket %s`", endpoint);
+    else if (geteuid() == 0)
+        fprintf(f, "start it with `mlxd` or `systemctl start mlxd`");
+    else
+        fprintf(f, "start it with `mlxd` or `systemctl --user start mlxd`");
+}
+
+enum {
+    OPT_JSON = 0x100,
+    OPT_WORLD,
+    OPT_SOCKET,
+    OPT_TIMEOUT,
+    OPT_JOB,
+    OPT_DAEMONS,
+    OPT_PREFIX,
+};
+
+static int status_main(const struct command *c, int argc, char **argv) {
+    static const struct option longopts[] = {
+        { "json", no_argument, NULL, OPT_JSON },
+        { "world", no_argument, NULL, OPT_WORLD },
+        { "socket", required_argument, NULL, OPT_SOCKET },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    struct status_opts o = { .timeout_ms = MLXCTL_STATUS_TIMEOUT_MS };
+    const char *socket = NULL;
+    int opt, r;
+
+    while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_JSON:
+            o.json = true;
+            break;
+        case OPT_WORLD:
+            o.world = true;
+            break;
+        case OPT_SOCKET:
+            socket = optarg;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds(optarg, &o.timeout_ms) < 0)
+                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+            break;
+        case 'h':
+            print_help(c);
+            return MLXCTL_EXIT_OK;
+        default:
+            return option_error(c, opt, argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error(c, "unexpected argument '%s'", argv[optind]);
+    r = resolve_endpoint(c, socket, o.endpoint, sizeof o.endpoint);
+    if (r != 0)
+        return r;
+    o.endpoint_given = socket != NULL;
+    return status_run(&o);
+}
+
+static int wait_main(const struct command *c, int argc, char **argv) {
+    static const struct option longopts[] = {
+        { "socket", required_argument, NULL, OPT_SOCKET },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    struct wait_opts o = { .timeout_ms = MLXCTL_WAIT_TIMEOUT_MS };
+    const char *socket = NULL;
+    int opt, r;
+
+    while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_SOCKET:
+            socket = optarg;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds(optarg, &o.timeout_ms) < 0)
+                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+            break;
+        case 'h':
+            print_help(c);
+            return MLXCTL_EXIT_OK;
+        default:
+            return option_error(c, opt, argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error(c, "unexpected argument '%s'", argv[optind]);
+    r = resolve_endpoint(c, socket, o.endpoint, sizeof o.endpoint);
+    if (r != 0)
+        return r;
+    o.endpoint_given = socket != NULL;
+    return wait_run(&o);
+}
+
+// Splits "EP1,EP2,..." into a new array of checked endpoints; on a bad list
+// prints the usage error and returns its status.
+static int parse_daemons(const struct command *c, const char *list, char ***ret_eps, size_t *ret_n) {
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    char **eps = calloc(n, sizeof *eps);
+    char *copy = strdup(list);
+    if (!eps || !copy) {
+        free(eps);
+        free(copy);
+        fprintf(stderr, "mlxctl: out of memory\n");
+        return MLXCTL_EXIT_FAILURE;
+    }
+    // Every entry points into copy, which eps[0] owns.
+    char *p = copy;
+    for (size_t i = 0; i < n; i++) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        eps[i] = p;
+        p = comma ? comma + 1 : p + strlen(p);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int r = *eps[i] ? wire_check_endpoint(eps[i]) : -EINVAL;
+        if (r < 0) {
+            if (!*eps[i])
+                r = usage_error(c, "--daemons has an empty entry; give EP1,EP2,... without blanks");
+            else if (r == -ENAMETOOLONG)
+                r = usage_error(c, "the ipc path of '%s' is longer than %d bytes", eps[i], WIRE_MAX_IPC_PATH);
+            else
+                r = usage_error(c, "'%s' in --daemons is not an endpoint; use ipc:///path or tcp://host:port",
+                                eps[i]);
+            free(copy);
+            free(eps);
+            return r;
+        }
+    }
+    *ret_eps = eps;
+    *ret_n = n;
+    return 0;
+}
+
+static int launch_main(const struct command *c, int argc, char **argv) {
+    static const struct option longopts[] = {
+        { "np", required_argument, NULL, 'n' },
+        { "job", required_argument, NULL, OPT_JOB },
+        { "daemons", required_argument, NULL, OPT_DAEMONS },
+        { "prefix", no_argument, NULL, OPT_PREFIX },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    struct launch_opts o = { .n = 0 };
+    const char *daemons = NULL;
+    int opt, r;
+
+    while ((opt = getopt_long(argc, argv, "+:hn:", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'n':
+            if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &o.n) < 0)
+                return usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'",
+                                   MLXCTL_MAX_RANKS, optarg);
+            break;
+        case OPT_JOB:
+            if (!launch_job_id_is_valid(optarg))
+                return usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
+                                   "A-Z a-z 0-9 . _ : @ + -", optarg);
+            o.job = optarg;
+            break;
+        case OPT_DAEMONS:
+            daemons = optarg;
+            break;
+        case OPT_PREFIX:
+            o.prefix = true;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds(optarg, &o.timeout_ms) < 0)
+                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+            break;
+        case 'h':
+            print_help(c);
+            return MLXCTL_EXIT_OK;
+        default:
+            return option_error(c, opt, argv);
+        }
+    }
+    if (o.n == 0)
+        return usage_error(c, "say how many ranks to start with -n N");
+    if (optind >= argc)
+        return usage_error(c, "give the command to run after the options (and an optional --)");
+    o.argv = argv + optind;
+
+    if (daemons) {
+        r = parse_daemons(c, daemons, &o.daemons, &o.n_daemons);
+        if (r != 0)
+            return r;
+    } else {
+        r = resolve_endpoint(c, NULL, o.default_endpoint, sizeof o.default_endpoint);
+        if (r != 0)
+            return r;
+    }
+    r = launch_run(&o);
+    if (o.daemons) {
+        free(o.daemons[0]);
+        free(o.daemons);
+    }
+    return r;
+}
+
+static int help_main(const struct command *c, int argc, char **argv) {
+    if (argc > 2)
+        return usage_error(c, "unexpected argument '%s'", argv[2]);
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        print_help(c);
+        return MLXCTL_EXIT_OK;
+    }
+    if (argc < 2) {
+        print_help(NULL);
+        return MLXCTL_EXIT_OK;
+    }
+    const struct command *target = find_command(argv[1]);
+    if (!target)
+        return usage_error(c, "there is no command '%s'; the commands are status, wait, launch, help", argv[1]);
+    print_help(target);
+    return MLXCTL_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { 0 },
+    };
+    int opt;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            print_help(NULL);
+            return MLXCTL_EXIT_OK;
+        case 'V':
+            printf("mlxctl %s (protocol %d)\n", MLXD_VERSION_STRING, MLXD_PROTOCOL_VERSION);
+            return MLXCTL_EXIT_OK;
+        default:
+            return option_error(NULL, opt, argv);
+        }
+    }
+    if (optind >= argc)
+        return usage_error(NULL, "no command given");
+
+    const struct command *c = find_command(argv[optind]);
+    if (!c)
+        return usage_error(NULL, "there is no command '%s'; the commands are status, wait, launch, help",
+                           argv[optind]);
+    // Each command parses its own arguments, with its name as argv[0];
+    // optind = 0 makes GNU getopt start afresh.
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
+    optind = 0;
+    return c->main(c, sub_argc, sub_argv);
+}

@@ -1,0 +1,78 @@
+/* Private header of mlxctl. mlxctl.c parses the command line into one of the
+ * option structs below and hands it to the module that runs the subcommand;
+ * each *_run() returns the process's exit status. Nothing here is kept in
+ * globals: every function gets what it needs as arguments. */
+#ifndef MLXD_MLXCTL_H
+#define MLXD_MLXCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+// Exit statuses, as the help text and DESIGN.md promise.
+enum {
+    MLXCTL_EXIT_OK = 0,
+    MLXCTL_EXIT_FAILURE = 1,        // the command ran and failed
+    MLXCTL_EXIT_USAGE = 2,          // the command line is wrong
+};
+
+// Room for an endpoint: an ipc path is at most 107 bytes, a tcp:// one a host
+// name and a port.
+#define MLXCTL_ENDPOINT_MAX 512
+
+#define MLXCTL_STATUS_TIMEOUT_MS 5000
+#define MLXCTL_WAIT_TIMEOUT_MS 10000
+
+// Ranks `mlxctl launch` starts at most; each needs a process group and, with
+// --prefix, two pipes.
+#define MLXCTL_MAX_RANKS 1024
+
+struct status_opts {
+    char endpoint[MLXCTL_ENDPOINT_MAX];
+    bool endpoint_given;            // --socket, not the default
+    bool json;
+    bool world;
+    int timeout_ms;
+};
+
+struct wait_opts {
+    char endpoint[MLXCTL_ENDPOINT_MAX];
+    bool endpoint_given;
+    int timeout_ms;
+};
+
+struct launch_opts {
+    int n;                          // ranks, 1..MLXCTL_MAX_RANKS
+    const char *job;                // NULL: make a unique id
+    char **daemons;                 // NULL or n_daemons endpoints, owned by the caller
+    size_t n_daemons;
+    char default_endpoint[MLXCTL_ENDPOINT_MAX];  // MLXD_SOCKET without --daemons
+    bool prefix;                    // tag each output line with "[rank] "
+    int timeout_ms;                 // 0: no limit
+    char *const *argv;              // the command and its arguments, NULL-terminated
+};
+
+/* mlxctl.c */
+
+// Writes the advice for an endpoint where no daemon answers, e.g. "start it
+// with `mlxd` or `systemctl start mlxd`", to f (no newline).
+void mlxctl_print_start_hint(FILE *f, const char *endpoint, bool endpoint_given);
+
+/* status.c */
+
+// `mlxctl status`: asks the daemon for its StatusReply and prints it.
+int status_run(const struct status_opts *o);
+
+// `mlxctl wait`: returns 0 once a daemon answers a Ping, 1 after the timeout.
+int wait_run(const struct wait_opts *o);
+
+/* launch.c */
+
+// True when s is a valid job id: 1 to 128 characters of [A-Za-z0-9._:@+-].
+bool launch_job_id_is_valid(const char *s);
+
+// `mlxctl launch`: runs the job to its end; returns the first failing rank's
+// status (128 + signal for a signal), 1 on a timeout or a launch failure.
+int launch_run(const struct launch_opts *o);
+
+#endif

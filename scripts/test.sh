@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds mlxd in build/ with warnings as errors and
+# runs the whole test suite with ctest. The exit status is ctest's.
+#
+#   scripts/test.sh               the normal pass
+#   scripts/test.sh --sanitize    then a second pass in build-asan/ built with
+#                                 -DMLXD_SANITIZE=address,undefined
+#                                 (or MLXD_TEST_SANITIZE=1)
+#   scripts/test.sh -- ARGS...    extra ctest arguments, e.g. -- -R launch
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+sanitize=${MLXD_TEST_SANITIZE:-0}
+ctest_args=()
+
+while (($# > 0)); do
+    case $1 in
+        --sanitize) sanitize=1 ;;
+        --no-sanitize) sanitize=0 ;;
+        --) shift; ctest_args+=("$@"); break ;;
+        -h|--help)
+            sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+            exit 0 ;;
+        *)
+            echo "test.sh: unknown argument '$1'; see scripts/test.sh --help" >&2
+            exit 2 ;;
+    esac
+    shift
+done
+
+"$root/scripts/deps.sh"
+
+# Open MPI refuses to run as root unless told that this is intended (CI and
+# fresh containers run as root).
+if ((EUID == 0)); then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Configures and builds one tree, then runs ctest in it; returns ctest's
+# status. Every test has its own TIMEOUT; --timeout is the safety net for
+# one that has none.
+# (set -e does not apply inside a function called from `||`, hence the
+# explicit checks.)
+run_pass() {
+    local dir=$1
+    shift
+    echo "== test.sh: building $dir"
+    local rc=0
+    cmake -S "$root" -B "$root/$dir" -DMLXD_WERROR=ON "$@" || rc=$?
+    if ((rc == 0)); then
+        cmake --build "$root/$dir" --parallel "$jobs" || rc=$?
+    fi
+    if ((rc != 0)); then
+        echo "test.sh: building $dir failed (status $rc); the tests did not run" >&2
+        return "$rc"
+    fi
+    echo "== test.sh: testing $dir"
+    (cd "$root/$dir" && ctest --output-on-failure --timeout 600 "${ctest_args[@]}")
+}
+
+rc=0
+run_pass build || rc=$?
+
+if [[ $sanitize == 1 ]]; then
+    # Sanitizer reports end the process at the first error, with a trace.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    if [[ -f $root/tests/lsan.supp ]]; then
+        export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
+    fi
+    asan_rc=0
+    run_pass build-asan -DMLXD_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug || asan_rc=$?
+    if ((rc == 0)); then
+        rc=$asan_rc
+    fi
+fi
+
+exit "$rc"
