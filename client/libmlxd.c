@@ -192,6 +192,14 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     const char *job = o.job ? o.job : getenv("MLXD_JOB");
     if (job && !*job)
         job = NULL;
+    // -1 means "from the environment" (0 for the size too, so that zeroed
+    // options work); any other negative value is a mistake to report.
+    if (o.rank < -1)
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          "opts.rank %d is invalid: give a rank >= 0, or -1 for $MLXD_RANK", o.rank);
+    if (o.size < -1)
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          "opts.size %d is invalid: give a size >= 1, or -1 for $MLXD_SIZE", o.size);
     rank = o.rank;
     if (rank < 0 && (r = env_int("MLXD_RANK", 0, 0, &rank, init_error)) < 0)
         return r;
