@@ -131,6 +131,9 @@ static int setup_signals(struct server *s) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    // mpirun aborts its job on SIGTERM but forwards SIGUSR2 to every daemon:
+    // mlxd-world.service stops the world with it, gracefully.
+    sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return 0;
@@ -579,8 +582,10 @@ int server_run(struct server *s) {
             n_shm++;
         size_t n = ITEM_FIXED + n_shm + s->n_sessions;
         if (n > cap) {
+            // fds only ever holds fewer than n descriptors: sized by n too,
+            // both grow together.
             zmq_pollitem_t *ni = realloc(items, n * sizeof *ni);
-            int *nf = ni ? realloc(fds, n_shm * sizeof *nf + 1) : NULL;
+            int *nf = ni ? realloc(fds, n * sizeof *nf) : NULL;
             if (!ni || !nf) {
                 free(ni ? ni : items);
                 free(fds);

@@ -2,6 +2,7 @@
  * process through a pidfd, so that a client that dies is noticed at once,
  * whatever state its connection is in. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,13 +21,36 @@ struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
     return NULL;
 }
 
+// True when process pid is in group gid, as its primary or a supplementary
+// group (the "Groups:" line of /proc/PID/status).
+static bool process_in_group(pid_t pid, gid_t gid) {
+    char path[64], line[4096];
+    bool in = false;
+    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    while (!in && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "Groups:", 7) != 0)
+            continue;
+        for (char *save, *t = strtok_r(line + 7, " \t\n", &save); t && !in; t = strtok_r(NULL, " \t\n", &save))
+            in = strtoul(t, NULL, 10) == gid;
+        break;
+    }
+    fclose(f);
+    return in;
+}
+
 bool peer_allowed(const struct server *s, const struct peer *p) {
     if (p->uid == 0 || p->uid == geteuid())
         return true;
-    // Members of the socket's group: the system service's socket is 0660.
+    // Members of the socket's group (the system service's socket is 0660),
+    // whether it is their primary group or one they were added to.
     struct stat st;
     const char *path = wire_ipc_path(s->cfg.endpoint);
-    return path && stat(path, &st) == 0 && st.st_gid != 0 && p->gid == st.st_gid;
+    if (!path || stat(path, &st) < 0 || st.st_gid == 0)
+        return false;
+    return p->gid == st.st_gid || process_in_group(p->pid, st.st_gid);
 }
 
 int session_new(struct server *s, const struct peer *p, struct session **ret) {

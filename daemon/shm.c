@@ -149,7 +149,11 @@ static void do_register(struct server *s, struct shm_client *c, const struct wir
         reply(c, 0, MLXD_EINVAL, "shared memory must be a memfd sealed with F_SEAL_SHRINK");
         return;
     }
-    if (fstat(memfd, &st) < 0 || m->size == 0 || (uint64_t) st.st_size < m->size) {
+    if (m->size == 0) {
+        reply(c, 0, MLXD_EINVAL, "a segment of 0 bytes cannot be registered");
+        return;
+    }
+    if (fstat(memfd, &st) < 0 || (uint64_t) st.st_size < m->size) {
         reply(c, 0, MLXD_EINVAL, "the memfd holds %lld bytes, fewer than the %llu registered",
               (long long) st.st_size, (unsigned long long) m->size);
         return;

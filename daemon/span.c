@@ -25,8 +25,7 @@ static int local_part(struct group *g, zmq_msg_t *ret) {
             continue;
         if (!first)
             first = p;
-        else if (!same_op(&first->d, &p->d) || (first->d.op != MLXD__OP_TYPE__OP_BARRIER &&
-                                                first->d.op != MLXD__OP_TYPE__OP_SPLIT && !first->has_data))
+        else if (!same_op(&first->d, &p->d))
             return 0;
         n++;
     }

@@ -875,6 +875,51 @@ static void engine_fini_mpi(struct world *w) {
     MPI_Finalize();
 }
 
+// At the stop: what the loop sent last (goodbyes to the coordinator, parts of
+// collectives that will never run) and what waits in the queues is dropped.
+static void drain_queues(struct world *w) {
+    struct wmsg *m;
+    while ((m = recv_ptr(w->engine_end, ZMQ_DONTWAIT)))
+        wmsg_free(m);
+    while (w->self) {
+        struct self_item *it = w->self;
+        w->self = it->next;
+        free(it->buf);
+        free(it);
+    }
+    while (w->fifo) {
+        struct fifo_item *it = w->fifo;
+        w->fifo = it->next;
+        mlxd__ctl__ctl__free_unpacked(it->ctl, NULL);
+        free(it);
+    }
+    while ((m = w->locals)) {
+        w->locals = m->next;
+        wmsg_free(m);
+    }
+    // Transfers in flight are cancelled before their buffers go.
+    while ((m = w->sending)) {
+        w->sending = m->next;
+        for (int i = 0; i < m->nreqs; i++) {
+            MPI_Cancel(&m->reqs[i]);
+            MPI_Request_free(&m->reqs[i]);
+        }
+        wmsg_free(m);
+    }
+    while (w->receiving) {
+        struct p2p_in *in = w->receiving;
+        w->receiving = in->next;
+        for (int i = 0; i < in->nreqs; i++) {
+            MPI_Cancel(&in->reqs[i]);
+            MPI_Request_free(&in->reqs[i]);
+        }
+        mlxd__ctl__ctl__free_unpacked(in->ctl, NULL);
+        zmq_msg_close(&in->data);
+        free(in->reqs);
+        free(in);
+    }
+}
+
 // How long the engine may sleep. A world of one has nothing to probe:
 // sleep until the loop speaks. Otherwise MPI must be polled: spin while
 // bytes move or right after activity (ops in a loop stay fast), poll every
@@ -918,6 +963,7 @@ static void *engine_main(void *arg) {
         if (busy)
             last_active = wire_now_us();
     }
+    drain_queues(w);
     w->coord = coord_free(w->coord);
     ctl_outbox_fini(&w->out);
     engine_fini_mpi(w);
