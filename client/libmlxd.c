@@ -60,6 +60,7 @@ static mlxd_group *group_new(const char *endpoint, int timeout_ms, int rank, int
     g->rank = rank;
     g->size = size;
     g->timeout_ms = timeout_ms;
+    g->shm_threshold = shm_threshold();
     snprintf(g->endpoint, sizeof g->endpoint, "%s", endpoint ? endpoint : "");
     return g;
 }
@@ -280,6 +281,7 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     }
     g->conn = c;
     g->id = group_id;
+    shm_refresh(endpoint);
     *ret = g;
     return 0;
 }
@@ -361,32 +363,31 @@ void mlxd_group_free(mlxd_group *g) {
             conn_wait(g->conn, id, wire_now_us() + LIB_GOODBYE_MS * 1000u, &rep, g->last_error) == 0)
             reply_done(&rep);
     }
+    shm_staging_free(&g->staging);
     conn_free(g->conn);
     free(g);
 }
 
 /* Memory for tensors.
  *
- * For now this is the inline path: mlxd_alloc() returns ordinary 64-byte
- * aligned heap memory, and tensors in it travel through the socket like any
- * other. Once shared-memory segments land, this is where they are mapped,
- * and the registry below is what turns a pointer into (segment, offset). The
- * registry is per process, since the memory is usable with any group. */
+ * On a group backed by a daemon, mlxd_alloc() gives a shared-memory segment
+ * of its own (shm.c), which tensors are then named by instead of travelling
+ * through the socket. Where the daemon has no side channel (an older daemon,
+ * a tcp endpoint), and on a local singleton, it gives ordinary 64-byte
+ * aligned heap memory, kept in the list below so that mlxd_free() knows it.
+ * Both are per process, since the memory is usable with any group. */
 
 struct allocation {
     void *base;
-    size_t size;
     struct allocation *next;
 };
 
 static pthread_mutex_t allocations_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct allocation *allocations;
 
-void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
+static void *heap_alloc(mlxd_group *g, size_t nbytes) {
     void *p = NULL;
     struct allocation *a = malloc(sizeof *a);
-    if (g)
-        g->last_error[0] = '\0';
     // posix_memalign(0) may give NULL; every allocation gets its own address.
     if (!a || posix_memalign(&p, 64, nbytes ? nbytes : 64) != 0) {
         free(a);
@@ -395,7 +396,6 @@ void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
         return NULL;
     }
     a->base = p;
-    a->size = nbytes;
     pthread_mutex_lock(&allocations_lock);
     a->next = allocations;
     allocations = a;
@@ -403,12 +403,8 @@ void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
     return p;
 }
 
-void mlxd_free(mlxd_group *g, void *p) {
+static bool heap_free(void *p) {
     struct allocation *found = NULL;
-    if (g)
-        g->last_error[0] = '\0';
-    if (!p)
-        return;
     pthread_mutex_lock(&allocations_lock);
     for (struct allocation **a = &allocations; *a; a = &(*a)->next)
         if ((*a)->base == p) {
@@ -417,13 +413,37 @@ void mlxd_free(mlxd_group *g, void *p) {
             break;
         }
     pthread_mutex_unlock(&allocations_lock);
-    // Freeing what mlxd_alloc did not give is the caller's bug; ignoring it
-    // beats corrupting the heap.
-    if (!found) {
-        if (g)
-            lib_errorf(g->last_error, MLXD_EINVAL, "%p was not allocated by mlxd_alloc", p);
-        return;
-    }
+    if (!found)
+        return false;
     free(found->base);
     free(found);
+    return true;
+}
+
+void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
+    struct shm_seg *s;
+    if (!g)
+        return heap_alloc(NULL, nbytes);
+    g->last_error[0] = '\0';
+    if (!g->conn)
+        return heap_alloc(g, nbytes);
+    int r = shm_seg_new(g->endpoint, nbytes, false, &s, g->last_error);
+    if (r == MLXD_EUNAVAILABLE) {
+        // No side channel: ordinary memory works too, only slower. Not a
+        // failure, so no message.
+        g->last_error[0] = '\0';
+        return heap_alloc(g, nbytes);
+    }
+    return r < 0 ? NULL : shm_seg_base(s);
+}
+
+void mlxd_free(mlxd_group *g, void *p) {
+    if (g)
+        g->last_error[0] = '\0';
+    if (!p || shm_free_base(p) || heap_free(p))
+        return;
+    // Freeing what mlxd_alloc did not give is the caller's bug; ignoring it
+    // beats corrupting the heap.
+    if (g)
+        lib_errorf(g->last_error, MLXD_EINVAL, "%p was not allocated by mlxd_alloc", p);
 }

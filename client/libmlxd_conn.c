@@ -277,11 +277,11 @@ static int recv_reply(struct conn *c, struct reply *ret, char *err) {
                           c->endpoint, zmq_strerror(e));
     }
     size_t len = zmq_msg_size(&pb);
-    if (len > WIRE_MAX_PB_FRAME) {
+    if (len > WIRE_MAX_REPLY_FRAME) {
         drain_frames(c->sock, &pb);
         zmq_msg_close(&pb);
         return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply frame of %zu bytes (limit %u)",
-                          c->endpoint, len, WIRE_MAX_PB_FRAME);
+                          c->endpoint, len, WIRE_MAX_REPLY_FRAME);
     }
     Mlxd__Reply *m = mlxd__reply__unpack(NULL, len, zmq_msg_data(&pb));
     if (!m) {
@@ -431,7 +431,8 @@ int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struc
     int r = conn_send(c, req, call->tensor, call->data, call->nbytes, &id, err);
     if (r < 0)
         return r;
-    uint64_t deadline = lib_deadline_us(call->timeout_ms, (uint64_t) call->nbytes + call->reply_nbytes);
+    uint64_t deadline = lib_deadline_us(call->timeout_ms, (uint64_t) call->nbytes + call->reply_nbytes +
+                                                              call->shm_nbytes);
     r = conn_wait(c, id, deadline, &rep, err);
     if (r < 0)
         return r;

@@ -1,7 +1,9 @@
 /* Private header of libmlxd: the group object and the prototypes shared by
  * the library's files. libmlxd.c owns init, groups, split and memory;
  * libmlxd_conn.c owns the connection to the daemon (sockets, framing,
- * waiting); libmlxd_ops.c owns the collectives. Nothing here is exported. */
+ * waiting); libmlxd_ops.c owns the collectives; shm.c owns shared memory
+ * (the side channel to the daemon, the segment table, staging). Nothing here
+ * is exported. */
 #ifndef MLXD_LIBMLXD_IMPL_H
 #define MLXD_LIBMLXD_IMPL_H
 
@@ -37,7 +39,28 @@
 // daemon was slow would be far worse than waiting.)
 #define LIB_PING_MS 1000
 
+// Tensors in ordinary memory larger than this many bytes go through the
+// group's staging segment (one copy in, one copy out) instead of through the
+// socket; $MLXD_SHM_THRESHOLD overrides it, 0 turns staging off.
+#define LIB_SHM_THRESHOLD_DEFAULT (1u << 20)
+
+// How long a registration waits for the daemon's answer on the side channel.
+#define LIB_SHM_REPLY_MS 5000
+
+// After the side channel could not be reached, how long before it is tried
+// again (a daemon may come back; an old one never will).
+#define LIB_SHM_RETRY_MS 1000
+
 struct conn;
+struct shm_seg;
+
+// A group's staging memory: one segment, replaced by a larger one when an op
+// needs more, freed with the group. Used only by the group's thread.
+struct staging {
+    struct shm_seg *seg;                // NULL until an op first needs it
+    size_t refused;                     // a size the daemon refused, not asked again...
+    uint64_t retry_us;                  // ...before this (wire_now_us() clock)
+};
 
 // A group: a local singleton (conn == NULL) or a session on a daemon.
 struct mlxd_group {
@@ -46,6 +69,8 @@ struct mlxd_group {
     uint64_t id;                        // the daemon's group id; 0 for a local singleton
     struct conn *conn;                  // owned; NULL for a local singleton
     char endpoint[LIB_ENDPOINT_MAX];    // kept so that split can connect again
+    size_t shm_threshold;               // staging above this many bytes; 0: never
+    struct staging staging;
     char last_error[LIB_ERR_MAX];
 };
 
@@ -103,6 +128,8 @@ struct call {
     const void *data;                   // ...with these bytes, borrowed until the reply
     size_t nbytes;
     size_t reply_nbytes;                // bytes the reply is expected to carry
+    size_t shm_nbytes;                  // bytes the daemon reads and writes in shared
+                                        // memory: they lengthen the wait like the others
 };
 
 // conn_send() then conn_wait() with the deadline lib_deadline_us() gives;
@@ -113,5 +140,61 @@ int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struc
 
 // Frees what a reply holds.
 void reply_done(struct reply *r);
+
+/* shm.c */
+
+// Where a tensor in shared memory is: what Tensor.segment and Tensor.offset say.
+struct shm_ref {
+    uint32_t segment;
+    uint64_t offset;
+};
+
+// Creates a memfd of at least nbytes (whole pages), seals it against
+// shrinking and growing, maps it, and registers it with the daemon at
+// endpoint over the side channel (connected on first use, shared by every
+// group of the process). staging: the segment is a group's staging memory,
+// which mlxd_free() never frees. Returns 0 with the segment in *ret_seg, or
+// MLXD_EUNAVAILABLE when the side channel cannot be reached (no daemon with
+// shared memory there: the caller may fall back to ordinary memory), or
+// another MLXD_E* code (the daemon refused, out of memory); err says why.
+// Thread-safe.
+int shm_seg_new(const char *endpoint, size_t nbytes, bool staging, struct shm_seg **ret_seg, char *err);
+
+// Releases a segment with the daemon, unmaps and frees it. NULL is fine.
+// Thread-safe.
+void shm_seg_free(struct shm_seg *s);
+
+// The segment's first byte and its size (a whole number of pages).
+void *shm_seg_base(const struct shm_seg *s);
+size_t shm_seg_size(const struct shm_seg *s);
+
+// The reference to offset in s; false once the daemon no longer has s (its
+// side channel was lost). Thread-safe.
+bool shm_seg_ref(const struct shm_seg *s, size_t offset, struct shm_ref *ret);
+
+// Finds the segment from shm_seg_new(staging = false) whose first byte is p,
+// and frees it as shm_seg_free() does. False when there is none. Thread-safe.
+bool shm_free_base(void *p);
+
+// Whether the nbytes at p (nbytes > 0) lie inside one segment the daemon at
+// endpoint holds; if so their reference goes to *ret. Thread-safe.
+bool shm_lookup(const char *endpoint, const void *p, size_t nbytes, struct shm_ref *ret);
+
+// Notices that the daemon at endpoint closed the side channel (it exited
+// and maybe restarted), so that segments it dropped are never named to its
+// successor, whose ids start afresh. Cheap; called when a group is made.
+void shm_refresh(const char *endpoint);
+
+// The staging threshold: $MLXD_SHM_THRESHOLD (bytes, decimal) when set and
+// valid, else LIB_SHM_THRESHOLD_DEFAULT.
+size_t shm_threshold(void);
+
+// Makes st hold at least nbytes and returns its first byte, or NULL when
+// staging is not possible now (no side channel, the daemon's cap): the op
+// then sends its tensors inline. Not thread-safe (one group, one thread).
+void *shm_staging_reserve(struct staging *st, const char *endpoint, size_t nbytes);
+
+// Frees a group's staging memory. Leaves st empty.
+void shm_staging_free(struct staging *st);
 
 #endif

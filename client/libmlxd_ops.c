@@ -1,7 +1,14 @@
 /* libmlxd's collectives: argument checks, the local singleton's answers, and
  * the requests to the daemon with their results. Every op checks its
  * arguments before anything goes on the wire, clears the group's last_error
- * on entry, and writes out's data and shape only on success. */
+ * on entry, and writes out's shape only on success (and out's data only on
+ * success, except where out lies in mlxd_alloc memory: the daemon writes
+ * there in place, and a failed op may have written part of it).
+ *
+ * Each tensor travels one of three ways (place()): named by segment and
+ * offset when it lies in mlxd_alloc memory; through the group's staging
+ * segment when it is in ordinary memory and larger than the threshold (one
+ * copy in, one copy out); inline as a raw frame otherwise. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,13 +74,67 @@ static int check_peer(const mlxd_group *g, const char *what, int peer, char *err
     return 0;
 }
 
-// Points a protobuf Tensor at an array's dtype and shape; the shape is
-// borrowed from a, which outlives the request.
-static void tensor_of(Mlxd__Tensor *t, const mlxd_array *a, uint32_t frame) {
+// How one tensor of an op travels.
+struct placement {
+    bool shm;                           // named by ref, no frame; else inline
+    struct shm_ref ref;
+    void *staged;                       // in the staging segment: the copy of the
+                                        // input, or where the result lands
+};
+
+// Points a protobuf Tensor at an array's dtype and shape (borrowed from a,
+// which outlives the request) and at where its bytes are: frame 1 inline, or
+// the shared memory p names.
+static void tensor_of(Mlxd__Tensor *t, const mlxd_array *a, const struct placement *p, bool inline_frame) {
     t->dtype = (uint32_t) a->dtype;
     t->n_shape = (size_t) a->ndim;
     t->shape = (int64_t *) a->shape;
-    t->frame = frame;
+    t->frame = 0;
+    if (p && p->shm) {
+        t->segment = p->ref.segment;
+        t->offset = p->ref.offset;
+    } else if (inline_frame) {
+        t->frame = 1;
+    }
+}
+
+// Decides how an op's input (in_bytes at in; NULL for none) and output
+// (out_bytes at out; NULL for none) travel, and copies a staged input into
+// the staging segment. one_area: the op may write its result over its input
+// (the reductions, which work in place), so both can share one staging area.
+// Staging that is not possible now (no side channel, the daemon's cap) leaves
+// the tensors inline: it is only ever an optimisation.
+static void place(mlxd_group *g, const void *in, size_t in_bytes, void *out, size_t out_bytes,
+                  bool one_area, struct placement *ret_in, struct placement *ret_out) {
+    struct placement pi = { 0 }, po = { 0 };
+    size_t thr = g->shm_threshold, in_off = 0, out_off = 0, total = 0;
+
+    pi.shm = in && shm_lookup(g->endpoint, in, in_bytes, &pi.ref);
+    po.shm = out && shm_lookup(g->endpoint, out, out_bytes, &po.ref);
+    bool stage_in = in && !pi.shm && thr > 0 && in_bytes > thr;
+    bool stage_out = out && !po.shm && thr > 0 && out_bytes > thr;
+    if (stage_in && stage_out && !one_area) {
+        out_off = (in_bytes + 63) & ~(size_t) 63;
+        if (out_off < in_bytes || __builtin_add_overflow(out_off, out_bytes, &total))
+            stage_in = stage_out = false;
+    } else {
+        // One area at offset 0 serves whichever is staged.
+        total = stage_in ? in_bytes : 0;
+        if (stage_out && out_bytes > total)
+            total = out_bytes;
+    }
+    uint8_t *base = stage_in || stage_out ? shm_staging_reserve(&g->staging, g->endpoint, total) : NULL;
+    if (base && stage_in && shm_seg_ref(g->staging.seg, in_off, &pi.ref)) {
+        pi.shm = true;
+        pi.staged = base + in_off;
+        memcpy(pi.staged, in, in_bytes);
+    }
+    if (base && stage_out && shm_seg_ref(g->staging.seg, out_off, &po.ref)) {
+        po.shm = true;
+        po.staged = base + out_off;
+    }
+    *ret_in = pi;
+    *ret_out = po;
 }
 
 // Checks that an op's reply carries no result, as send and barrier expect.
@@ -86,11 +147,12 @@ static int take_nothing(mlxd_group *g, struct reply *rep, const char *name) {
 }
 
 // Checks that an op's reply carries exactly the result expected (want's
-// dtype and shape, inline as one raw frame of nbytes) and copies it to dst.
-// The frame is ZeroMQ's own buffer, never the caller's, so memcpy is safe
-// even when dst is the input (in place).
+// dtype and shape, nbytes) where it was asked for (po), and puts it in dst:
+// copied from the reply's frame or the staging segment, or already there
+// when dst is the caller's shared memory. Neither source is ever the
+// caller's buffer, so memcpy is safe even when dst is the input (in place).
 static int take_result(mlxd_group *g, struct reply *rep, const mlxd_array *want, size_t nbytes,
-                       void *dst, const char *name) {
+                       void *dst, const struct placement *po, const char *name) {
     const Mlxd__OpReply *op = rep->pb->body_case == MLXD__REPLY__BODY_OP ? rep->pb->op : NULL;
     const Mlxd__Tensor *t = op ? op->output : NULL;
     char got_s[128], want_s[128];
@@ -98,7 +160,13 @@ static int take_result(mlxd_group *g, struct reply *rep, const mlxd_array *want,
 
     if (!t)
         r = lib_errorf(g->last_error, MLXD_EPROTO, "mlxd answered %s without an output", name);
-    else if (t->segment != 0 || t->frame != 1 || !rep->has_data)
+    else if (po->shm && (t->segment != po->ref.segment || t->offset != po->ref.offset ||
+                         t->frame != 0 || rep->has_data))
+        r = lib_errorf(g->last_error, MLXD_EPROTO,
+                       "mlxd answered %s with an output that is not in shared-memory segment %u "
+                       "at offset %llu, where it was asked for",
+                       name, po->ref.segment, (unsigned long long) po->ref.offset);
+    else if (!po->shm && (t->segment != 0 || t->frame != 1 || !rep->has_data))
         r = lib_errorf(g->last_error, MLXD_EPROTO,
                        "mlxd answered %s with an output that is not inline in frame 1", name);
     else if (t->dtype != (uint32_t) want->dtype || t->n_shape != (size_t) want->ndim ||
@@ -109,7 +177,10 @@ static int take_result(mlxd_group *g, struct reply *rep, const mlxd_array *want,
                            ? describe(got_s, sizeof got_s, (mlxd_dtype) t->dtype, t->n_shape, t->shape)
                            : "too many dimensions",
                        describe(want_s, sizeof want_s, want->dtype, (size_t) want->ndim, want->shape));
-    else if (zmq_msg_size(&rep->data) != nbytes)
+    else if (po->shm) {
+        if (po->staged && nbytes > 0)
+            memcpy(dst, po->staged, nbytes);
+    } else if (zmq_msg_size(&rep->data) != nbytes)
         r = lib_errorf(g->last_error, MLXD_EPROTO,
                        "mlxd answered %s with %zu bytes of data, expected %zu", name,
                        zmq_msg_size(&rep->data), nbytes);
@@ -178,21 +249,31 @@ static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlx
     } else {
         if ((r = broken_check(g)) < 0)
             return r;
-        Mlxd__Tensor input = MLXD__TENSOR__INIT;
+        Mlxd__Tensor input = MLXD__TENSOR__INIT, output = MLXD__TENSOR__INIT;
         Mlxd__OpRequest op = MLXD__OP_REQUEST__INIT;
         Mlxd__Request req = MLXD__REQUEST__INIT;
+        struct placement pi, po;
         struct reply rep;
-        tensor_of(&input, x, 1);
+        bool reduction = type == MLXD__OP_TYPE__OP_ALL_SUM || type == MLXD__OP_TYPE__OP_ALL_MAX ||
+                         type == MLXD__OP_TYPE__OP_ALL_MIN;
+        place(g, x->data, in_bytes, out->data, out_bytes, reduction, &pi, &po);
+        tensor_of(&input, x, &pi, true);
         op.op = type;
         op.input = &input;
+        if (po.shm) {
+            // The daemon writes the result there and says so in its reply.
+            tensor_of(&output, &want, &po, false);
+            op.output = &output;
+        }
         req.body_case = MLXD__REQUEST__BODY_OP;
         req.op = &op;
-        struct call call = { .timeout_ms = g->timeout_ms, .tensor = true, .data = x->data,
-                             .nbytes = in_bytes, .reply_nbytes = out_bytes };
+        struct call call = { .timeout_ms = g->timeout_ms, .tensor = !pi.shm, .data = x->data,
+                             .nbytes = pi.shm ? 0 : in_bytes, .reply_nbytes = po.shm ? 0 : out_bytes,
+                             .shm_nbytes = (pi.shm ? in_bytes : 0) + (po.shm ? out_bytes : 0) };
         r = conn_call(g->conn, &req, &call, &rep, g->last_error);
         if (r < 0)
             return r;
-        if ((r = take_result(g, &rep, &want, out_bytes, out->data, name)) < 0)
+        if ((r = take_result(g, &rep, &want, out_bytes, out->data, &po, name)) < 0)
             return r;
     }
     out->dtype = want.dtype;
@@ -234,14 +315,19 @@ int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst) {
     Mlxd__Tensor input = MLXD__TENSOR__INIT;
     Mlxd__OpRequest op = MLXD__OP_REQUEST__INIT;
     Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct placement pi, po;
     struct reply rep;
-    tensor_of(&input, x, 1);
+    // The daemon copies a message out of shared memory before it answers, so
+    // the caller may reuse x (and the staging segment serve the next op).
+    place(g, x->data, nbytes, NULL, 0, false, &pi, &po);
+    tensor_of(&input, x, &pi, true);
     op.op = MLXD__OP_TYPE__OP_SEND;
     op.input = &input;
     op.peer = dst;
     req.body_case = MLXD__REQUEST__BODY_OP;
     req.op = &op;
-    struct call call = { .timeout_ms = g->timeout_ms, .tensor = true, .data = x->data, .nbytes = nbytes };
+    struct call call = { .timeout_ms = g->timeout_ms, .tensor = !pi.shm, .data = x->data,
+                         .nbytes = pi.shm ? 0 : nbytes, .shm_nbytes = pi.shm ? nbytes : 0 };
     r = conn_call(g->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
@@ -263,18 +349,21 @@ static int recv_into(mlxd_group *g, const mlxd_array *want, const char *what, vo
     Mlxd__Tensor expect = MLXD__TENSOR__INIT;
     Mlxd__OpRequest op = MLXD__OP_REQUEST__INIT;
     Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct placement pi, po;
     struct reply rep;
-    tensor_of(&expect, &a, 0);
+    place(g, NULL, 0, data, nbytes, false, &pi, &po);
+    tensor_of(&expect, &a, &po, false);
     op.op = MLXD__OP_TYPE__OP_RECV;
     op.output = &expect;
     op.peer = src;
     req.body_case = MLXD__REQUEST__BODY_OP;
     req.op = &op;
-    struct call call = { .timeout_ms = g->timeout_ms, .reply_nbytes = nbytes };
+    struct call call = { .timeout_ms = g->timeout_ms, .reply_nbytes = po.shm ? 0 : nbytes,
+                         .shm_nbytes = po.shm ? nbytes : 0 };
     r = conn_call(g->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
-    return take_result(g, &rep, &a, nbytes, data, "recv");
+    return take_result(g, &rep, &a, nbytes, data, &po, "recv");
 }
 
 int mlxd_recv(mlxd_group *g, mlxd_array *out, int src) {

@@ -247,9 +247,9 @@ static void format_ranks(char *buf, size_t size, const int32_t *ranks, size_t n)
 }
 
 static void print_clients(FILE *f, const Mlxd__DaemonStatus *d) {
-    static const char *const headers[] = { "PID", "UID", "JOB", "RANK", "GROUP", "OPS", "PENDING" };
-    static const char right[] = { 1, 1, 0, 1, 1, 1, 0 };
-    struct table t = { .ncols = 7, .headers = headers, .right = right };
+    static const char *const headers[] = { "PID", "UID", "JOB", "RANK", "GROUP", "OPS", "PENDING", "SHM" };
+    static const char right[] = { 1, 1, 0, 1, 1, 1, 0, 1 };
+    struct table t = { .ncols = sizeof headers / sizeof headers[0], .headers = headers, .right = right };
 
     fprintf(f, "Clients:\n");
     if (d->n_clients == 0 || !d->clients) {
@@ -277,6 +277,13 @@ static void print_clients(FILE *f, const Mlxd__DaemonStatus *d) {
             table_cell(&t, "-");
         table_cell(&t, "%" PRIu64, c->ops);
         table_cell(&t, "%s", str_or(c->pending, "-"));
+        if (c->shm_segments) {
+            char bytes[32];
+            human_bytes(bytes, sizeof bytes, c->shm_bytes);
+            table_cell(&t, "%s in %" PRIu32, bytes, c->shm_segments);
+        } else {
+            table_cell(&t, "-");
+        }
     }
     table_print(f, &t, "  ");
     table_free(&t);
@@ -515,6 +522,8 @@ static void json_daemon(struct json *j, const Mlxd__DaemonStatus *d) {
         json_u64(j, "group", c->group);
         json_u64(j, "ops", c->ops);
         json_str(j, "pending", c->pending);
+        json_u64(j, "shm_segments", c->shm_segments);
+        json_u64(j, "shm_bytes", c->shm_bytes);
         json_close(j, '}');
     }
     json_close(j, ']');

@@ -158,9 +158,17 @@ MLXD_API int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *o
 MLXD_API int mlxd_barrier(mlxd_group *g);
 
 // Memory the daemon reads and writes in place, so tensors in it never travel
-// through the socket. Valid until mlxd_free() or until g's process exits;
-// usable with any group of this process. NULL when out of memory or over
-// the daemon's cap (mlxd_last_error() says which).
+// through the socket: a memfd shared with this process's daemon only (no other
+// process or user can map it). Each call makes one segment, rounded up to
+// whole pages: allocate a few large buffers and reuse them. Valid until
+// mlxd_free() or until the process exits; usable with any group of this
+// process on the same daemon. Without a daemon (a singleton group, or an
+// mlxd without shared memory) it is ordinary heap memory. NULL when out of
+// memory or over the daemon's per-client cap (mlxd_last_error() says
+// which). An op that fails may have written part of an output in this
+// memory. Tensors in ordinary memory larger than $MLXD_SHM_THRESHOLD bytes
+// (default 1 MiB; 0: never) are copied through such memory, one copy each
+// way, which beats sending them through the socket.
 MLXD_API void *mlxd_alloc(mlxd_group *g, size_t nbytes);
 MLXD_API void mlxd_free(mlxd_group *g, void *p);
 
