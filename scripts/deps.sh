@@ -12,6 +12,8 @@ packages=(
     # tests, benchmark and scripts
     libcmocka-dev python3 python3-zmq python3-numpy gnuplot-nox
     procps util-linux iproute2 coreutils
+    # service tests: systemd-analyze, systemd-socket-activate, xmllint, groff
+    systemd libxml2-utils groff-base
 )
 
 missing=()
