@@ -418,6 +418,27 @@ static void drop_locals(struct world *w, uint64_t group) {
 
 /* ---- collectives ---- */
 
+// Before a collective's data moves, every host says whether it can take
+// part (its buffers are there): a host that cannot must still make the same
+// MPI calls as the others, so that none is left waiting in a collective the
+// others skipped. One int, MIN over the hosts.
+static int all_can_take_part(struct egroup *g, bool ok, char *err, size_t errlen) {
+    int v = ok;
+    int r = MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MIN, g->comm);
+    if (r != MPI_SUCCESS) {
+        char e[128];
+        mpi_error_text(r, e, sizeof e);
+        snprintf(err, errlen, "MPI across hosts failed: %s", e);
+        return MLXD_EINTERNAL;
+    }
+    if (!v) {
+        if (ok)
+            snprintf(err, errlen, "another host could not take part (out of memory)");
+        return MLXD_ENOMEM;
+    }
+    return 0;
+}
+
 static int run_allreduce(struct egroup *g, struct wmsg *m, reduce_op op, char *err, size_t errlen) {
     MPI_Datatype type;
     MPI_Op mop;
@@ -447,15 +468,17 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
     size_t each = (size_t) nbytes;
     int *counts = calloc((size_t) g->ncomm, sizeof *counts), *displs = calloc((size_t) g->ncomm, sizeof *displs);
     int r = 0;
-    if (!counts || !displs || zmq_msg_init_size(ret, each * (size_t) g->size) < 0) {
-        free(counts);
-        free(displs);
-        snprintf(err, errlen, "out of memory gathering across hosts");
-        return MLXD_ENOMEM;
-    }
-    if (each > INT_MAX) {
-        snprintf(err, errlen, "all_gather across hosts moves at most 2 GiB per member");
-        r = MLXD_EINVAL;
+    char *tmp = NULL;
+    zmq_msg_init(ret);
+    // Everything this host needs is allocated before the hosts agree to go.
+    bool ok = counts && displs && m->has_data && each <= INT_MAX && zmq_msg_init_size(ret, each * (size_t) g->size) == 0 &&
+              (each == 0 || (tmp = malloc(each * (size_t) g->size)));
+    snprintf(err, errlen, each > INT_MAX ? "all_gather across hosts moves at most 2 GiB per member"
+                                          : "out of memory gathering across hosts");
+    r = all_can_take_part(g, ok, err, errlen);
+    if (r < 0) {
+        if (each > INT_MAX && r == MLXD_ENOMEM)
+            r = MLXD_EINVAL;
         goto out;
     }
     for (int rank = 0; rank < g->size; rank++)
@@ -465,20 +488,9 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
     for (int c = 1; c < g->ncomm; c++)
         displs[c] = displs[c - 1] + counts[c - 1];
     if (each > 0) {
-        char *tmp = malloc(each * (size_t) g->size);
         MPI_Datatype unit;
-        if (!tmp) {
-            snprintf(err, errlen, "out of memory gathering across hosts");
-            r = MLXD_ENOMEM;
-            goto out;
-        }
         MPI_Type_contiguous((int) each, MPI_BYTE, &unit);
         MPI_Type_commit(&unit);
-        int me = 0;
-        for (int c = 0; c < g->ncomm; c++)
-            if (g->comm_hosts[c] != g->hosts[0] && false)
-                me = c;
-        (void) me;
         int e = MPI_Allgatherv(zmq_msg_data(&m->data), (int) (zmq_msg_size(&m->data) / each), unit, tmp, counts,
                                displs, unit, g->comm);
         MPI_Type_free(&unit);
@@ -486,29 +498,23 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
             char t[128];
             mpi_error_text(e, t, sizeof t);
             snprintf(err, errlen, "MPI_Allgatherv across hosts failed: %s", t);
-            free(tmp);
             r = MLXD_EINTERNAL;
             goto out;
         }
-        // tmp holds host after host, each host's members in rank order.
-        int *next = calloc((size_t) g->ncomm, sizeof *next);
-        if (!next) {
-            free(tmp);
-            snprintf(err, errlen, "out of memory gathering across hosts");
-            r = MLXD_ENOMEM;
-            goto out;
-        }
+        // tmp holds host after host, each host's members in rank order:
+        // counts[] now serves as each host's next member.
+        for (int c = 0; c < g->ncomm; c++)
+            counts[c] = 0;
         for (int rank = 0; rank < g->size; rank++)
             for (int c = 0; c < g->ncomm; c++)
                 if (g->comm_hosts[c] == g->hosts[rank]) {
                     memcpy((char *) zmq_msg_data(ret) + (size_t) rank * each,
-                           tmp + (size_t) (displs[c] + next[c]++) * each, each);
+                           tmp + (size_t) (displs[c] + counts[c]++) * each, each);
                     break;
                 }
-        free(next);
-        free(tmp);
     }
 out:
+    free(tmp);
     free(counts);
     free(displs);
     if (r < 0)
@@ -541,11 +547,14 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
     case MLXD__OP_TYPE__OP_SUM_SCATTER:
     case MLXD__OP_TYPE__OP_ALL_MAX:
     case MLXD__OP_TYPE__OP_ALL_MIN:
-        if (!g || g->comm == MPI_COMM_NULL || !part->has_data) {
+        if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
             snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
             break;
         }
+        snprintf(err, sizeof err, "this host could not combine its members' part (out of memory)");
+        if ((code = all_can_take_part(g, part->has_data, err, sizeof err)) < 0)
+            break;
         code = run_allreduce(g, part,
                              part->d.op == MLXD__OP_TYPE__OP_ALL_MAX   ? REDUCE_MAX
                              : part->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
@@ -558,7 +567,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
         }
         break;
     case MLXD__OP_TYPE__OP_ALL_GATHER:
-        if (!g || g->comm == MPI_COMM_NULL || !part->has_data) {
+        if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
             snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
             break;
