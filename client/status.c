@@ -775,6 +775,12 @@ int status_run(const struct status_opts *o) {
                 "is it a different version than mlxctl %s?\n", o->endpoint, MLXD_VERSION_STRING);
     } else {
         const Mlxd__StatusReply *s = reply->status;
+        // A partial answer (some daemons of the world were silent) says so.
+        if (str_or(reply->message, NULL)) {
+            char *msg = term_clean(reply->message);
+            fprintf(stderr, "mlxctl: warning: %s\n", msg ? msg : "?");
+            free(msg);
+        }
         if (o->json)
             json_status(stdout, s);
         else if (s->n_daemons == 0 || !s->daemons)

@@ -164,8 +164,14 @@ static void gather_finish(struct server *s, struct status_gather *sg) {
     rep.id = sg->req_id;
     rep.body_case = MLXD__REPLY__BODY_STATUS;
     rep.status = &st;
+    char note[256] = "";
     if (sg->missing > 0) {
-        rep.message = "some daemons did not answer within 2 s";
+        size_t off = (size_t) snprintf(note, sizeof note, "%d daemon(s) did not answer within 2 s: world rank(s)",
+                                       sg->missing);
+        for (int r = 0; r < n && off < sizeof note; r++)
+            if (!sg->got[r] && r != world_rank(s->world))
+                off += (size_t) snprintf(note + off, sizeof note - off, " %d", r);
+        rep.message = note;
     }
     if (list)
         server_reply(s, &sg->peer, &rep, NULL, 0);
