@@ -200,11 +200,7 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
     }
     r = session_new(s, p, &se);
     if (r < 0) {
-        if (r == -EMFILE)
-            server_reply_error(s, p, req->id, MLXD_ENOMEM, "too many clients (the daemon's limit is %u)",
-                               s->cfg.max_clients);
-        else
-            server_reply_error(s, p, req->id, MLXD_EINTERNAL, "cannot watch pid %d: %s", (int) p->pid, strerror(-r));
+        session_new_failed(s, p, req->id, r);
         return;
     }
     if (!j) {
@@ -368,8 +364,7 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     }
     r = session_new(s, p, &se);
     if (r < 0) {
-        server_reply_error(s, p, req->id, r == -EMFILE ? MLXD_ENOMEM : MLXD_EINTERNAL, "%s",
-                           r == -EMFILE ? "too many clients" : "cannot watch this process");
+        session_new_failed(s, p, req->id, r);
         return;
     }
     sl->state = SLOT_ATTACHED;

@@ -23,6 +23,8 @@ static void usage(FILE *f) {
             "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
             "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
             "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
+            "      --max-groups-per-client N  groups (connections, so ops in flight) per client\n"
+            "                           process (default 64)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -41,7 +43,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -51,6 +53,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-tensor-bytes", required_argument, NULL, OPT_MAX_TENSOR },
         { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
         { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
+        { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -86,14 +89,17 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         }
         case OPT_MAX_CLIENTS:
         case OPT_MAX_JOBS:
+        case OPT_MAX_GROUPS:
             if (parse_u64(optarg, 1, 1u << 20, &v) < 0) {
                 fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", opts[c - OPT_MAX_CLIENTS + 3].name, 1u << 20);
                 return -EINVAL;
             }
             if (c == OPT_MAX_CLIENTS)
                 cfg->max_clients = (uint32_t) v;
-            else
+            else if (c == OPT_MAX_JOBS)
                 cfg->max_jobs = (uint32_t) v;
+            else
+                cfg->max_groups_per_client = (uint32_t) v;
             break;
         case OPT_MAX_TENSOR:
         case OPT_MAX_QUEUED:
@@ -135,6 +141,7 @@ int main(int argc, char **argv) {
         .op_timeout_ms = WIRE_DEFAULT_TIMEOUT_MS,
         .max_clients = 1024,
         .max_jobs = 256,
+        .max_groups_per_client = 64,
         .max_tensor_bytes = UINT64_C(4) << 30,
         .max_queued_bytes = UINT64_C(1) << 30,
         .max_shm_bytes = UINT64_C(16) << 30,

@@ -26,6 +26,7 @@ struct config {
     int log_level;
     uint32_t op_timeout_ms;         // default deadline of every request
     uint32_t max_clients;           // connected sessions
+    uint32_t max_groups_per_client; // sessions of one process: its ops in flight
     uint32_t max_jobs;
     uint64_t max_tensor_bytes;      // one tensor, and one frame
     uint64_t max_queued_bytes;      // sent but not yet received, per session
@@ -138,6 +139,8 @@ const uint8_t *pending_input(const struct pending *p);
 /* session.c */
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
 int session_new(struct server *s, const struct peer *p, struct session **ret);
+// Answers a hello whose session_new() failed with r, saying which limit.
+void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id, int r);
 // Ends a session: its group learns (code, why), its pending request is
 // failed with the same code, and it is freed.
 void session_close(struct server *s, struct session *se, int code, const char *why);

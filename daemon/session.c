@@ -56,6 +56,14 @@ bool peer_allowed(const struct server *s, const struct peer *p) {
 int session_new(struct server *s, const struct peer *p, struct session **ret) {
     if (s->n_sessions >= s->cfg.max_clients)
         return -EMFILE;
+    // One op at a time per connection: a process's ops in flight are bounded
+    // by its connections (one per group).
+    unsigned mine = 0;
+    struct session *o;
+    LIST_FOREACH(o, &s->sessions, link)
+        mine += o->peer.pid == p->pid;
+    if (mine >= s->cfg.max_groups_per_client)
+        return -EUSERS;
     int fd = (int) syscall(SYS_pidfd_open, p->pid, 0);
     if (fd < 0)
         return -errno;
@@ -71,6 +79,18 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     s->n_sessions++;
     *ret = se;
     return 0;
+}
+
+void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id, int r) {
+    if (r == -EMFILE)
+        server_reply_error(s, p, req_id, MLXD_ENOMEM, "too many clients (the daemon's limit is %u, --max-clients)",
+                           s->cfg.max_clients);
+    else if (r == -EUSERS)
+        server_reply_error(s, p, req_id, MLXD_ENOMEM,
+                           "too many groups in pid %d (the daemon's limit is %u per process, --max-groups-per-client)",
+                           (int) p->pid, s->cfg.max_groups_per_client);
+    else
+        server_reply_error(s, p, req_id, MLXD_EINTERNAL, "cannot watch pid %d: %s", (int) p->pid, strerror(-r));
 }
 
 void session_close(struct server *s, struct session *se, int code, const char *why) {
