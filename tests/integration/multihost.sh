@@ -1,0 +1,618 @@
+#!/bin/bash
+# The multi-host integration tests, one function per behaviour, named like the
+# ctest test that runs it:  bash multihost.sh NAME
+#
+# Each test starts its own world: H mlxd daemons under one mpirun on this
+# machine, standing in for H hosts, each on its own socket d-R.sock (R: the
+# daemon's world rank) in the test's directory. Clients are real processes:
+# opcheck (every op, dtype and shape), errcase (error behaviour) and mhclient
+# (the behaviours of jobs spread over daemons), placed on daemons by
+# mlxctl launch --daemons (contiguous blocks) or one by one.
+#
+# The small harness below waits for events with deadlines (never sleeps to
+# let things settle), stops the world at the end (SIGTERM to every daemon,
+# then mpirun must exit 0 and nothing of the world may be left running), and
+# prints every daemon's log when anything failed.
+#
+# Needs MLXD_BIN, MLXCTL_BIN, OPCHECK_BIN, ERRCASE_BIN and MHCLIENT_BIN;
+# MPIRUN (default: mpirun) is Open MPI's, and python3 reads mlxctl's JSON.
+
+set -u -o pipefail
+
+: "${MLXD_BIN:?MLXD_BIN must name the mlxd binary}"
+: "${MLXCTL_BIN:?MLXCTL_BIN must name the mlxctl binary}"
+: "${OPCHECK_BIN:?}" "${ERRCASE_BIN:?}" "${MHCLIENT_BIN:?}"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+# ---- harness ----
+
+# A short directory: ZeroMQ ipc paths are limited to 107 bytes.
+M_DIR=$(mktemp -d /tmp/mh.XXXXXX) || exit 1
+M_OP_TIMEOUT=${M_OP_TIMEOUT:-20}
+M_MPIRUN_PID=""
+M_HOSTS=0
+M_FAILED=0
+M_PIDS=()
+M_JOBS=0
+EP=()      # EP[r]: the endpoint of the daemon of world rank r
+DPID=()    # DPID[r]: its pid
+declare -A M_OUT=()
+# The clients' files (opcheck's barrier files, errcase's and mhclient's
+# rendezvous files) go to the test's directory.
+export MLXT_DIR="$M_DIR" MH_DIR="$M_DIR"
+unset MLXD_JOB MLXD_RANK MLXD_SIZE MLXD_SOCKET
+
+log() { printf '[%s] %s\n' "$(date +%T.%3N)" "$*"; }
+
+fail() {
+    log "FAIL: $*" >&2
+    M_FAILED=1
+    exit 1
+}
+
+# soft_fail MESSAGE: records a failure and goes on, to report every case.
+soft_fail() {
+    log "FAIL: $*" >&2
+    M_FAILED=1
+}
+
+now_ms() { date +%s%3N; }
+
+# wait_until TIMEOUT_S CMD...: polls CMD until it succeeds; 1 at the deadline.
+wait_until() {
+    local deadline=$(( $(now_ms) + ${1} * 1000 ))
+    shift
+    until "$@"; do
+        (( $(now_ms) < deadline )) || return 1
+        sleep 0.02
+    done
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+files_exist() {
+    local f
+    for f in "$@"; do [[ -e "$f" ]] || return 1; done
+}
+
+# jget EXPR [ARGS...]: the value of the Python expression EXPR over the JSON
+# document on stdin (d), with the ARGS as the list a.
+jget() {
+    python3 -c 'import json, sys; d = json.load(sys.stdin); a = sys.argv[2:]; print(eval(sys.argv[1]))' "$@"
+}
+
+# new_job: sets JOB to a job id not used before in this test.
+new_job() {
+    M_JOBS=$((M_JOBS + 1))
+    JOB="mh-$$-$M_JOBS"
+}
+
+# The log (stderr) of the daemon of world rank R, as mpirun --output-filename
+# keeps it.
+daemon_log() {
+    local f
+    for f in "$M_DIR"/out/*/rank."$1"/stderr; do
+        [[ -f "$f" ]] && { echo "$f"; return 0; }
+    done
+    echo "$M_DIR/out/none"
+}
+
+# start_world H [MLXD ARGS...]: H daemons under mpirun; waits until every one
+# answers, and sets EP and DPID.
+start_world() {
+    local h=$1 r pid
+    shift
+    [[ -z "$M_MPIRUN_PID" ]] || fail "start_world: a world already runs"
+    M_HOSTS=$h
+    log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
+    "${MPIRUN:-mpirun}" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
+        --output-filename "$M_DIR/out" -n "$h" \
+        "$MLXD_BIN" --socket "ipc://$M_DIR/d-%r.sock" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" \
+        >"$M_DIR/mpirun.log" 2>&1 &
+    M_MPIRUN_PID=$!
+    for ((r = 0; r < h; r++)); do
+        EP[r]="ipc://$M_DIR/d-$r.sock"
+        if ! "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 20 >/dev/null; then
+            alive "$M_MPIRUN_PID" || fail "mpirun exited while the world started"
+            fail "the daemon of world rank $r did not answer on ${EP[r]} within 20 s"
+        fi
+        pid=$("$MLXCTL_BIN" status --json --socket "${EP[r]}" | jget 'd["daemons"][0]["pid"]') ||
+            fail "mlxctl status --json on ${EP[r]} failed"
+        [[ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$M_MPIRUN_PID" ]] ||
+            fail "the daemon on ${EP[r]} (pid $pid) is not a child of our mpirun ($M_MPIRUN_PID)"
+        DPID[r]=$pid
+    done
+    log "world of $h answers: daemon pids ${DPID[*]}, mpirun $M_MPIRUN_PID"
+}
+
+# world_alive: mpirun and every daemon still run and answer; fails if not.
+world_alive() {
+    local r
+    alive "$M_MPIRUN_PID" || fail "mpirun (pid $M_MPIRUN_PID) is no longer running"
+    for ((r = 0; r < M_HOSTS; r++)); do
+        alive "${DPID[r]}" || fail "the daemon of world rank $r (pid ${DPID[r]}) is no longer running"
+        "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 5 >/dev/null ||
+            fail "the daemon of world rank $r (pid ${DPID[r]}) runs but does not answer on ${EP[r]}"
+    done
+}
+
+# Processes of this test's world still running: anything whose command line
+# names the test's directory (the daemons do), and the daemons by pid. A
+# zombie has exited (whoever inherited it reaps it): it does not count.
+world_leftovers() {
+    local r pid
+    { pgrep -f -- "$M_DIR"; for ((r = 0; r < M_HOSTS; r++)); do echo "${DPID[r]}"; done; } | sort -u |
+        while read -r pid; do
+            [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" =~ ^[^Z] ]] && echo "$pid"
+        done
+}
+
+# stop_world: SIGTERM to every daemon (mpirun's children), as a host's
+# service manager would stop mlxd; mpirun must then exit 0 within 15 s, each
+# daemon must have logged that it stopped, and nothing may be left. On a
+# timeout: SIGTERM to mpirun, then SIGKILL to whatever is left. SIGTERM to
+# mpirun is not the first step because Open MPI 4.1 then kills the daemons
+# with SIGKILL a second later, before they can finish MPI_Finalize, so a
+# daemon that does not stop cleanly would go unnoticed.
+stop_world() {
+    [[ -n "$M_MPIRUN_PID" ]] || return 0
+    local mp=$M_MPIRUN_PID rc=0 r st left=()
+    M_MPIRUN_PID=""
+    for ((r = 0; r < M_HOSTS; r++)); do
+        kill -TERM "${DPID[r]}" 2>/dev/null || { log "the daemon of world rank $r had already exited"; rc=1; }
+    done
+    if ! wait_until 15 gone "$mp"; then
+        log "mpirun did not exit within 15 s of SIGTERM to the daemons; SIGTERM to mpirun"
+        for ((r = 0; r < M_HOSTS; r++)); do
+            [[ "$(ps -o stat= -p "${DPID[r]}" 2>/dev/null)" =~ ^[^Z] ]] &&
+                log "the daemon of world rank $r (pid ${DPID[r]}) still runs; its threads wait in:" \
+                    "$(for t in /proc/"${DPID[r]}"/task/*; do printf '%s ' "$(cat "$t/wchan" 2>/dev/null)"; done)"
+        done
+        rc=1
+        kill -TERM "$mp" 2>/dev/null
+        wait_until 10 gone "$mp" || { log "mpirun ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$mp"; }
+    fi
+    wait "$mp"
+    st=$?
+    if (( st != 0 )); then
+        log "mpirun exited with status $st"
+        rc=1
+    fi
+    for ((r = 0; r < M_HOSTS; r++)); do
+        grep -q 'notice: Stopped' "$(daemon_log $r)" ||
+            { log "the daemon of world rank $r (pid ${DPID[r]}) did not log that it stopped"; rc=1; }
+    done
+    mapfile -t left < <(world_leftovers)
+    if (( ${#left[@]} )); then
+        log "processes of the world left after mpirun exited:"
+        ps -o pid,ppid,stat,args -p "$(IFS=,; echo "${left[*]}")"
+        kill -KILL "${left[@]}" 2>/dev/null
+        rc=1
+    fi
+    (( rc == 0 )) && log "world stopped: mpirun exited 0, every daemon stopped, nothing left"
+    return $rc
+}
+
+# Fails when a daemon's log or mpirun's output shows a crash or a sanitizer.
+check_logs() {
+    if grep -lE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|LeakSanitizer|Segmentation fault|signal [0-9]+ \(|exited on signal|MPI_ABORT' \
+        "$M_DIR/mpirun.log" "$M_DIR"/out/*/rank.*/stderr 2>/dev/null; then
+        log "a daemon log shows a crash, an abort or a sanitizer report"
+        return 1
+    fi
+}
+
+print_logs() {
+    local r f
+    for ((r = 0; r < M_HOSTS; r++)); do
+        f=$(daemon_log $r)
+        log "---- mlxd of world rank $r (pid ${DPID[r]:-?}, ${EP[r]:-?}): $f ----"
+        [[ -f "$f" ]] && tail -n 400 "$f"
+    done
+    log "---- mpirun's own output ----"
+    grep -v ' mlxd\[[0-9]*\] ' "$M_DIR/mpirun.log" 2>/dev/null
+    log "---- end of logs ----"
+}
+
+# spawn_rank JOB RANK SIZE HOST CMD...: one client of a job on the daemon of
+# world rank HOST, with the environment mlxctl launch would give it, its
+# output to a file. Sets SPAWNED.
+spawn_rank() {
+    local job=$1 rank=$2 size=$3 host=$4 out="$M_DIR/client.${#M_PIDS[@]}.out"
+    shift 4
+    MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
+    SPAWNED=$!
+    M_PIDS+=("$SPAWNED")
+    M_OUT[$SPAWNED]=$out
+}
+
+# wait_rank PID TIMEOUT_S: the client's exit status, its output shown;
+# kills it and returns 124 at the deadline.
+wait_rank() {
+    local pid=$1 rc out=${M_OUT[$1]:-}
+    if ! wait_until "$2" gone "$pid"; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
+        log "client $pid did not exit within $2 s"
+        return 124
+    fi
+    wait "$pid"
+    rc=$?
+    [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
+    return $rc
+}
+
+# expect_exit WHAT PID TIMEOUT_S WANT: waits for a client, fails unless it
+# exits with WANT.
+expect_exit() {
+    local rc=0
+    wait_rank "$2" "$3" || rc=$?
+    [[ "$rc" == "$4" ]] || fail "$1: exit status $rc, expected $4"
+}
+
+# launch_on N TIMEOUT_S HOSTS -- CMD...: one job of N ranks through mlxctl
+# launch, spread over the daemons of the world ranks in HOSTS ("0 1 2") in
+# blocks, with the id $JOB; its exit status.
+launch_on() {
+    local n=$1 timeout=$2 hosts=$3 h eps=""
+    shift 4
+    for h in $hosts; do eps+="${eps:+,}${EP[h]}"; done
+    log "mlxctl launch -n $n --job $JOB --daemons $eps -- $*"
+    timeout --kill-after=5 "$timeout" "$MLXCTL_BIN" launch -n "$n" --job "$JOB" --prefix --daemons "$eps" -- "$@"
+    local rc=$?
+    (( rc == 124 || rc == 137 )) && log "mlxctl launch did not finish within $timeout s"
+    return $rc
+}
+
+# expect_hellos JOB HOST RANKS...: the daemon of world rank HOST saw exactly
+# these ranks of JOB say hello (its debug log says so).
+expect_hellos() {
+    local job=$1 host=$2 got want
+    shift 2
+    got=$(grep -oE "Job $job: rank [0-9]+ said hello" "$(daemon_log "$host")" | awk '{print $4}' | sort -n | xargs)
+    want=$(printf '%s\n' "$@" | sort -n | xargs)
+    [[ "$got" == "$want" ]] || fail "job $job: the daemon of world rank $host saw ranks [$got] say hello, expected [$want]"
+    log "job $job: daemon $host holds ranks [$got]"
+}
+
+# A fresh job of two ranks on two different daemons that must work.
+next_job_works() {
+    new_job
+    launch_on 2 30 "0 $((M_HOSTS - 1))" -- "$ERRCASE_BIN" smoke || fail "a new job after $1 did not work"
+}
+
+harness_exit() {
+    local rc=$? pid
+    trap - EXIT
+    for pid in "${M_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null && log "killed leftover client $pid"
+    done
+    stop_world || rc=1
+    check_logs || rc=1
+    (( M_FAILED )) && rc=1
+    if (( rc != 0 )); then
+        print_logs
+        log "TEST FAILED"
+    else
+        log "TEST PASSED"
+    fi
+    rm -rf "$M_DIR"
+    exit $rc
+}
+trap harness_exit EXIT
+trap 'fail "interrupted"' INT TERM
+
+# ---- every op, dtype and shape, with ranks on several daemons ----
+
+two_daemons_all_ops_even() {
+    start_world 2
+    new_job
+    launch_on 4 150 "0 1" -- "$OPCHECK_BIN" || fail "opcheck in a job of 4 over 2 daemons (2+2)"
+    expect_hellos "$JOB" 0 0 1
+    expect_hellos "$JOB" 1 2 3
+    world_alive
+}
+
+# 1 rank on d0, 4 on d1, none on d2: the job spans some of the world's
+# daemons, unevenly. opcheck --quick: the full run is two_daemons_all_ops_even's
+# and three_daemons_five_ranks_blocks'.
+three_daemons_all_ops_uneven() {
+    start_world 3
+    new_job
+    local r pids=()
+    spawn_rank "$JOB" 0 5 0 "$OPCHECK_BIN" --quick
+    pids+=("$SPAWNED")
+    for r in 1 2 3 4; do
+        spawn_rank "$JOB" "$r" 5 1 "$OPCHECK_BIN" --quick
+        pids+=("$SPAWNED")
+    done
+    for r in 0 1 2 3 4; do
+        expect_exit "opcheck --quick rank $r of 5 (1 on d0, 4 on d1)" "${pids[r]}" 100 0
+    done
+    expect_hellos "$JOB" 0 0
+    expect_hellos "$JOB" 1 1 2 3 4
+    expect_hellos "$JOB" 2
+    world_alive
+}
+
+# The issue's "done when": mlxctl launch -n 5 over 3 daemons.
+three_daemons_five_ranks_blocks() {
+    start_world 3
+    new_job
+    launch_on 5 150 "0 1 2" -- "$OPCHECK_BIN" || fail "opcheck in a job of 5 over 3 daemons"
+    expect_hellos "$JOB" 0 0 1
+    expect_hellos "$JOB" 1 2 3
+    expect_hellos "$JOB" 2 4
+    world_alive
+}
+
+# Subgroups that stay on one daemon and subgroups that span daemons, side by
+# side: mhclient splits by host, by parity and nested, on 2+2 ranks; then
+# opcheck with ranks 0,2 on d0 and 1,3 on d1, where its parity splits stay
+# on one daemon and its all-ties split spans both.
+split_spans_and_stays() {
+    start_world 2
+    new_job
+    launch_on 4 60 "0 1" -- "$MHCLIENT_BIN" split || fail "mhclient split on 2+2 ranks"
+    new_job
+    local r pids=()
+    for r in 0 1 2 3; do
+        spawn_rank "$JOB" "$r" 4 $((r % 2)) "$OPCHECK_BIN" --quick
+        pids+=("$SPAWNED")
+    done
+    for r in 0 1 2 3; do
+        expect_exit "opcheck --quick rank $r of 4 (even ranks on d0, odd on d1)" "${pids[r]}" 100 0
+    done
+    world_alive
+}
+
+large_all_sum_across_hosts() {
+    start_world 2
+    new_job
+    launch_on 2 150 "0 1" -- "$OPCHECK_BIN" --large 256 || fail "all_sum of 256 MiB float32 over 2 daemons"
+    expect_hellos "$JOB" 0 0
+    expect_hellos "$JOB" 1 1
+    world_alive
+}
+
+# ---- jobs that cross each other ----
+
+# Job A has rank 0 on d0 and rank 1 on d1, job B the other way round. Before
+# each all_sum, A's member reaches d0 first and B's member d1 first (the
+# follower waits for the leader's file): a host that ran collectives in the
+# order its members arrive would block on A on d0 and on B on d1.
+two_jobs_opposite_order_do_not_deadlock() {
+    start_world 2
+    local iters=300 kib=256 ja jb a0 a1 b0 b1 t0
+    new_job; ja=$JOB
+    new_job; jb=$JOB
+    t0=$(now_ms)
+    spawn_rank "$ja" 0 2 0 "$MHCLIENT_BIN" opposite $iters $kib lead A0
+    a0=$SPAWNED
+    spawn_rank "$jb" 1 2 0 "$MHCLIENT_BIN" opposite $iters $kib follow A0
+    b1=$SPAWNED
+    spawn_rank "$jb" 0 2 1 "$MHCLIENT_BIN" opposite $iters $kib lead B0
+    b0=$SPAWNED
+    spawn_rank "$ja" 1 2 1 "$MHCLIENT_BIN" opposite $iters $kib follow B0
+    a1=$SPAWNED
+    expect_exit "job A rank 0 (d0, first there)" "$a0" 100 0
+    expect_exit "job A rank 1 (d1, second there)" "$a1" 20 0
+    expect_exit "job B rank 0 (d1, first there)" "$b0" 20 0
+    expect_exit "job B rank 1 (d0, second there)" "$b1" 20 0
+    log "two jobs of $iters all_sums of $kib KiB in opposite orders finished in $(( $(now_ms) - t0 )) ms"
+    world_alive
+}
+
+# ---- members that disagree, die or are missing ----
+
+# mhclient mismatch on 2+2 ranks (host against host, and the last rank
+# against the rest with its neighbour on d1 agreeing with d0), then errcase
+# mismatch on 2+1 ranks (the last rank, alone on d1, disagrees: only the
+# daemons together can see it).
+mismatch_across_hosts_gives_emismatch_everywhere() {
+    start_world 2
+    new_job
+    launch_on 4 60 "0 1" -- "$MHCLIENT_BIN" mismatch || fail "mhclient mismatch on 2+2 ranks"
+    new_job
+    launch_on 3 60 "0 1" -- "$ERRCASE_BIN" mismatch || fail "errcase mismatch on 2+1 ranks"
+    world_alive
+    next_job_works "mismatches"
+}
+
+# clients_pending HOST JOB OP N: N clients of JOB on the daemon of world
+# rank HOST wait in OP.
+clients_pending() {
+    local n
+    n=$("$MLXCTL_BIN" status --json --socket "${EP[$1]}" 2>/dev/null |
+        jget 'sum(c["job"] == a[0] and c["pending"] == a[1] for c in d["daemons"][0]["clients"])' "$2" "$3") ||
+        return 1
+    [[ "$n" == "$4" ]]
+}
+
+# Rank 1 (on d1) is SIGKILLed while ranks 0 and 2 (on d0) and 3 (on d1)
+# wait in all_sum: each gets MLXD_EPEER within a second of the kill. Then a
+# new job runs every op on the same world.
+killed_rank_on_one_daemon_gives_epeer_on_others() {
+    start_world 2
+    new_job
+    local victim r at dt pids=() hosts=(0 1 0 1)
+    for r in 0 1 2 3; do
+        if (( r == 1 )); then
+            spawn_rank "$JOB" 1 4 1 "$MHCLIENT_BIN" victim
+            victim=$SPAWNED
+        else
+            spawn_rank "$JOB" "$r" 4 "${hosts[r]}" "$MHCLIENT_BIN" waiter
+        fi
+        pids+=("$SPAWNED")
+    done
+    wait_until 20 clients_pending 0 "$JOB" all_sum 2 || fail "ranks 0 and 2 were not waiting in all_sum on d0 within 20 s"
+    wait_until 20 clients_pending 1 "$JOB" all_sum 1 || fail "rank 3 was not waiting in all_sum on d1 within 20 s"
+    local t_kill
+    t_kill=$(now_ms)
+    kill -KILL "$victim"
+    log "killed rank 1 (pid $victim, on d1) at $t_kill"
+    expect_exit "rank 1, killed" "$victim" 10 137
+    for r in 0 2 3; do
+        expect_exit "rank $r (d${hosts[r]}), waiting in all_sum" "${pids[r]}" 20 0
+        at=$(grep -oE 'epeer_at_ms=[0-9]+' "${M_OUT[${pids[r]}]}" | cut -d= -f2)
+        [[ -n "$at" ]] || fail "rank $r did not say when it got MLXD_EPEER"
+        dt=$((at - t_kill))
+        log "rank $r (d${hosts[r]}) got MLXD_EPEER $dt ms after the kill"
+        (( dt < 1000 )) || soft_fail "rank $r (d${hosts[r]}) got MLXD_EPEER $dt ms after the kill, expected under 1000 ms"
+    done
+    grep -E "pid $victim\b" "$(daemon_log 1)" | grep -qiE 'died|exited|killed' ||
+        fail "the log of d1 does not say that pid $victim (rank 1) died"
+    world_alive
+    new_job
+    launch_on 3 100 "0 1" -- "$OPCHECK_BIN" --quick || fail "opcheck --quick in a new job after a killed rank"
+}
+
+# Rank 3 (on d1) never calls all_sum; ranks 0, 1 (d0) and 2 (d1) get
+# MLXD_ETIMEDOUT after their 2 s deadline, naming rank 3 only. The same with
+# rank 0 (on d0, the coordinator's host) missing.
+missing_rank_across_hosts_times_out_naming_it() {
+    start_world 2
+    local missing r pids hosts=(0 0 1 1) f found
+    for missing in 3 0; do
+        new_job
+        pids=()
+        for r in 0 1 2 3; do
+            spawn_rank "$JOB" "$r" 4 "${hosts[r]}" "$MHCLIENT_BIN" timeout "$missing" 2000
+            pids+=("$SPAWNED")
+        done
+        for r in 0 1 2 3; do
+            expect_exit "rank $r (d${hosts[r]}) of a job whose rank $missing never calls all_sum" "${pids[r]}" 20 0
+        done
+        found=0
+        for r in 0 1; do
+            f=$(daemon_log $r)
+            grep -F "$JOB" "$f" | grep -i 'timed out' | grep -qE "rank\(s\) $missing([^0-9]|$)" && found=1
+        done
+        (( found )) || fail "no daemon log has a timeout line of job $JOB naming rank $missing"
+        rm -f "$M_DIR"/tdone.*
+    done
+    world_alive
+    next_job_works "timeouts"
+}
+
+# ---- the world as mlxctl sees it ----
+
+# A job of 4 over 3 daemons (1+2+1) forms and holds; mlxctl status --world
+# --json on d1 lists every daemon with the world's size and hosts, the
+# daemon's version, pid and endpoint, and the job with its local members.
+job_split_over_daemons_forms_and_status_world_shows_all() {
+    start_world 3
+    new_job
+    local r pids=() hosts=(0 1 1 2) local_members=(1 2 1)
+    for r in 0 1 2 3; do
+        spawn_rank "$JOB" "$r" 4 "${hosts[r]}" "$MHCLIENT_BIN" hold
+        pids+=("$SPAWNED")
+    done
+    wait_until 20 files_exist "$M_DIR"/held.{0,1,2,3} ||
+        fail "the job of 4 over 3 daemons did not form and run an all_sum within 20 s"
+    "$MLXCTL_BIN" status --world --json --socket "${EP[1]}" >"$M_DIR/world.json" ||
+        fail "mlxctl status --world --json on d1 failed"
+    python3 - "$M_DIR/world.json" "$("$MLXD_BIN" --version | awk '{print $2}')" "$(hostname)" "$JOB" \
+        "${DPID[*]}" "${EP[*]}" "${local_members[*]}" <<'EOF' || soft_fail "mlxctl status --world --json on d1 is not what it should be"
+import json, sys
+path, version, host, job = sys.argv[1:5]
+pids, eps, members = (v.split() for v in sys.argv[5:8])
+daemons = json.load(open(path))["daemons"]
+bad = []
+ranks = sorted(d["world"]["rank"] for d in daemons)
+if ranks != list(range(len(pids))):
+    bad.append(f"lists world ranks {ranks}, expected {list(range(len(pids)))}")
+for d in daemons:
+    r, w = d["world"]["rank"], d["world"]
+    if not 0 <= r < len(pids):
+        continue
+    print(f"daemon {r}: pid {d['pid']}, {d['endpoint']}, version {d['version']}, world of {w['size']} on {w['hosts']}, "
+          f"jobs {[(j['id'], j['size'], j['local_members'], j['state']) for j in d['jobs']]}")
+    want = {"world size": (w["size"], len(pids)), "hosts": (w["hosts"], [host] * len(pids)),
+            "version": (d["version"], version), "pid": (d["pid"], int(pids[r])), "endpoint": (d["endpoint"], eps[r]),
+            "MPI version given": (bool(w.get("mpi_version")), True)}
+    js = [j for j in d["jobs"] if j["id"] == job]
+    want["job listed once"] = (len(js), 1)
+    if js:
+        want["job size"] = (js[0]["size"], 4)
+        want["job's local members"] = (js[0]["local_members"], int(members[r]))
+    want["clients of the job"] = (sum(c["job"] == job for c in d["clients"]), int(members[r]))
+    bad += [f"daemon {r}: {k} is {got!r}, expected {exp!r}" for k, (got, exp) in want.items() if got != exp]
+for b in bad:
+    print("FAIL status --world:", b)
+sys.exit(1 if bad else 0)
+EOF
+    local text
+    text=$("$MLXCTL_BIN" status --world --socket "${EP[1]}") || fail "mlxctl status --world on d1 failed"
+    for r in 0 1 2; do
+        grep -qF "${EP[r]}" <<<"$text" || soft_fail "mlxctl status --world does not show ${EP[r]}"
+    done
+    touch "$M_DIR/release"
+    for r in 0 1 2 3; do
+        expect_exit "rank $r of the held job" "${pids[r]}" 20 0
+    done
+    world_alive
+}
+
+# cpu_ticks PID: utime + stime of the process (all its threads), in clock
+# ticks.
+cpu_ticks() {
+    # Field 2 (comm) may hold spaces: count from after its closing paren.
+    sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# cpu_fine PID: "NS SWITCHES": nanoseconds on a CPU and voluntary context
+# switches (about the wakeups), summed over the process's threads.
+cpu_fine() {
+    local ns sw
+    ns=$(cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    sw=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}')
+    echo "$ns $sw"
+}
+
+# idle_cpu WHAT SECONDS: measures every daemon's CPU use over SECONDS in which
+# nothing asks anything of the world, and fails the test for a daemon at 1%
+# of a CPU or more (from utime + stime).
+idle_cpu() {
+    local what=$1 secs=$2 r hz t0 t1 ms pct fine ticks=() fine0=() a b
+    hz=$(getconf CLK_TCK)
+    t0=$(now_ms)
+    for ((r = 0; r < M_HOSTS; r++)); do
+        ticks[r]=$(cpu_ticks "${DPID[r]}")
+        fine0[r]=$(cpu_fine "${DPID[r]}")
+    done
+    sleep "$secs" # the measured interval, not a wait for an event
+    t1=$(now_ms)
+    ms=$((t1 - t0))
+    for ((r = 0; r < M_HOSTS; r++)); do
+        ticks[r]=$(( $(cpu_ticks "${DPID[r]}") - ticks[r] ))
+        read -r a b <<<"$(cpu_fine "${DPID[r]}")"
+        fine=$(awk -v a="$a" -v b="$b" -v f="${fine0[r]}" -v ms="$ms" 'BEGIN {
+            split(f, x, " "); printf "%.3f%% (%.1f ms on a CPU), %.0f wakeups/s", (a - x[1]) / 1e4 / ms, (a - x[1]) / 1e6, (b - x[2]) * 1000 / ms }')
+        pct=$(awk -v d="${ticks[r]}" -v hz="$hz" -v ms="$ms" 'BEGIN { printf "%.3f", d / hz * 1000 / ms * 100 }')
+        log "$what: daemon of world rank $r (pid ${DPID[r]}): ${ticks[r]} ticks of 1/$hz s in $ms ms = $pct% CPU; scheduler: $fine"
+        awk -v p="$pct" 'BEGIN { exit !(p < 1.0) }' ||
+            soft_fail "$what: the daemon of world rank $r used $pct% of a CPU over $ms ms, expected under 1%"
+    done
+}
+
+# Three daemons with nothing to do use less than 1% of a CPU each: right
+# after the world starts, and after a job on all three has ended.
+idle_world_sleeps() {
+    start_world 3
+    idle_cpu "idle from the start" 5
+    new_job
+    launch_on 3 30 "0 1 2" -- "$ERRCASE_BIN" smoke || fail "a job of 3 over 3 daemons"
+    idle_cpu "idle after a job" 5
+    world_alive
+}
+
+# ---- dispatch ----
+
+[[ $# -eq 1 ]] || fail "usage: multihost.sh TEST_NAME"
+declare -F "$1" >/dev/null || fail "no test named $1"
+log "test $1"
+"$1"
