@@ -96,9 +96,10 @@ static bool job_is_valid(const char *job) {
     return true;
 }
 
-// Asks the daemon behind c for a Ping, within ms. Only says whether it
-// answered; the reason it did not goes to err.
-static bool ping(struct conn *c, int ms, char *err) {
+// Asks the daemon behind c for a Ping, within ms. Returns 0 when it answered
+// yes; its refusal (e.g. MLXD_EDENIED for another user) with its message in
+// err; or 1, with the reason in err, when nothing answered.
+static int ping(struct conn *c, const char *endpoint, int ms, char *err) {
     Mlxd__Ping p = MLXD__PING__INIT;
     Mlxd__Request req = MLXD__REQUEST__INIT;
     struct reply rep;
@@ -107,12 +108,17 @@ static bool ping(struct conn *c, int ms, char *err) {
     req.ping = &p;
     req.timeout_ms = (uint32_t) ms;
     if (conn_send(c, &req, false, NULL, 0, &id, err) < 0)
-        return false;
+        return 1;
     if (conn_wait(c, id, wire_now_us() + (uint64_t) ms * 1000u, &rep, err) < 0)
-        return false;
-    bool ok = rep.pb->code == 0;
+        return 1;
+    int r = rep.pb->code;
+    if (r < 0)
+        lib_errorf(err, r, "mlxd at %s refused this process: %s", endpoint,
+                   rep.pb->message && *rep.pb->message ? rep.pb->message : mlxd_strerror(r));
+    else if (r > 0)
+        r = lib_errorf(err, MLXD_EPROTO, "mlxd at %s answered a ping with code %d", endpoint, r);
     reply_done(&rep);
-    return ok;
+    return r;
 }
 
 bool mlxd_is_available(void) {
@@ -125,7 +131,7 @@ bool mlxd_is_available(void) {
         return false;
     if (conn_open(endpoint, &c, err) < 0)
         return false;
-    bool ok = ping(c, LIB_PING_MS, err);
+    bool ok = ping(c, endpoint, LIB_PING_MS, err) == 0;
     conn_free(c);
     return ok;
 }
@@ -254,9 +260,11 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
         return r;
     // A Ping first, so that a socket nobody serves (or a tcp endpoint with no
     // daemon) is found within seconds rather than after the join deadline.
-    if (!ping(c, LIB_GRACE_MS, init_error)) {
+    // A daemon that answers but refuses us (another user) is an error, not a
+    // missing daemon: falling back to a singleton would hide it.
+    if ((r = ping(c, endpoint, LIB_GRACE_MS, init_error)) != 0) {
         conn_free(c);
-        return no_daemon(endpoint, &o, ret);
+        return r < 0 ? r : no_daemon(endpoint, &o, ret);
     }
 
     Mlxd__Hello h = MLXD__HELLO__INIT;
