@@ -364,7 +364,13 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     }
     r = session_new(s, p, &se);
     if (r < 0) {
+        // This member will never attach: the others must not wait for it.
         session_new_failed(s, p, req->id, r);
+        sl->state = SLOT_GONE;
+        g->live--;
+        group_abort(s, g, MLXD_EPEER, "rank %d (pid %d) could not attach to the group (a limit of the daemon)", rank,
+                    (int) p->pid);
+        job_gc(s, g->job);
         return;
     }
     sl->state = SLOT_ATTACHED;

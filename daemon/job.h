@@ -99,7 +99,8 @@ void job_hello_fail(struct server *s, const char *id, int rank, int code, const 
 // The session left or died: its group is aborted with code (MLXD_EPEER, or
 // MLXD_EUNAVAILABLE when the daemon stops), naming it and why.
 void job_session_gone(struct server *s, struct session *se, int code, const char *why);
-// Process pid exited: its unattached slots are gone.
+// Process pid exited or closed its last connection: its unattached slots
+// are gone.
 void job_process_gone(struct server *s, pid_t pid);
 // Ends group g for every member: on a group of this host at once, on a
 // spanning group by asking the coordinator, whose Abort comes back through

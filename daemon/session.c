@@ -109,10 +109,16 @@ void session_close(struct server *s, struct session *se, int code, const char *w
         pending_fail(s, p, code, "%s", why);
     }
     job_session_gone(s, se, code, why);
-    if (died)
-        job_process_gone(s, se->peer.pid);
     LIST_REMOVE(se, link);
     s->n_sessions--;
+    // A process that died, or left with its last connection, will attach to
+    // nothing more.
+    struct session *o;
+    bool last = true;
+    LIST_FOREACH(o, &s->sessions, link)
+        last &= o->peer.pid != se->peer.pid;
+    if (died || last)
+        job_process_gone(s, se->peer.pid);
     close(se->pidfd);
     free(se);
 }

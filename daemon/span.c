@@ -143,6 +143,7 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
         sub->id = ng->group;
         sub->spanning = nhosts > 1;
         sub->live = here;
+        int died = -1;
         for (int k = 0; k < n; k++) {
             struct slot *old = &g->slots[ng->members[k]], *sl = &sub->slots[k];
             sl->host = ng->hosts[k];
@@ -151,8 +152,14 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
                 sl->state = SLOT_REMOTE;
                 continue;
             }
-            sl->state = SLOT_UNATTACHED;
             sl->pid = old->pid;
+            // A member that died after it asked for the split never attaches:
+            // the new group is born without it (and aborted below).
+            sl->state = old->state == SLOT_GONE ? SLOT_GONE : SLOT_UNATTACHED;
+            if (sl->state == SLOT_GONE) {
+                sub->live--;
+                died = k;
+            }
             if (!old->coll)
                 continue;
             Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
@@ -165,6 +172,8 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
             r.op = &o;
             pending_finish(s, old->coll, &r, NULL, 0);
         }
+        if (died >= 0)
+            group_abort(s, sub, MLXD_EPEER, "rank %d (pid %d) died during the split", died, (int) sub->slots[died].pid);
         continue;
     bad:
         log_warning("Job %s: the coordinator's split names a rank outside group %llx", g->job->id,
@@ -249,7 +258,8 @@ void span_event(struct server *s, struct world_event *e) {
                 break;
             }
             d.ndim = (int) c->p2p->n_shape;
-            memcpy(d.shape, c->p2p->shape, c->p2p->n_shape * sizeof d.shape[0]);
+            for (int i = 0; i < d.ndim; i++)     // a scalar has no shape array at all
+                d.shape[i] = c->p2p->shape[i];
             op_deliver_remote(s, g, c->p2p->src, c->p2p->dst, &d, &e->data);
         }
         break;
