@@ -838,6 +838,11 @@ static int engine_init_mpi(struct world *w) {
     // A daemon started without mpirun is a world of one. It never spawns
     // processes, so it needs no helper orted (which would outlive it).
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+#if defined(__SANITIZE_ADDRESS__)
+    // Plugins stay loaded, so that the leak checker can name (and suppress)
+    // what Open MPI keeps in them.
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 0);
+#endif
     // MPI may look at argv; the daemon's own options are none of its business.
     r = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     if (r != MPI_SUCCESS)
