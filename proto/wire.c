@@ -85,7 +85,8 @@ static const struct {
 #define N_ERRORS ((int) (sizeof errors / sizeof errors[0]))
 
 const char *wire_error_name(int code) {
-    return code <= 0 && -code < N_ERRORS ? errors[-code].name : "MLXD_EUNKNOWN";
+    // Compared before negating: -INT_MIN does not exist.
+    return code <= 0 && code > -N_ERRORS ? errors[-code].name : "MLXD_EUNKNOWN";
 }
 
 const char *mlxd_strerror(int err) {
@@ -102,7 +103,7 @@ const char *mlxd_strerror(int err) {
         "MLXD_EINTERNAL: internal error",
     };
     _Static_assert(sizeof strings / sizeof strings[0] == N_ERRORS, "one string per error");
-    return err <= 0 && -err < N_ERRORS ? strings[-err] : "MLXD_EUNKNOWN: unknown error code";
+    return err <= 0 && err > -N_ERRORS ? strings[-err] : "MLXD_EUNKNOWN: unknown error code";
 }
 
 int wire_shape_elements(size_t ndim, const int64_t *shape, uint64_t *ret) {
@@ -202,12 +203,17 @@ int wire_parse_peer_address(const char *s, uid_t *ret_uid, gid_t *ret_gid, pid_t
         p[i] = end;
         end--;
     }
+    // Plain decimals that fit: strtoul alone takes a sign or blanks ("-1"
+    // wraps) and values past uid_t ("4294967296" would read as root).
+    const unsigned long max[3] = { UINT32_MAX - 1, UINT32_MAX - 1, INT32_MAX };
     unsigned long v[3];
     for (int i = 0; i < 3; i++) {
         char *e;
         errno = 0;
+        if (*p[i] < '0' || *p[i] > '9')
+            return -EINVAL;
         v[i] = strtoul(p[i], &e, 10);
-        if (errno || e == p[i] || (*e != ':' && *e != '\0'))
+        if (errno || (*e != ':' && *e != '\0') || v[i] > max[i])
             return -EINVAL;
     }
     *ret_uid = (uid_t) v[0];

@@ -1,6 +1,7 @@
 /* The shared wire helpers: dtype table, sizes with overflow, endpoints,
  * peer credentials. */
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +106,10 @@ static void peer_address_gives_uid_gid_pid(void **state) {
     assert_int_equal(wire_parse_peer_address("127.0.0.1", &u, &g, &p), -EINVAL);
     assert_int_equal(wire_parse_peer_address(":1:2:x", &u, &g, &p), -EINVAL);
     assert_int_equal(wire_parse_peer_address(NULL, &u, &g, &p), -EINVAL);
+    // Values that would wrap into another uid (4294967296 -> 0) are refused.
+    assert_int_equal(wire_parse_peer_address("h:4294967296:0:1", &u, &g, &p), -EINVAL);
+    assert_int_equal(wire_parse_peer_address("h:-1:0:1", &u, &g, &p), -EINVAL);
+    assert_int_equal(wire_parse_peer_address("h: 5:0:1", &u, &g, &p), -EINVAL);
 }
 
 static void every_error_code_has_a_name(void **state) {
@@ -113,6 +118,8 @@ static void every_error_code_has_a_name(void **state) {
     }
     assert_non_null(strstr(mlxd_strerror(-100), "unknown"));
     assert_non_null(strstr(mlxd_strerror(5), "unknown"));
+    assert_non_null(strstr(mlxd_strerror(INT_MIN), "unknown"));
+    assert_string_equal(wire_error_name(INT_MIN), "MLXD_EUNKNOWN");
 }
 
 int main(void) {
