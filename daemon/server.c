@@ -319,8 +319,14 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
     r->id = p->req_id;
     if (p->kind == PENDING_OP)
         metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
-    if (p->session)
+    if (p->session) {
         server_reply(s, &p->session->peer, r, frames, nframes);
+    } else {
+        // Its member died (a spanning group's op outlives it): nobody to
+        // answer, but the frames may share received buffers.
+        for (int i = 0; i < nframes; i++)
+            zmq_msg_close(&frames[i]);
+    }
     pending_free(s, p);
 }
 
