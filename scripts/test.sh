@@ -2,21 +2,26 @@
 # Installs what is missing, builds mlxd in build/ with warnings as errors and
 # runs the whole test suite with ctest, then builds it again in build-asan/
 # with AddressSanitizer and UndefinedBehaviorSanitizer (leak checking on) and
-# runs the suite once more. The exit status is the first failure's.
+# runs the suite once more, then runs the fuzzers for a bounded time. The
+# exit status is the first failure's.
 #
 #   scripts/test.sh               both passes
-#   scripts/test.sh --no-sanitize only the normal pass (or MLXD_TEST_SANITIZE=0)
+#   scripts/test.sh --no-sanitize no sanitizer pass (or MLXD_TEST_SANITIZE=0)
+#   scripts/test.sh --no-fuzz     no fuzzing pass (or MLXD_TEST_FUZZ=0); it runs each
+#                                 libFuzzer target for MLXD_FUZZ_SECONDS (30)
 #   scripts/test.sh -- ARGS...    extra ctest arguments, e.g. -- -R launch
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sanitize=${MLXD_TEST_SANITIZE:-1}
+fuzz=${MLXD_TEST_FUZZ:-1}
 ctest_args=()
 
 while (($# > 0)); do
     case $1 in
         --sanitize) sanitize=1 ;;
         --no-sanitize) sanitize=0 ;;
+        --no-fuzz) fuzz=0 ;;
         --) shift; ctest_args+=("$@"); break ;;
         -h|--help)
             sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -50,7 +55,7 @@ run_pass() {
     local rc=0
     cmake -S "$root" -B "$root/$dir" -DMLXD_WERROR=ON "$@" || rc=$?
     if ((rc == 0)); then
-        cmake --build "$root/$dir" --parallel "$jobs" || rc=$?
+        cmake --build "$root/$dir" --parallel "$jobs" ${build_targets:+--target $build_targets} || rc=$?
     fi
     if ((rc != 0)); then
         echo "test.sh: building $dir failed (status $rc); the tests did not run" >&2
@@ -77,6 +82,19 @@ if [[ $sanitize == 1 ]]; then
     run_pass build-asan -DMLXD_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo || asan_rc=$?
     if ((rc == 0)); then
         rc=$asan_rc
+    fi
+fi
+
+# The fuzzers (clang, libFuzzer): each target for a bounded time from its
+# committed seed corpus, then every regression input once.
+if [[ $fuzz == 1 ]]; then
+    fuzz_rc=0
+    export MLXD_FUZZ_SECONDS=${MLXD_FUZZ_SECONDS:-30}
+    ctest_args+=(-L fuzz)
+    build_targets="fuzz_request fuzz_control fuzz_control_struct" run_pass build-fuzz -DCMAKE_C_COMPILER=clang -DMLXD_FUZZ=ON -DMLXD_FUZZ_SECONDS="$MLXD_FUZZ_SECONDS" \
+        || fuzz_rc=$?
+    if ((rc == 0)); then
+        rc=$fuzz_rc
     fi
 fi
 
