@@ -30,7 +30,7 @@
 #define CHUNK_BYTES (UINT64_C(64) << 20)
 #define CHUNK_ELEMS (1 << 28)
 // The engine's poll interval when idle grows to this, so an idle world sleeps.
-#define IDLE_POLL_MAX_MS 20
+#define IDLE_POLL_MAX_MS 50
 
 enum wmsg_type {
     WMSG_CTL,                       // send buf (a packed Ctl) to dest
@@ -937,7 +937,9 @@ static void drain_queues(struct world *w) {
 // How long the engine may sleep. A world of one has nothing to probe:
 // sleep until the loop speaks. Otherwise MPI must be polled: spin while
 // bytes move or right after activity (ops in a loop stay fast), poll every
-// millisecond for a second after that, then back off so an idle world sleeps.
+// millisecond for a tenth of a second after that, then back off to
+// IDLE_POLL_MAX_MS so an idle world sleeps (about 20 wakeups a second;
+// the first op after a long idle spell may wait that long once).
 static int engine_timeout(const struct world *w, uint64_t now, uint64_t last_active, int *idle_ms) {
     if (w->self || (w->fifo && !w->go_wait_since))
         return 0;
@@ -945,7 +947,7 @@ static int engine_timeout(const struct world *w, uint64_t now, uint64_t last_act
         return -1;
     if (w->sending || w->receiving || w->n_isends || now - last_active < 2000)
         return 0;
-    if (now - last_active < 1000000) {
+    if (now - last_active < 100000) {
         *idle_ms = 1;
         return 1;
     }

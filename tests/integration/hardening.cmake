@@ -28,6 +28,12 @@ target_link_libraries(it_soak PRIVATE mlxd_client)
 
 set(MLXD_SOAK_SECONDS 60 CACHE STRING "How long soak_two_daemons_random_ops_and_kills runs, in seconds")
 
+# Whether this build is sanitized: then RSS bounds say nothing (quarantine).
+if(MLXD_SANITIZE)
+  set(MLXD_HARD_SANITIZED 1)
+else()
+  set(MLXD_HARD_SANITIZED 0)
+endif()
 set(HARD_ENV
   MLXD_BIN=$<TARGET_FILE:mlxd>
   MLXCTL_BIN=$<TARGET_FILE:mlxctl>
@@ -40,7 +46,7 @@ set(HARD_ENV
   SOAK_BIN=$<TARGET_FILE:it_soak>
   SOAK_SECONDS=${MLXD_SOAK_SECONDS}
   MPIRUN=${MPIEXEC_EXECUTABLE}
-  MLXD_SANITIZED=$<BOOL:${MLXD_SANITIZE}>)
+  MLXD_SANITIZED=${MLXD_HARD_SANITIZED})
 
 # mlxd_hardening_test(NAME TIMEOUT [RESOURCE_LOCK]): runs the function NAME of
 # hardening.sh.
