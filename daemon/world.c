@@ -470,9 +470,18 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
     int r = 0;
     char *tmp = NULL;
     zmq_msg_init(ret);
+    // When each host's ranks follow one another, host after host (the blocks
+    // mlxctl launch makes), MPI gathers straight into the result; otherwise
+    // into tmp, put in rank order after.
+    bool in_order = true;
+    for (int rank = 0, c = 0; rank < g->size; rank++) {
+        while (c < g->ncomm && g->comm_hosts[c] != g->hosts[rank])
+            c++;
+        in_order &= c < g->ncomm;
+    }
     // Everything this host needs is allocated before the hosts agree to go.
     bool ok = counts && displs && m->has_data && each <= INT_MAX && zmq_msg_init_size(ret, each * (size_t) g->size) == 0 &&
-              (each == 0 || (tmp = malloc(each * (size_t) g->size)));
+              (each == 0 || in_order || (tmp = malloc(each * (size_t) g->size)));
     snprintf(err, errlen, each > INT_MAX ? "all_gather across hosts moves at most 2 GiB per member"
                                           : "out of memory gathering across hosts");
     r = all_can_take_part(g, ok, err, errlen);
@@ -488,12 +497,27 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
     for (int c = 1; c < g->ncomm; c++)
         displs[c] = displs[c - 1] + counts[c - 1];
     if (each > 0) {
-        MPI_Datatype unit;
-        MPI_Type_contiguous((int) each, MPI_BYTE, &unit);
-        MPI_Type_commit(&unit);
-        int e = MPI_Allgatherv(zmq_msg_data(&m->data), (int) (zmq_msg_size(&m->data) / each), unit, tmp, counts,
-                               displs, unit, g->comm);
-        MPI_Type_free(&unit);
+        // In bytes while the whole fits an int: Open MPI moves a tensor-sized
+        // derived datatype an order of magnitude slower than plain bytes.
+        MPI_Datatype unit = MPI_BYTE;
+        size_t scale = each;
+        if (each * (size_t) g->size > INT_MAX) {
+            MPI_Type_contiguous((int) each, MPI_BYTE, &unit);
+            MPI_Type_commit(&unit);
+            scale = 1;
+        }
+        for (int c = 0; c < g->ncomm; c++) {
+            counts[c] = (int) ((size_t) counts[c] * scale);
+            displs[c] = (int) ((size_t) displs[c] * scale);
+        }
+        int e = MPI_Allgatherv(zmq_msg_data(&m->data), (int) (zmq_msg_size(&m->data) / each * scale), unit,
+                               in_order ? zmq_msg_data(ret) : tmp, counts, displs, unit, g->comm);
+        if (unit != MPI_BYTE)
+            MPI_Type_free(&unit);
+        for (int c = 0; c < g->ncomm; c++) {
+            counts[c] = (int) ((size_t) counts[c] / scale);
+            displs[c] = (int) ((size_t) displs[c] / scale);
+        }
         if (e != MPI_SUCCESS) {
             char t[128];
             mpi_error_text(e, t, sizeof t);
@@ -505,7 +529,7 @@ static int run_allgather(struct egroup *g, struct wmsg *m, zmq_msg_t *ret, char 
         // counts[] now serves as each host's next member.
         for (int c = 0; c < g->ncomm; c++)
             counts[c] = 0;
-        for (int rank = 0; rank < g->size; rank++)
+        for (int rank = 0; !in_order && rank < g->size; rank++)
             for (int c = 0; c < g->ncomm; c++)
                 if (g->comm_hosts[c] == g->hosts[rank]) {
                     memcpy((char *) zmq_msg_data(ret) + (size_t) rank * each,
@@ -936,7 +960,7 @@ static void drain_queues(struct world *w) {
 
 // How long the engine may sleep. A world of one has nothing to probe:
 // sleep until the loop speaks. Otherwise MPI must be polled: spin while
-// bytes move or right after activity (ops in a loop stay fast), poll every
+// bytes move or for 10 ms after activity (ops in a loop stay fast), poll every
 // millisecond for a tenth of a second after that, then back off to
 // IDLE_POLL_MAX_MS so an idle world sleeps (about 20 wakeups a second;
 // the first op after a long idle spell may wait that long once).
@@ -945,7 +969,7 @@ static int engine_timeout(const struct world *w, uint64_t now, uint64_t last_act
         return 0;
     if (w->size == 1)
         return -1;
-    if (w->sending || w->receiving || w->n_isends || now - last_active < 2000)
+    if (w->sending || w->receiving || w->n_isends || now - last_active < 10000)
         return 0;
     if (now - last_active < 100000) {
         *idle_ms = 1;
