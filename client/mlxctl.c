@@ -237,6 +237,18 @@ enum {
     OPT_PREFIX,
 };
 
+// After a command's options: no stray argument, and the endpoint from
+// --socket or the default. Returns 0, or the exit status of a usage error.
+static int finish_endpoint(const struct command *c, int argc, char **argv, const char *socket, char *endpoint,
+                           size_t size, bool *ret_given) {
+    if (optind < argc)
+        return usage_error(c, "unexpected argument '%s'", argv[optind]);
+    int r = resolve_endpoint(c, socket, endpoint, size);
+    if (r == 0)
+        *ret_given = socket != NULL;
+    return r;
+}
+
 static int status_main(const struct command *c, int argc, char **argv) {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, OPT_JSON },
@@ -272,13 +284,8 @@ static int status_main(const struct command *c, int argc, char **argv) {
             return option_error(c, opt, argv);
         }
     }
-    if (optind < argc)
-        return usage_error(c, "unexpected argument '%s'", argv[optind]);
-    r = resolve_endpoint(c, socket, o.endpoint, sizeof o.endpoint);
-    if (r != 0)
-        return r;
-    o.endpoint_given = socket != NULL;
-    return status_run(&o);
+    r = finish_endpoint(c, argc, argv, socket, o.endpoint, sizeof o.endpoint, &o.endpoint_given);
+    return r != 0 ? r : status_run(&o);
 }
 
 static int wait_main(const struct command *c, int argc, char **argv) {
@@ -308,13 +315,8 @@ static int wait_main(const struct command *c, int argc, char **argv) {
             return option_error(c, opt, argv);
         }
     }
-    if (optind < argc)
-        return usage_error(c, "unexpected argument '%s'", argv[optind]);
-    r = resolve_endpoint(c, socket, o.endpoint, sizeof o.endpoint);
-    if (r != 0)
-        return r;
-    o.endpoint_given = socket != NULL;
-    return wait_run(&o);
+    r = finish_endpoint(c, argc, argv, socket, o.endpoint, sizeof o.endpoint, &o.endpoint_given);
+    return r != 0 ? r : wait_run(&o);
 }
 
 // Splits "EP1,EP2,..." into a new array of checked endpoints; on a bad list

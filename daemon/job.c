@@ -149,6 +149,18 @@ void job_free_all(struct server *s) {
 
 /* ---- formation ---- */
 
+// What a member learns when its connection joins group g as rank.
+static void hello_reply_fill(struct server *s, Mlxd__HelloReply *h, const struct group *g, int rank) {
+    mlxd__hello_reply__init(h);
+    h->group = g->id;
+    h->rank = rank;
+    h->size = g->size;
+    h->daemon_version = (char *) MLXD_VERSION_STRING;
+    h->world_rank = world_rank(s->world);
+    h->world_size = world_size(s->world);
+    h->op_timeout_ms = s->cfg.op_timeout_ms;
+}
+
 static void leave(struct server *s, struct job *j, int rank, bool timed_out, uint64_t waited_ms) {
     Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
     Mlxd__Ctl__Leave l = MLXD__CTL__LEAVE__INIT;
@@ -314,14 +326,8 @@ void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hos
         g->live++;
         se->group = g;
         se->rank = r;
-        Mlxd__HelloReply h = MLXD__HELLO_REPLY__INIT;
-        h.group = g->id;
-        h.rank = r;
-        h.size = j->size;
-        h.daemon_version = (char *) MLXD_VERSION_STRING;
-        h.world_rank = me;
-        h.world_size = world_size(s->world);
-        h.op_timeout_ms = s->cfg.op_timeout_ms;
+        Mlxd__HelloReply h;
+        hello_reply_fill(s, &h, g, r);
         Mlxd__Reply rep = MLXD__REPLY__INIT;
         rep.body_case = MLXD__REPLY__BODY_HELLO;
         rep.hello = &h;
@@ -378,14 +384,8 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     se->job = g->job;
     se->group = g;
     se->rank = rank;
-    Mlxd__HelloReply hr = MLXD__HELLO_REPLY__INIT;
-    hr.group = g->id;
-    hr.rank = rank;
-    hr.size = g->size;
-    hr.daemon_version = (char *) MLXD_VERSION_STRING;
-    hr.world_rank = world_rank(s->world);
-    hr.world_size = world_size(s->world);
-    hr.op_timeout_ms = s->cfg.op_timeout_ms;
+    Mlxd__HelloReply hr;
+    hello_reply_fill(s, &hr, g, rank);
     Mlxd__Reply rep = MLXD__REPLY__INIT;
     rep.id = req->id;
     rep.body_case = MLXD__REPLY__BODY_HELLO;

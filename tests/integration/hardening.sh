@@ -682,7 +682,7 @@ stop_world() {
         rc=1
     fi
     (( rc == 0 )) && log "world stopped: mpirun exited 0"
-    if (( rc != 0 || T_FAILED )); then
+    if (( rc != 0 || TEST_FAILED )); then
         for r in "${!DPID[@]}"; do
             log "---- mlxd of world rank $r: $(wlog "$r") ----"
             tail -n 150 "$(wlog "$r")" 2>/dev/null

@@ -36,38 +36,14 @@ T_SOCK="ipc://$T_DIR/d.sock"
 T_LOG="$T_DIR/mlxd.log"
 T_OP_TIMEOUT=${T_OP_TIMEOUT:-20}
 T_DAEMON_PID=""
-T_FAILED=0
+TEST_FAILED=0
 T_PIDS=()
 declare -A T_OUT=()
 T_JOBS=0
 export MLXD_SOCKET="$T_SOCK" MLXT_DIR="$T_DIR"
 unset MLXD_JOB MLXD_RANK MLXD_SIZE
 
-log() { printf '[%s] %s\n' "$(date +%T.%3N)" "$*"; }
-
-fail() {
-    log "FAIL: $*" >&2
-    T_FAILED=1
-    exit 1
-}
-
-# soft_fail MESSAGE: records a failure and goes on, to report every case.
-soft_fail() {
-    log "FAIL: $*" >&2
-    T_FAILED=1
-}
-
-now_ms() { date +%s%3N; }
-
-# wait_until TIMEOUT_S CMD...: polls CMD until it succeeds; 1 at the deadline.
-wait_until() {
-    local deadline=$(( $(now_ms) + ${1} * 1000 ))
-    shift
-    until "$@"; do
-        (( $(now_ms) < deadline )) || return 1
-        sleep 0.02
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 
 # new_job: sets JOB to a job id not used before in this test.
 new_job() {
@@ -184,7 +160,7 @@ harness_exit() {
     done
     stop_daemon || rc=1
     check_log || rc=1
-    (( T_FAILED )) && rc=1
+    (( TEST_FAILED )) && rc=1
     if (( rc != 0 )); then
         log "---- mlxd log ($T_LOG) ----"
         [[ -f "$T_LOG" ]] && tail -n 300 "$T_LOG"

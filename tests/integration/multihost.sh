@@ -32,7 +32,7 @@ M_DIR=$(mktemp -d /tmp/mh.XXXXXX) || exit 1
 M_OP_TIMEOUT=${M_OP_TIMEOUT:-20}
 M_MPIRUN_PID=""
 M_HOSTS=0
-M_FAILED=0
+TEST_FAILED=0
 M_PIDS=()
 M_JOBS=0
 EP=()      # EP[r]: the endpoint of the daemon of world rank r
@@ -43,31 +43,7 @@ declare -A M_OUT=()
 export MLXT_DIR="$M_DIR" MH_DIR="$M_DIR"
 unset MLXD_JOB MLXD_RANK MLXD_SIZE MLXD_SOCKET
 
-log() { printf '[%s] %s\n' "$(date +%T.%3N)" "$*"; }
-
-fail() {
-    log "FAIL: $*" >&2
-    M_FAILED=1
-    exit 1
-}
-
-# soft_fail MESSAGE: records a failure and goes on, to report every case.
-soft_fail() {
-    log "FAIL: $*" >&2
-    M_FAILED=1
-}
-
-now_ms() { date +%s%3N; }
-
-# wait_until TIMEOUT_S CMD...: polls CMD until it succeeds; 1 at the deadline.
-wait_until() {
-    local deadline=$(( $(now_ms) + ${1} * 1000 ))
-    shift
-    until "$@"; do
-        (( $(now_ms) < deadline )) || return 1
-        sleep 0.02
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
@@ -292,7 +268,7 @@ harness_exit() {
     done
     stop_world || rc=1
     check_logs || rc=1
-    (( M_FAILED )) && rc=1
+    (( TEST_FAILED )) && rc=1
     if (( rc != 0 )); then
         print_logs
         log "TEST FAILED"

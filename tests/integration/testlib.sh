@@ -1,0 +1,29 @@
+# Helpers every test script shares (sourced by harness.sh and multihost.sh):
+# timestamped logging, failing hard or softly (TEST_FAILED records it for the
+# exit trap), and waiting for an event with a deadline instead of sleeping.
+
+log() { printf '[%s] %s\n' "$(date +%T.%3N)" "$*"; }
+
+fail() {
+    log "FAIL: $*" >&2
+    TEST_FAILED=1
+    exit 1
+}
+
+# soft_fail MESSAGE: records a failure and goes on, to report every case.
+soft_fail() {
+    log "FAIL: $*" >&2
+    TEST_FAILED=1
+}
+
+now_ms() { date +%s%3N; }
+
+# wait_until TIMEOUT_S CMD...: polls CMD until it succeeds; 1 at the deadline.
+wait_until() {
+    local deadline=$(( $(now_ms) + ${1} * 1000 ))
+    shift
+    until "$@"; do
+        (( $(now_ms) < deadline )) || return 1
+        sleep 0.02
+    done
+}
