@@ -30,35 +30,27 @@
 #include <unistd.h>
 
 #include "mlxd/mlxd.h"
+#include "testclient.h"
 
 #define FILE_DEADLINE_MS 30000
 
 struct ctx {
     const char *mode, *dir, *job;
     int rank;          // from the environment, before init
-    int failures;
+    struct tc t;                        // reporting and rendezvous
 };
 
-static void fail(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("FAIL errcase %s rank %d: ", c->mode, c->rank);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    c->failures++;
-}
+// Reporting and rendezvous go through the shared test client code.
+#define fail(c, ...) tc_fail(&(c)->t, __VA_ARGS__)
+#define note(c, ...) tc_note(&(c)->t, __VA_ARGS__)
+#define finish(c) tc_finish(&(c)->t)
+#define mentions tc_mentions
+#define touch(c, name) tc_touch(&(c)->t, name)
+#define touch_file(c, name) tc_touch(&(c)->t, name)
+#define wait_file(c, name) tc_wait_file(&(c)->t, name, FILE_DEADLINE_MS)
+#define smoke_sum(c, g, what) tc_smoke_sum(&(c)->t, g, what)
 
-static void note(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("errcase %s rank %d: ", c->mode, c->rank);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
+
 
 static double now_s(void) {
     struct timespec ts;
@@ -66,10 +58,6 @@ static double now_s(void) {
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-// Case-insensitive: does s contain word?
-static bool mentions(const char *s, const char *word) {
-    return s && strcasestr(s, word) != NULL;
-}
 
 // Does s speak of rank r: "rank" followed (anywhere later) by the number r
 // standing alone, as in "rank 1", "ranks [1]", "missing ranks: 0, 1"?
@@ -88,31 +76,7 @@ static bool mentions_rank(const char *s, int r) {
     return false;
 }
 
-static void touch(struct ctx *c, const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.%s", c->dir, c->job, name);
-    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fail(c, "cannot create %s: %s", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
 
-// Waits for another rank's file, polling with a deadline.
-static void wait_file(struct ctx *c, const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.%s", c->dir, c->job, name);
-    double deadline = now_s() + FILE_DEADLINE_MS / 1000.0;
-    while (access(path, F_OK) != 0) {
-        if (now_s() > deadline) {
-            fail(c, "gave up waiting for %s", path);
-            exit(1);
-        }
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-}
 
 static mlxd_group *init_or_die(struct ctx *c, const mlxd_init_opts *o) {
     mlxd_group *g = NULL;
@@ -171,32 +135,7 @@ static void expect_any(struct ctx *c, mlxd_group *g, const char *what, int rc, i
         note(c, "%s: %s: \"%s\"", what, mlxd_strerror(rc), msg);
 }
 
-// An all_sum of int32 [5] that must give the right sum: the group works.
-static void smoke_sum(struct ctx *c, mlxd_group *g, const char *what) {
-    int n = mlxd_group_size(g), r = mlxd_group_rank(g);
-    int32_t x[5], out[5];
-    for (int i = 0; i < 5; i++)
-        x[i] = r * 10 + i;
-    mlxd_array xa = { MLXD_INT32, 1, { 5 }, x }, oa = { MLXD_INT32, 1, { 5 }, out };
-    int rc = mlxd_all_sum(g, &xa, &oa);
-    if (rc < 0) {
-        fail(c, "%s: all_sum: %s: %s", what, mlxd_strerror(rc), mlxd_last_error(g));
-        return;
-    }
-    for (int i = 0; i < 5; i++) {
-        int32_t e = 10 * (n * (n - 1) / 2) + n * i;
-        if (out[i] != e) {
-            fail(c, "%s: all_sum element %d is %d, expected %d", what, i, out[i], e);
-            return;
-        }
-    }
-}
 
-static int finish(struct ctx *c) {
-    printf("errcase %s rank %d: %s (%d failures)\n", c->mode, c->rank, c->failures ? "FAILED" : "ok",
-           c->failures);
-    return c->failures ? 1 : 0;
-}
 
 /* ---------- modes ---------- */
 
@@ -408,7 +347,7 @@ static int mode_dup(struct ctx *c) {
         else
             note(c, "refused: \"%s\"", mlxd_init_error());
         finish(c);
-        return c->failures ? 1 : 10;
+        return c->t.failures ? 1 : 10;
     }
     if (rc < 0) {
         fail(c, "mlxd_init: returned %d (%s), expected 0 or MLXD_EINVAL: \"%s\"", rc, mlxd_strerror(rc),
@@ -433,7 +372,7 @@ static int mode_size(struct ctx *c) {
         else
             note(c, "refused: \"%s\"", mlxd_init_error());
         finish(c);
-        return c->failures ? 1 : 10;
+        return c->t.failures ? 1 : 10;
     }
     if (rc == MLXD_ETIMEDOUT) {
         note(c, "timed out waiting: \"%s\"", mlxd_init_error());
@@ -595,6 +534,8 @@ int main(int argc, char **argv) {
         .job = getenv("MLXD_JOB") ? getenv("MLXD_JOB") : "nojob",
         .rank = getenv("MLXD_RANK") ? atoi(getenv("MLXD_RANK")) : 0,
     };
+    snprintf(c.t.prefix, sizeof c.t.prefix, "errcase %s rank %d", c.mode, c.rank);
+    snprintf(c.t.files, sizeof c.t.files, "%s/%s.", c.dir, c.job);
     const char *m = argv[1];
     if (strcmp(m, "smoke") == 0)
         return mode_smoke(&c);

@@ -56,43 +56,29 @@
 #include <unistd.h>
 
 #include "mlxd/mlxd.h"
+#include "testclient.h"
 
 #define FILE_DEADLINE_MS 60000
 
 struct ctx {
     const char *mode, *dir, *job;
     int rank, size;                     // from the environment
-    int failures;
+    struct tc t;                        // reporting and rendezvous
 };
 
-static void fail(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Reporting and rendezvous go through the shared test client code.
+#define fail(c, ...) tc_fail(&(c)->t, __VA_ARGS__)
+#define note(c, ...) tc_note(&(c)->t, __VA_ARGS__)
+#define finish(c) tc_finish(&(c)->t)
+#define mentions tc_mentions
+#define touch(c, name) tc_touch(&(c)->t, name)
+#define touch_file(c, name) tc_touch(&(c)->t, name)
+#define wait_file(c, name) tc_wait_file(&(c)->t, name, FILE_DEADLINE_MS)
+#define smoke_sum(c, g, what) tc_smoke_sum(&(c)->t, g, what)
 
-static void fail(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("FAIL hardclient %s rank %d: ", c->mode, c->rank);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    c->failures++;
-}
 
-static void note(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("hardclient %s rank %d: ", c->mode, c->rank);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
 
-static int finish(struct ctx *c) {
-    note(c, "%s (%d failures)", c->failures ? "FAILED" : "ok", c->failures);
-    return c->failures ? 1 : 0;
-}
+
 
 static double mono_ms(void) {
     struct timespec ts;
@@ -107,38 +93,9 @@ static long long wall_ms(void) {
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool mentions(const char *s, const char *word) {
-    return s && strcasestr(s, word) != NULL;
-}
 
-static void file_path(struct ctx *c, const char *name, char *buf, size_t size) {
-    snprintf(buf, size, "%s/%s.%s", c->dir, c->job, name);
-}
 
-static void touch_file(struct ctx *c, const char *name) {
-    char path[512];
-    file_path(c, name, path, sizeof path);
-    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fail(c, "cannot create %s: %s", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
 
-static void wait_file(struct ctx *c, const char *name) {
-    char path[512];
-    file_path(c, name, path, sizeof path);
-    double deadline = mono_ms() + FILE_DEADLINE_MS;
-    while (access(path, F_OK) != 0) {
-        if (mono_ms() > deadline) {
-            fail(c, "gave up waiting for %s", path);
-            exit(1);
-        }
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-}
 
 static mlxd_group *init_or_die(struct ctx *c) {
     mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
@@ -176,25 +133,6 @@ static bool expect(struct ctx *c, mlxd_group *g, const char *what, int rc, int w
     return ok;
 }
 
-// An all_sum of int32 [5] that must give the right sum: the group works.
-static bool smoke_sum(struct ctx *c, mlxd_group *g, const char *what) {
-    int n = mlxd_group_size(g), r = mlxd_group_rank(g);
-    int32_t x[5], out[5];
-    for (int i = 0; i < 5; i++)
-        x[i] = r * 10 + i;
-    mlxd_array xa = { MLXD_INT32, 1, { 5 }, x }, oa = { MLXD_INT32, 1, { 5 }, out };
-    int rc = mlxd_all_sum(g, &xa, &oa);
-    if (rc < 0) {
-        fail(c, "%s: all_sum: %s: %s", what, mlxd_strerror(rc), mlxd_last_error(g));
-        return false;
-    }
-    for (int i = 0; i < 5; i++)
-        if (out[i] != 10 * (n * (n - 1) / 2) + n * i) {
-            fail(c, "%s: all_sum element %d is %d, expected %d", what, i, out[i], 10 * (n * (n - 1) / 2) + n * i);
-            return false;
-        }
-    return true;
-}
 
 // float32 all_sum of n elements at x (may be out) into out; each member
 // contributes (rank + 1) * (i % 251): checks the sum.
@@ -677,6 +615,8 @@ int main(int argc, char **argv) {
         .rank = getenv("MLXD_RANK") ? atoi(getenv("MLXD_RANK")) : 0,
         .size = getenv("MLXD_SIZE") ? atoi(getenv("MLXD_SIZE")) : 1,
     };
+    snprintf(c.t.prefix, sizeof c.t.prefix, "hardclient %s rank %d", c.mode, c.rank);
+    snprintf(c.t.files, sizeof c.t.files, "%s/%s.", c.dir, c.job);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *m = argv[1];
     if (strcmp(m, "expect_init") == 0)

@@ -13,7 +13,7 @@
 
 # Public API only: caps, kill points, a daemon killed, latency under a flood.
 add_executable(it_hardclient ${CMAKE_CURRENT_LIST_DIR}/hardclient.c)
-target_link_libraries(it_hardclient PRIVATE mlxd_client)
+target_link_libraries(it_hardclient PRIVATE mlxd_client it_testclient)
 
 # The wire and the side channel spoken directly: flood, die before Hello,
 # another user, another process's memory.

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "mlxd/mlxd.h"
+#include "testclient.h"
 
 #define FILE_DEADLINE_S 60.0
 #define MAX_RANKS 64
@@ -56,34 +57,21 @@ struct ctx {
     const char *mode, *dir, *job;
     int rank;         // the job rank from the environment
     int host;         // the daemon's number, from MLXD_SOCKET
-    int failures;
+    struct tc t;                        // reporting and rendezvous
 };
 
-static void fail(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("FAIL mhclient %s rank %d (host %d): ", c->mode, c->rank, c->host);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    c->failures++;
-}
+// Reporting and rendezvous go through the shared test client code.
+#define fail(c, ...) tc_fail(&(c)->t, __VA_ARGS__)
+#define note(c, ...) tc_note(&(c)->t, __VA_ARGS__)
+#define finish(c) tc_finish(&(c)->t)
+#define mentions tc_mentions
+#define touch(c, name) tc_touch(&(c)->t, name)
+#define touch_file(c, name) tc_touch(&(c)->t, name)
+#define wait_file(c, name) tc_wait_file(&(c)->t, name, FILE_DEADLINE_S * 1000)
+#define smoke_sum(c, g, what) tc_smoke_sum(&(c)->t, g, what)
 
-static void note(struct ctx *c, const char *fmt, ...) {
-    va_list ap;
-    printf("mhclient %s rank %d (host %d): ", c->mode, c->rank, c->host);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
 
-static int finish(struct ctx *c) {
-    note(c, "%s (%d failures)", c->failures ? "FAILED" : "ok", c->failures);
-    return c->failures ? 1 : 0;
-}
+
 
 static double now_s(void) {
     struct timespec ts;
@@ -108,37 +96,10 @@ static int host_of_socket(void) {
 
 /* ---------- files in $MH_DIR ---------- */
 
-static void touch(struct ctx *c, const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", c->dir, name);
-    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fail(c, "cannot create %s: %s", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
 
-// Waits for another process's file, polling every millisecond, with a deadline.
-static void wait_file(struct ctx *c, const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", c->dir, name);
-    double deadline = now_s() + FILE_DEADLINE_S;
-    while (access(path, F_OK) != 0) {
-        if (now_s() > deadline) {
-            fail(c, "gave up waiting for %s after %.0f s", path, FILE_DEADLINE_S);
-            exit(1);
-        }
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-}
 
 /* ---------- checks ---------- */
 
-static bool mentions(const char *s, const char *word) {
-    return s && strcasestr(s, word) != NULL;
-}
 
 // The whole numbers that stand alone after the first "rank" in s (not part
 // of a decimal like "2.0"), as a bit set of ranks below 64.
@@ -197,27 +158,6 @@ static mlxd_group *init_or_die(struct ctx *c, const mlxd_init_opts *o) {
     return g;
 }
 
-// An all_sum of int32 [5] with a known result: the group works. what names
-// the group and the moment in messages.
-static void smoke_sum(struct ctx *c, mlxd_group *g, const char *what) {
-    int n = mlxd_group_size(g), r = mlxd_group_rank(g);
-    int32_t x[5], out[5];
-    for (int i = 0; i < 5; i++)
-        x[i] = r * 10 + i;
-    mlxd_array xa = { MLXD_INT32, 1, { 5 }, x }, oa = { MLXD_INT32, 1, { 5 }, out };
-    int rc = mlxd_all_sum(g, &xa, &oa);
-    if (rc < 0) {
-        fail(c, "%s: all_sum: %s: %s", what, mlxd_strerror(rc), mlxd_last_error(g));
-        return;
-    }
-    for (int i = 0; i < 5; i++) {
-        int32_t e = 10 * (n * (n - 1) / 2) + n * i;
-        if (out[i] != e) {
-            fail(c, "%s: all_sum element %d is %d, expected %d", what, i, out[i], e);
-            return;
-        }
-    }
-}
 
 // Every member's value of v, in rank order, through all_gather.
 static bool gather_int(struct ctx *c, mlxd_group *g, const char *what, int32_t v, int32_t *ret) {
@@ -250,7 +190,7 @@ static int mode_opposite(struct ctx *c, int iters, int kib, bool lead, const cha
         return finish(c);
     }
     double t0 = now_s();
-    for (int it = 0; it < iters && !c->failures; it++) {
+    for (int it = 0; it < iters && !c->t.failures; it++) {
         char file[256];
         snprintf(file, sizeof file, "%s.%d", name, it);
         for (size_t i = 0; i < count; i++)
@@ -674,6 +614,8 @@ int main(int argc, char **argv) {
         .rank = getenv("MLXD_RANK") ? atoi(getenv("MLXD_RANK")) : 0,
         .host = host_of_socket(),
     };
+    snprintf(c.t.prefix, sizeof c.t.prefix, "mhclient %s rank %d (host %d)", c.mode, c.rank, c.host);
+    snprintf(c.t.files, sizeof c.t.files, "%s/", c.dir);
     const char *m = argv[1];
     if (strcmp(m, "opposite") == 0 && argc == 6 && (!strcmp(argv[4], "lead") || !strcmp(argv[4], "follow")))
         return mode_opposite(&c, atoi(argv[2]), atoi(argv[3]), strcmp(argv[4], "lead") == 0, argv[5]);

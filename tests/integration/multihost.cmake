@@ -6,7 +6,7 @@
 
 # A client for the behaviours of jobs spread over daemons (public API only).
 add_executable(it_mhclient mhclient.c)
-target_link_libraries(it_mhclient PRIVATE mlxd_client)
+target_link_libraries(it_mhclient PRIVATE mlxd_client it_testclient)
 
 set(MH_ENV
   MLXD_BIN=$<TARGET_FILE:mlxd>
