@@ -14,6 +14,12 @@ packages=(
     procps util-linux iproute2 coreutils
     # service tests: systemd-analyze, systemd-socket-activate, xmllint, groff
     systemd libxml2-utils groff-base
+    # the Python module and its tests (Debian's packages are for /usr/bin/python3)
+    python3-dev python3-numpy python3-pytest
+    # metrics: the HTTP server, and promtool and a real Prometheus for its tests
+    libmicrohttpd-dev prometheus
+    # tests of the terminal views and of JSON output
+    tmux jq
 )
 
 missing=()
