@@ -1,10 +1,14 @@
 #!/bin/bash
 # The multi-host integration tests, one function per behaviour, named like the
-# ctest test that runs it:  bash multihost.sh NAME
+# ctest test that runs it:  bash multihost.sh NAME [--test-hosts]
 #
 # Each test starts its own world: H mlxd daemons under one mpirun on this
 # machine, standing in for H hosts, each on its own socket d-R.sock (R: the
-# daemon's world rank) in the test's directory. Clients are real processes:
+# daemon's world rank) in the test's directory, talking through shared
+# memory. With --test-hosts the world runs on H test hosts instead
+# (tests/hosts/hosts.sh: a network namespace, host name and /run/mlxd each),
+# one daemon per host on the default endpoint, talking TCP only; each host's
+# clients and mlxctl run on that host. Clients are real processes:
 # opcheck (every op, dtype and shape), errcase (error behaviour) and mhclient
 # (the behaviours of jobs spread over daemons), placed on daemons by
 # mlxctl launch --daemons (contiguous blocks) or one by one.
@@ -27,6 +31,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 # ---- harness ----
 
+M_ON_HOSTS=0
+[[ "${2:-}" == "--test-hosts" ]] && M_ON_HOSTS=1
+
 # A short directory: ZeroMQ ipc paths are limited to 107 bytes.
 M_DIR=$(mktemp -d /tmp/mh.XXXXXX) || exit 1
 M_OP_TIMEOUT=${M_OP_TIMEOUT:-20}
@@ -44,6 +51,30 @@ export MLXT_DIR="$M_DIR" MH_DIR="$M_DIR"
 unset MLXD_JOB MLXD_RANK MLXD_SIZE MLXD_SOCKET
 
 source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../hosts/hosts.sh"
+
+# on_host R CMD...: CMD on the host of world rank R (here, on one machine).
+on_host() {
+    local r=$1
+    shift
+    if (( M_ON_HOSTS )); then
+        hosts_exec "$r" "$@"
+    else
+        "$@"
+    fi
+}
+
+# mctl R ARGS...: mlxctl ARGS on the daemon of world rank R.
+mctl() {
+    local r=$1
+    shift
+    on_host "$r" "$MLXCTL_BIN" "$@" --socket "${EP[r]}"
+}
+
+# The host name of world rank R, as its daemon sees it.
+host_name() {
+    if (( M_ON_HOSTS )); then echo "${HOSTS[$1]}"; else hostname; fi
+}
 
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
@@ -76,28 +107,48 @@ daemon_log() {
 }
 
 # start_world H [MLXD ARGS...]: H daemons under mpirun; waits until every one
-# answers, and sets EP and DPID.
+# answers, and sets EP and DPID. On test hosts (M_RATE, if set, caps their
+# links), each daemon must be in its own host's network namespace and
+# mpirun must have been told to use TCP only.
 start_world() {
-    local h=$1 r pid
+    local h=$1 r pid rank
     shift
     [[ -z "$M_MPIRUN_PID" ]] || fail "start_world: a world already runs"
     M_HOSTS=$h
-    log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
-    "${MPIRUN:-mpirun}" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
-        --output-filename "$M_DIR/out" -n "$h" \
-        "$MLXD_BIN" --socket "ipc://$M_DIR/d-%r.sock" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" \
-        >"$M_DIR/mpirun.log" 2>&1 &
+    if (( M_ON_HOSTS )); then
+        hosts_setup "$h" "${M_RATE:-}" || fail "cannot make $h test hosts"
+        log "starting a world of $h on test hosts: mpirun $(hosts_mpi_options) -n $h $MLXD_BIN --op-timeout $M_OP_TIMEOUT --log-level debug $*"
+        hosts_mpirun_cmd
+        "${HOSTS_MPIRUN[@]}" --output-filename "$M_DIR/out" \
+            "$MLXD_BIN" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" >"$M_DIR/mpirun.log" 2>&1 &
+    else
+        log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
+        "${MPIRUN:-mpirun}" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
+            --output-filename "$M_DIR/out" -n "$h" \
+            "$MLXD_BIN" --socket "ipc://$M_DIR/d-%r.sock" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" \
+            >"$M_DIR/mpirun.log" 2>&1 &
+    fi
     M_MPIRUN_PID=$!
     for ((r = 0; r < h; r++)); do
-        EP[r]="ipc://$M_DIR/d-$r.sock"
-        if ! "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 20 >/dev/null; then
-            alive "$M_MPIRUN_PID" || fail "mpirun exited while the world started"
-            fail "the daemon of world rank $r did not answer on ${EP[r]} within 20 s"
+        if (( M_ON_HOSTS )); then
+            EP[r]="ipc:///run/mlxd/mlxd.sock"
+        else
+            EP[r]="ipc://$M_DIR/d-$r.sock"
         fi
-        pid=$("$MLXCTL_BIN" status --json --socket "${EP[r]}" | jget 'd["daemons"][0]["pid"]') ||
+        if ! mctl "$r" wait --timeout 30 >/dev/null; then
+            alive "$M_MPIRUN_PID" || fail "mpirun exited while the world started"
+            fail "the daemon of world rank $r did not answer on ${EP[r]} within 30 s"
+        fi
+        read -r pid rank < <(mctl "$r" status --json | jget '"%d %d" % (d["daemons"][0]["pid"], d["daemons"][0]["world"]["rank"])') ||
             fail "mlxctl status --json on ${EP[r]} failed"
-        [[ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$M_MPIRUN_PID" ]] ||
-            fail "the daemon on ${EP[r]} (pid $pid) is not a child of our mpirun ($M_MPIRUN_PID)"
+        if (( M_ON_HOSTS )); then
+            [[ "$rank" == "$r" ]] || fail "the daemon on ${HOSTS[r]} (pid $pid) is world rank $rank, expected $r"
+            [[ "$(ip netns identify "$pid")" == "${HOSTS[r]}" ]] ||
+                fail "the daemon of world rank $r (pid $pid) is not in the network namespace of ${HOSTS[r]}"
+        else
+            [[ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$M_MPIRUN_PID" ]] ||
+                fail "the daemon on ${EP[r]} (pid $pid) is not a child of our mpirun ($M_MPIRUN_PID)"
+        fi
         DPID[r]=$pid
     done
     log "world of $h answers: daemon pids ${DPID[*]}, mpirun $M_MPIRUN_PID"
@@ -109,7 +160,7 @@ world_alive() {
     alive "$M_MPIRUN_PID" || fail "mpirun (pid $M_MPIRUN_PID) is no longer running"
     for ((r = 0; r < M_HOSTS; r++)); do
         alive "${DPID[r]}" || fail "the daemon of world rank $r (pid ${DPID[r]}) is no longer running"
-        "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 5 >/dev/null ||
+        mctl "$r" wait --timeout 5 >/dev/null ||
             fail "the daemon of world rank $r (pid ${DPID[r]}) runs but does not answer on ${EP[r]}"
     done
 }
@@ -119,7 +170,8 @@ world_alive() {
 # zombie has exited (whoever inherited it reaps it): it does not count.
 world_leftovers() {
     local r pid
-    { pgrep -f -- "$M_DIR"; for ((r = 0; r < M_HOSTS; r++)); do echo "${DPID[r]}"; done; } | sort -u |
+    { pgrep -f -- "$M_DIR"; for ((r = 0; r < M_HOSTS; r++)); do echo "${DPID[r]:-}"; done
+      if (( M_ON_HOSTS )); then for ((r = 0; r < M_HOSTS; r++)); do hosts_pids "$r"; done; fi; } | sort -u |
         while read -r pid; do
             [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" =~ ^[^Z] ]] && echo "$pid"
         done
@@ -137,12 +189,13 @@ stop_world() {
     local mp=$M_MPIRUN_PID rc=0 r st left=()
     M_MPIRUN_PID=""
     for ((r = 0; r < M_HOSTS; r++)); do
+        [[ -n "${DPID[r]:-}" ]] || { log "the daemon of world rank $r never answered"; rc=1; continue; }
         kill -TERM "${DPID[r]}" 2>/dev/null || { log "the daemon of world rank $r had already exited"; rc=1; }
     done
     if ! wait_until 15 gone "$mp"; then
         log "mpirun did not exit within 15 s of SIGTERM to the daemons; SIGTERM to mpirun"
         for ((r = 0; r < M_HOSTS; r++)); do
-            [[ "$(ps -o stat= -p "${DPID[r]}" 2>/dev/null)" =~ ^[^Z] ]] &&
+            [[ -n "${DPID[r]:-}" && "$(ps -o stat= -p "${DPID[r]}" 2>/dev/null)" =~ ^[^Z] ]] &&
                 log "the daemon of world rank $r (pid ${DPID[r]}) still runs; its threads wait in:" \
                     "$(for t in /proc/"${DPID[r]}"/task/*; do printf '%s ' "$(cat "$t/wchan" 2>/dev/null)"; done)"
         done
@@ -157,7 +210,7 @@ stop_world() {
         rc=1
     fi
     for ((r = 0; r < M_HOSTS; r++)); do
-        grep -q 'notice: Stopped' "$(daemon_log $r)" ||
+        [[ -n "${DPID[r]:-}" ]] && ! grep -q 'notice: Stopped' "$(daemon_log $r)" &&
             { log "the daemon of world rank $r (pid ${DPID[r]}) did not log that it stopped"; rc=1; }
     done
     mapfile -t left < <(world_leftovers)
@@ -194,11 +247,17 @@ print_logs() {
 
 # spawn_rank JOB RANK SIZE HOST CMD...: one client of a job on the daemon of
 # world rank HOST, with the environment mlxctl launch would give it, its
-# output to a file. Sets SPAWNED.
+# output to a file. Sets SPAWNED. On test hosts, it runs on that host and
+# finds its daemon on the default endpoint; MH_HOST tells mhclient which
+# host it is on.
 spawn_rank() {
     local job=$1 rank=$2 size=$3 host=$4 out="$M_DIR/client.${#M_PIDS[@]}.out"
     shift 4
-    MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
+    if (( M_ON_HOSTS )); then
+        hosts_exec "$host" env MLXD_JOB="$job" MLXD_RANK="$rank" MLXD_SIZE="$size" MH_HOST="$host" "$@" >"$out" 2>&1 &
+    else
+        MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
+    fi
     SPAWNED=$!
     M_PIDS+=("$SPAWNED")
     M_OUT[$SPAWNED]=$out
@@ -231,15 +290,47 @@ expect_exit() {
 
 # launch_on N TIMEOUT_S HOSTS -- CMD...: one job of N ranks through mlxctl
 # launch, spread over the daemons of the world ranks in HOSTS ("0 1 2") in
-# blocks, with the id $JOB; its exit status.
+# blocks, with the id $JOB; its exit status. On test hosts: launch_on_hosts.
 launch_on() {
     local n=$1 timeout=$2 hosts=$3 h eps=""
     shift 4
+    if (( M_ON_HOSTS )); then
+        launch_on_hosts "$n" "$timeout" "$hosts" "$@"
+        return
+    fi
     for h in $hosts; do eps+="${eps:+,}${EP[h]}"; done
     log "mlxctl launch -n $n --job $JOB --daemons $eps -- $*"
     timeout --kill-after=5 "$timeout" "$MLXCTL_BIN" launch -n "$n" --job "$JOB" --prefix --daemons "$eps" -- "$@"
     local rc=$?
     (( rc == 124 || rc == 137 )) && log "mlxctl launch did not finish within $timeout s"
+    return $rc
+}
+
+# launch_on_hosts N TIMEOUT_S HOSTS CMD...: launch_on's job on test hosts,
+# with mlxctl launch's blocks (the first n % d one rank larger), each rank
+# started on its host; the first failure's exit status, the others killed.
+launch_on_hosts() {
+    local n=$1 timeout=$2 hs=($3) r d k q big rc=0 st pids=() deadline
+    shift 3
+    d=${#hs[@]}
+    q=$((n / d))
+    big=$((n % d * (q + 1)))
+    log "job $JOB: $n ranks of $* over test hosts ${hs[*]}"
+    for ((r = 0; r < n; r++)); do
+        if (( r < big )); then k=$((r / (q + 1))); else k=$((n % d + (r - big) / q)); fi
+        spawn_rank "$JOB" "$r" "$n" "${hs[k]}" "$@"
+        pids+=("$SPAWNED")
+    done
+    deadline=$(( $(now_ms) + timeout * 1000 ))
+    for ((r = 0; r < n; r++)); do
+        st=0
+        wait_rank "${pids[r]}" $(( (deadline - $(now_ms)) / 1000 + 1 )) || st=$?
+        if (( st != 0 && rc == 0 )); then
+            rc=$st
+            log "rank $r exited with code $st"
+            kill -KILL "${pids[@]}" 2>/dev/null
+        fi
+    done
     return $rc
 }
 
@@ -269,8 +360,9 @@ harness_exit() {
     stop_world || rc=1
     check_logs || rc=1
     (( TEST_FAILED )) && rc=1
+    (( rc != 0 )) && print_logs
+    hosts_teardown
     if (( rc != 0 )); then
-        print_logs
         log "TEST FAILED"
     else
         log "TEST PASSED"
@@ -402,7 +494,7 @@ mismatch_across_hosts_gives_emismatch_everywhere() {
 # rank HOST wait in OP.
 clients_pending() {
     local n
-    n=$("$MLXCTL_BIN" status --json --socket "${EP[$1]}" 2>/dev/null |
+    n=$(mctl "$1" status --json 2>/dev/null |
         jget 'sum(c["job"] == a[0] and c["pending"] == a[1] for c in d["daemons"][0]["clients"])' "$2" "$3") ||
         return 1
     [[ "$n" == "$4" ]]
@@ -489,13 +581,14 @@ job_split_over_daemons_forms_and_status_world_shows_all() {
     done
     wait_until 20 files_exist "$M_DIR"/held.{0,1,2,3} ||
         fail "the job of 4 over 3 daemons did not form and run an all_sum within 20 s"
-    "$MLXCTL_BIN" status --world --json --socket "${EP[1]}" >"$M_DIR/world.json" ||
+    mctl 1 status --world --json >"$M_DIR/world.json" ||
         fail "mlxctl status --world --json on d1 failed"
-    python3 - "$M_DIR/world.json" "$("$MLXD_BIN" --version | awk '{print $2}')" "$(hostname)" "$JOB" \
+    python3 - "$M_DIR/world.json" "$("$MLXD_BIN" --version | awk '{print $2}')" "$(for r in 0 1 2; do host_name $r; done | xargs)" "$JOB" \
         "${DPID[*]}" "${EP[*]}" "${local_members[*]}" <<'EOF' || soft_fail "mlxctl status --world --json on d1 is not what it should be"
 import json, sys
-path, version, host, job = sys.argv[1:5]
+path, version, hosts, job = sys.argv[1:5]
 pids, eps, members = (v.split() for v in sys.argv[5:8])
+hosts = hosts.split()
 daemons = json.load(open(path))["daemons"]
 bad = []
 ranks = sorted(d["world"]["rank"] for d in daemons)
@@ -507,7 +600,7 @@ for d in daemons:
         continue
     print(f"daemon {r}: pid {d['pid']}, {d['endpoint']}, version {d['version']}, world of {w['size']} on {w['hosts']}, "
           f"jobs {[(j['id'], j['size'], j['local_members'], j['state']) for j in d['jobs']]}")
-    want = {"world size": (w["size"], len(pids)), "hosts": (w["hosts"], [host] * len(pids)),
+    want = {"world size": (w["size"], len(pids)), "hosts": (w["hosts"], hosts),
             "version": (d["version"], version), "pid": (d["pid"], int(pids[r])), "endpoint": (d["endpoint"], eps[r]),
             "MPI version given": (bool(w.get("mpi_version")), True)}
     js = [j for j in d["jobs"] if j["id"] == job]
@@ -522,9 +615,10 @@ for b in bad:
 sys.exit(1 if bad else 0)
 EOF
     local text
-    text=$("$MLXCTL_BIN" status --world --socket "${EP[1]}") || fail "mlxctl status --world on d1 failed"
+    text=$(mctl 1 status --world) || fail "mlxctl status --world on d1 failed"
     for r in 0 1 2; do
         grep -qF "${EP[r]}" <<<"$text" || soft_fail "mlxctl status --world does not show ${EP[r]}"
+        grep -qF "$(host_name $r)" <<<"$text" || soft_fail "mlxctl status --world does not show host $(host_name $r)"
     done
     touch "$M_DIR/release"
     for r in 0 1 2 3; do
@@ -588,7 +682,7 @@ idle_world_sleeps() {
 
 # ---- dispatch ----
 
-[[ $# -eq 1 ]] || fail "usage: multihost.sh TEST_NAME"
+[[ $# -eq 1 || ( $# -eq 2 && "$2" == --test-hosts ) ]] || fail "usage: multihost.sh TEST_NAME [--test-hosts]"
 declare -F "$1" >/dev/null || fail "no test named $1"
-log "test $1"
+log "test $1$( (( M_ON_HOSTS )) && echo ' on test hosts')"
 "$1"
