@@ -72,6 +72,7 @@ struct pending {
     int peer;                       // send dst / recv src
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
+    bool coord_asked;               // its deadline passed and the coordinator was told
 };
 
 // One connection (one group of one client process), created by Hello.

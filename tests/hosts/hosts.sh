@@ -3,7 +3,9 @@
 #   hosts_setup N [RATE]   makes N hosts: HOSTS[i] their names, HOST_ADDR[i]
 #                          their addresses; RATE (tc's units, e.g. 2gbit)
 #                          caps every link both ways
-#   hosts_exec I CMD...    runs CMD on host I (see agent)
+#   hosts_exec I CMD...    runs CMD on host I (see agent); in the background,
+#                          "$HOSTS_AGENT" --argv "${HOSTS[I]}" CMD... & keeps
+#                          $! the command's pid
 #   hosts_mpirun ARGS...   mpirun, on the head, with one process per host on
 #                          every host, over TCP only, ARGS after its options
 #                          (hosts_mpirun_cmd: that command in HOSTS_MPIRUN)

@@ -30,6 +30,11 @@
  *       Splits that keep subgroups on one host and splits whose subgroups
  *       span hosts (checked from the members' host numbers, at least one of
  *       each), ops on every subgroup interleaved with the parent's.
+ *   mhclient resplit ROUNDS
+ *       ROUNDS times: splits the job (by parity, then all ranks in one
+ *       group, so that both stay on and span hosts), an all_sum on the new
+ *       group, frees it and at once splits again, with no pause between: a
+ *       split right after a freed split must work on every host.
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -586,6 +591,38 @@ static int mode_split(struct ctx *c) {
     return finish(c);
 }
 
+/* ---------- resplit ---------- */
+
+static int color_all(const int *hosts, int r) {
+    (void) hosts;
+    (void) r;
+    return 0;
+}
+
+static int mode_resplit(struct ctx *c, int rounds) {
+    mlxd_group *w = init_or_die(c, NULL);
+    int n = mlxd_group_size(w), hosts[MAX_RANKS];
+    int32_t h32[MAX_RANKS];
+    if (n > MAX_RANKS || !gather_int(c, w, "hosts", c->host, h32)) {
+        fail(c, "needs a job of at most %d ranks", MAX_RANKS);
+        return finish(c);
+    }
+    for (int i = 0; i < n; i++)
+        hosts[i] = h32[i];
+    for (int round = 0; round < rounds && !c->t.failures; round++) {
+        struct sub s;
+        char what[64];
+        snprintf(what, sizeof what, "round %d %s", round, round % 2 ? "all" : "by_parity");
+        if (!do_split(c, w, hosts, what, round % 2 ? color_all : color_parity, false, &s))
+            break;
+        smoke_sum(c, s.g, what);
+        mlxd_group_free(s.g);
+    }
+    smoke_sum(c, w, "world after the splits");
+    mlxd_group_free(w);
+    return finish(c);
+}
+
 /* ---------- hold ---------- */
 
 static int mode_hold(struct ctx *c) {
@@ -603,7 +640,8 @@ static int mode_hold(struct ctx *c) {
 static int usage(void) {
     fprintf(stderr, "usage: mhclient opposite ITERS KIB lead|follow NAME\n"
                     "       mhclient mismatch | victim | waiter | split | hold\n"
-                    "       mhclient timeout MISSING MS\n");
+                    "       mhclient timeout MISSING MS\n"
+                    "       mhclient resplit ROUNDS\n");
     return 2;
 }
 
@@ -635,5 +673,7 @@ int main(int argc, char **argv) {
         return mode_split(&c);
     if (strcmp(m, "hold") == 0)
         return mode_hold(&c);
+    if (strcmp(m, "resplit") == 0 && argc == 3)
+        return mode_resplit(&c, atoi(argv[2]));
     return usage();
 }

@@ -254,7 +254,10 @@ spawn_rank() {
     local job=$1 rank=$2 size=$3 host=$4 out="$M_DIR/client.${#M_PIDS[@]}.out"
     shift 4
     if (( M_ON_HOSTS )); then
-        hosts_exec "$host" env MLXD_JOB="$job" MLXD_RANK="$rank" MLXD_SIZE="$size" MH_HOST="$host" "$@" >"$out" 2>&1 &
+        # The agent itself, not hosts_exec: $! is then the client's pid (each
+        # step execs the next), not a subshell's.
+        "$HOSTS_AGENT" --argv "${HOSTS[host]}" env MLXD_JOB="$job" MLXD_RANK="$rank" MLXD_SIZE="$size" MH_HOST="$host" \
+            "$@" >"$out" 2>&1 &
     else
         MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
     fi
@@ -434,6 +437,15 @@ split_spans_and_stays() {
     for r in 0 1 2 3; do
         expect_exit "opcheck --quick rank $r of 4 (even ranks on d0, odd on d1)" "${pids[r]}" 100 0
     done
+    world_alive
+}
+
+# 5 ranks over 3 daemons (2+2+1): splits, each freed and followed at once
+# by the next, 20 times; ranks of one split stay on one host and span hosts.
+split_after_freed_split_works_on_every_host() {
+    start_world 3
+    new_job
+    launch_on 5 120 "0 1 2" -- "$MHCLIENT_BIN" resplit 20 || fail "mhclient resplit 20 on 2+2+1 ranks"
     world_alive
 }
 
@@ -683,6 +695,12 @@ idle_world_sleeps() {
 # ---- dispatch ----
 
 [[ $# -eq 1 || ( $# -eq 2 && "$2" == --test-hosts ) ]] || fail "usage: multihost.sh TEST_NAME [--test-hosts]"
+if (( M_ON_HOSTS )) && { (( EUID != 0 )) || ! command -v ip >/dev/null; }; then
+    log "SKIPPED: test hosts need root and iproute2"
+    trap - EXIT
+    rm -rf "$M_DIR"
+    exit 77
+fi
 declare -F "$1" >/dev/null || fail "no test named $1"
 log "test $1$( (( M_ON_HOSTS )) && echo ' on test hosts')"
 "$1"
