@@ -496,6 +496,29 @@ static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
     return buf;
 }
 
+// Ends a spanning group for this host's members now, and asks the
+// coordinator to end it on every host (group_abort), for a failure this host
+// sees on its own while the control plane may be unreachable.
+static void group_abort_here(struct server *s, struct group *g, int code, const char *text) {
+    group_abort(s, g, code, "%s", text);
+    group_abort_now(s, g, code, text);
+}
+
+void job_host_lost(struct server *s, int host, const char *why) {
+    struct job *j;
+    struct group *g;
+    char text[512];
+    snprintf(text, sizeof text, "host %s (world rank %d) was lost: %s", world_host(s->world, host), host, why);
+    LIST_FOREACH(j, &s->jobs, link)
+        LIST_FOREACH(g, &j->groups, link) {
+            bool there = false;
+            for (int r = 0; r < g->size && !there; r++)
+                there = g->slots[r].host == host;
+            if (g->spanning && there && !g->abort_code)
+                group_abort_here(s, g, MLXD_EPEER, text);
+        }
+}
+
 // The coordinator did not end a spanning group within COORD_GRACE_MS of a
 // member's deadline: world rank 0 is unreachable from here (or an engine is
 // stuck in MPI). This host fails its own members now, naming that host,
@@ -509,8 +532,7 @@ static void coord_silent(struct server *s, struct pending *p, double secs) {
              "within %.1f s: that host is unreachable from %s, or stuck",
              wire_op_name(p->d.op), secs, world_host(s->world, 0), COORD_GRACE_MS / 1000.0,
              world_host(s->world, world_rank(s->world)));
-    group_abort(s, g, MLXD_ETIMEDOUT, "%s", text);
-    group_abort_now(s, g, MLXD_ETIMEDOUT, text);
+    group_abort_here(s, g, MLXD_ETIMEDOUT, text);
 }
 
 void job_expired(struct server *s, struct pending *p) {

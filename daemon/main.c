@@ -25,6 +25,9 @@ static void usage(FILE *f) {
             "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
             "      --max-groups-per-client N  groups (connections, so ops in flight) per client\n"
             "                           process (default 64)\n"
+            "      --max-mpi-stall SECS exit with status 3 when one MPI call between hosts has not\n"
+            "                           returned for SECS, so that the world is started again\n"
+            "                           (default 4 times --op-timeout)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -43,7 +46,8 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
+           OPT_MAX_MPI_STALL };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -54,6 +58,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
         { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
         { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
+        { "max-mpi-stall", required_argument, NULL, OPT_MAX_MPI_STALL },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -77,14 +82,16 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
                 return -EINVAL;
             }
             break;
-        case 't': {
+        case 't':
+        case OPT_MAX_MPI_STALL: {
             char *end;
             double secs = strtod(optarg, &end);
             if (end == optarg || *end || !(secs > 0) || secs > 86400 * 7) {
-                fprintf(stderr, "mlxd: --op-timeout takes seconds, more than 0 (got '%s')\n", optarg);
+                fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n",
+                        c == 't' ? "op-timeout" : "max-mpi-stall", optarg);
                 return -EINVAL;
             }
-            cfg->op_timeout_ms = (uint32_t) (secs * 1000 + 0.5);
+            *(c == 't' ? &cfg->op_timeout_ms : &cfg->mpi_stall_ms) = (uint32_t) (secs * 1000 + 0.5);
             break;
         }
         case OPT_MAX_CLIENTS:

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "job.h"
@@ -573,8 +574,48 @@ static void drain_signals(struct server *s) {
     }
 }
 
+// The world cannot make progress: its engine has been stuck in one MPI call
+// for the stall limit. Every request in flight gets its answer, then the
+// daemon exits at once with status 3 (the engine cannot be joined, nor MPI
+// finalized), so that mpirun ends the world and mlxd-world.service or
+// whoever started it starts it again.
+static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
+    char text[256];
+    snprintf(text, sizeof text,
+             "mlxd exits: the world cannot make progress (%s for %.1f s, more than --max-mpi-stall)", ev->why,
+             (double) ev->stuck_ms / 1000);
+    log_error("%s", text);
+    struct pending *p;
+    while ((p = LIST_FIRST(&s->pendings)))
+        pending_fail(s, p, MLXD_EUNAVAILABLE, text);
+    // A moment for the replies to leave, and the socket file goes.
+    struct timespec ts = { 0, 200 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    if (s->unlink_on_exit)
+        unlink(wire_ipc_path(s->cfg.endpoint));
+    _exit(3);
+}
+
+static void watch_events(struct server *s) {
+    struct world_watch_event ev;
+    while (world_watch_read(s->world, &ev)) {
+        switch (ev.type) {
+        case WORLD_HOST_LOST:
+            log_warning("Lost host %s (world rank %d): %s", world_host(s->world, ev.rank), ev.rank, ev.why);
+            job_host_lost(s, ev.rank, ev.why);
+            break;
+        case WORLD_HOST_BACK:
+            log_notice("Host %s (world rank %d) answers again", world_host(s->world, ev.rank), ev.rank);
+            break;
+        case WORLD_WEDGED:
+            exit_wedged(s, &ev);
+            break;
+        }
+    }
+}
+
 // Fixed poll items before the side channel's and the sessions' descriptors.
-enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_FIXED };
+enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_WATCH, ITEM_FIXED };
 
 int server_run(struct server *s) {
     zmq_pollitem_t *items = NULL;
@@ -604,6 +645,7 @@ int server_run(struct server *s) {
         items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
         items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
         items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
+        items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
         size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
         for (size_t i = 0; i < nf; i++)
             items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
@@ -621,6 +663,8 @@ int server_run(struct server *s) {
         drain_signals(s);
         if (s->stopping)
             break;
+        if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
+            watch_events(s);
         if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
             world_dispatch(s->world, s);
         if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))

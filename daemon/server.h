@@ -32,6 +32,7 @@ struct config {
     uint64_t max_queued_bytes;      // sent but not yet received, per session
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
+    uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
 };
 
 // The peer of one request: who sent it and how to answer.

@@ -35,6 +35,11 @@
  *       group, so that both stay on and span hosts), an all_sum on the new
  *       group, frees it and at once splits again, with no pause between: a
  *       split right after a freed split must work on every host.
+ *   mhclient doomed FILE|- HOST
+ *       Joins, runs an all_sum, creates ready.RANK, waits for FILE (unless
+ *       "-"), then calls all_sum while the test breaks the world (kills a
+ *       host, cuts a link): it must fail, with MLXD_EPEER, MLXD_ETIMEDOUT or
+ *       MLXD_EUNAVAILABLE, naming HOST; prints "error_at_ms=T" (CLOCK_REALTIME).
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -623,6 +628,33 @@ static int mode_resplit(struct ctx *c, int rounds) {
     return finish(c);
 }
 
+/* ---------- doomed ---------- */
+
+static int mode_doomed(struct ctx *c, const char *file, const char *host) {
+    mlxd_group *g = init_or_die(c, NULL);
+    smoke_sum(c, g, "before");
+    char ready[64];
+    snprintf(ready, sizeof ready, "ready.%d", c->rank);
+    touch(c, ready);
+    if (strcmp(file, "-") != 0)
+        wait_file(c, file);
+    float x[4] = { 1, 2, 3, 4 }, out[4];
+    mlxd_array xa = { MLXD_FLOAT32, 1, { 4 }, x }, oa = { MLXD_FLOAT32, 1, { 4 }, out };
+    double t0 = now_s();
+    int rc = mlxd_all_sum(g, &xa, &oa);
+    long long at = realtime_ms();
+    const char *msg = mlxd_last_error(g);
+    if (rc != MLXD_EPEER && rc != MLXD_ETIMEDOUT && rc != MLXD_EUNAVAILABLE)
+        fail(c, "all_sum while the world breaks: returned %d (%s), expected an error naming %s; last_error \"%s\"", rc,
+             mlxd_strerror(rc), host, msg);
+    else if (!mentions(msg, host))
+        fail(c, "all_sum while the world breaks: %s, but last_error \"%s\" does not name host %s", mlxd_strerror(rc),
+             msg, host);
+    note(c, "all_sum returned %s after %.3f s, error_at_ms=%lld: \"%s\"", mlxd_strerror(rc), now_s() - t0, at, msg);
+    mlxd_group_free(g);
+    return finish(c);
+}
+
 /* ---------- hold ---------- */
 
 static int mode_hold(struct ctx *c) {
@@ -641,7 +673,8 @@ static int usage(void) {
     fprintf(stderr, "usage: mhclient opposite ITERS KIB lead|follow NAME\n"
                     "       mhclient mismatch | victim | waiter | split | hold\n"
                     "       mhclient timeout MISSING MS\n"
-                    "       mhclient resplit ROUNDS\n");
+                    "       mhclient resplit ROUNDS\n"
+                    "       mhclient doomed FILE|- HOST\n");
     return 2;
 }
 
@@ -673,6 +706,8 @@ int main(int argc, char **argv) {
         return mode_split(&c);
     if (strcmp(m, "hold") == 0)
         return mode_hold(&c);
+    if (strcmp(m, "doomed") == 0 && argc == 4)
+        return mode_doomed(&c, argv[2], argv[3]);
     if (strcmp(m, "resplit") == 0 && argc == 3)
         return mode_resplit(&c, atoi(argv[2]));
     return usage();

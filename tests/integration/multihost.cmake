@@ -71,3 +71,8 @@ mlxd_test_hosts_test(mismatch_across_hosts_gives_emismatch_everywhere 120)
 mlxd_test_hosts_test(killed_rank_on_one_daemon_gives_epeer_on_others 200)
 mlxd_test_hosts_test(missing_rank_across_hosts_times_out_naming_it 120)
 mlxd_test_hosts_test(job_split_over_daemons_forms_and_status_world_shows_all 120)
+
+# Hosts lost or cut off: errors naming the host, fast, and a world that
+# recovers or exits (test hosts only: they kill a host, cut a link).
+mlxd_test_hosts_test(lost_host_gives_every_surviving_rank_an_error_naming_it 120)
+mlxd_test_hosts_test(link_cut_gives_both_sides_an_error_and_the_world_recovers 180)

@@ -38,6 +38,7 @@ M_ON_HOSTS=0
 M_DIR=$(mktemp -d /tmp/mh.XXXXXX) || exit 1
 M_OP_TIMEOUT=${M_OP_TIMEOUT:-20}
 M_MPIRUN_PID=""
+M_WORLD_MAY_END=0  # a test that breaks the world: mpirun may have ended it
 M_HOSTS=0
 TEST_FAILED=0
 M_PIDS=()
@@ -188,6 +189,23 @@ stop_world() {
     [[ -n "$M_MPIRUN_PID" ]] || return 0
     local mp=$M_MPIRUN_PID rc=0 r st left=()
     M_MPIRUN_PID=""
+    if (( M_WORLD_MAY_END )); then
+        # A broken world: mpirun may end it (with any status) while we stop
+        # it; nothing of it may be left.
+        for ((r = 0; r < M_HOSTS; r++)); do
+            [[ -n "${DPID[r]:-}" ]] && kill -TERM "${DPID[r]}" 2>/dev/null
+        done
+        if ! wait_until 20 gone "$mp"; then
+            log "mpirun did not exit within 20 s; SIGTERM to it"
+            kill -TERM "$mp" 2>/dev/null
+            wait_until 10 gone "$mp" || kill -KILL "$mp"
+            rc=1
+        fi
+        wait "$mp"
+        log "the broken world ended: mpirun exited with status $?"
+        world_left_nothing || rc=1
+        return $rc
+    fi
     for ((r = 0; r < M_HOSTS; r++)); do
         [[ -n "${DPID[r]:-}" ]] || { log "the daemon of world rank $r never answered"; rc=1; continue; }
         kill -TERM "${DPID[r]}" 2>/dev/null || { log "the daemon of world rank $r had already exited"; rc=1; }
@@ -213,21 +231,30 @@ stop_world() {
         [[ -n "${DPID[r]:-}" ]] && ! grep -q 'notice: Stopped' "$(daemon_log $r)" &&
             { log "the daemon of world rank $r (pid ${DPID[r]}) did not log that it stopped"; rc=1; }
     done
+    world_left_nothing || rc=1
+    (( rc == 0 )) && log "world stopped: mpirun exited 0, every daemon stopped, nothing left"
+    return $rc
+}
+
+# Fails (and kills them) when processes of the world are left.
+world_left_nothing() {
+    local left=()
     mapfile -t left < <(world_leftovers)
     if (( ${#left[@]} )); then
         log "processes of the world left after mpirun exited:"
         ps -o pid,ppid,stat,args -p "$(IFS=,; echo "${left[*]}")"
         kill -KILL "${left[@]}" 2>/dev/null
-        rc=1
+        return 1
     fi
-    (( rc == 0 )) && log "world stopped: mpirun exited 0, every daemon stopped, nothing left"
-    return $rc
 }
 
 # Fails when a daemon's log or mpirun's output shows a crash or a sanitizer.
+# (A test that breaks the world kills a host: mpirun then says so.)
 check_logs() {
+    local mp="$M_DIR/mpirun.log"
+    (( M_WORLD_MAY_END )) && mp=/dev/null
     if grep -lE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|LeakSanitizer|Segmentation fault|signal [0-9]+ \(|exited on signal|MPI_ABORT' \
-        "$M_DIR/mpirun.log" "$M_DIR"/out/*/rank.*/stderr 2>/dev/null; then
+        "$mp" "$M_DIR"/out/*/rank.*/stderr 2>/dev/null; then
         log "a daemon log shows a crash, an abort or a sanitizer report"
         return 1
     fi
@@ -576,6 +603,105 @@ missing_rank_across_hosts_times_out_naming_it() {
     done
     world_alive
     next_job_works "timeouts"
+}
+
+# ---- hosts lost or cut off (test hosts only) ----
+
+# error_after PID T0_MS WHAT LIMIT_MS: the client PID said when it got its
+# error (error_at_ms=); fails softly unless that was within LIMIT_MS of T0_MS.
+error_after() {
+    local at dt
+    at=$(grep -oE 'error_at_ms=[0-9]+' "${M_OUT[$1]}" | cut -d= -f2)
+    [[ -n "$at" ]] || { soft_fail "$3 did not say when it got its error"; return; }
+    dt=$((at - $2))
+    log "$3 had its error $dt ms after the break"
+    (( dt <= $4 )) || soft_fail "$3 had its error $dt ms after the break, expected within $4 ms"
+}
+
+# A job of 3, one rank per host; every process on host 1 is killed (its
+# daemon, orted, the rank) while ranks 0 and 2 wait in all_sum: each gets an
+# error naming host 1 within 1 s. Then, as far as Open MPI lets the world
+# live on, a job on hosts 0 and 2 runs.
+lost_host_gives_every_surviving_rank_an_error_naming_it() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    start_world 3
+    new_job
+    local r pids=() t_kill
+    for r in 0 1 2; do
+        if (( r == 1 )); then
+            spawn_rank "$JOB" 1 3 1 "$MHCLIENT_BIN" doomed never "${HOSTS[0]}"
+        else
+            spawn_rank "$JOB" "$r" 3 "$r" "$MHCLIENT_BIN" doomed - "${HOSTS[1]}"
+        fi
+        pids+=("$SPAWNED")
+    done
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1,2} || fail "the job of 3 on 3 hosts did not form within 30 s"
+    wait_until 30 clients_pending 0 "$JOB" all_sum 1 || fail "rank 0 was not waiting in all_sum on host 0 within 30 s"
+    wait_until 30 clients_pending 2 "$JOB" all_sum 1 || fail "rank 2 was not waiting in all_sum on host 2 within 30 s"
+    t_kill=$(now_ms)
+    hosts_kill 1
+    for r in 0 2; do
+        expect_exit "rank $r (host $r), waiting in all_sum when host 1 was lost" "${pids[r]}" 20 0
+        error_after "${pids[r]}" "$t_kill" "rank $r (host $r)" 1000
+    done
+    if wait_until 5 gone "$M_MPIRUN_PID"; then
+        log "mpirun ended the world within $(( $(now_ms) - t_kill )) ms of the loss"
+    else
+        new_job
+        launch_on 2 30 "0 2" -- "$ERRCASE_BIN" smoke && log "a job on hosts 0 and 2 ran after host 1 was lost" ||
+            log "a job on hosts 0 and 2 did not run after host 1 was lost (mpirun still runs: $(alive "$M_MPIRUN_PID" && echo yes || echo no))"
+    fi
+}
+
+# With a 5 s op deadline, host 1's link goes down for 10 s while rank 0
+# (host 0) and rank 1 (host 1) call all_sum: both have an error naming the
+# other host by 7 s; within 60 s of the link coming back, the world serves a
+# new job or mpirun has exited non-zero. Never a hang.
+link_cut_gives_both_sides_an_error_and_the_world_recovers() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=5
+    start_world 2
+    new_job
+    local r pids=() t_cut t_up deadline st
+    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
+    pids+=("$SPAWNED")
+    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
+    pids+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
+    hosts_link 1 down || fail "cannot take the link of host 1 down"
+    t_cut=$(now_ms)
+    log "took the link of ${HOSTS[1]} down"
+    touch "$M_DIR/cut"
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
+        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 7000
+    done
+    # The cut lasts 10 s: a length of time the test sets, not a wait for an event.
+    local left=$((t_cut + 10000 - $(now_ms)))
+    (( left > 0 )) && sleep "$(awk -v m="$left" 'BEGIN { printf "%.3f", m / 1000 }')"
+    hosts_link 1 up || fail "cannot bring the link of host 1 back"
+    t_up=$(now_ms)
+    log "brought the link of ${HOSTS[1]} back after $((t_up - t_cut)) ms"
+    deadline=$((t_up + 60000))
+    while (( $(now_ms) < deadline )); do
+        if gone "$M_MPIRUN_PID"; then
+            wait "$M_MPIRUN_PID"
+            st=$?
+            M_MPIRUN_PID=""
+            log "mpirun exited with status $st $(( $(now_ms) - t_up )) ms after the link came back"
+            (( st != 0 )) || fail "mpirun exited 0 after the partition: nobody would start the world again"
+            return
+        fi
+        new_job
+        if launch_on 2 20 "0 1" -- "$ERRCASE_BIN" smoke; then
+            log "the world served a new job $(( $(now_ms) - t_up )) ms after the link came back"
+            world_alive
+            return
+        fi
+    done
+    fail "within 60 s of the link coming back, the world neither served a new job nor exited"
 }
 
 # ---- the world as mlxctl sees it ----
