@@ -1081,7 +1081,8 @@ static void *watch_main(void *arg) {
             items[n++] = (zmq_pollitem_t) { .socket = w->watch_monitors[p], .events = ZMQ_POLLIN };
         }
     for (;;) {
-        if (zmq_poll(items, n, 200) < 0 && zmq_errno() != EINTR)
+        // Link events wake it; the stall check needs no more than 2 a second.
+        if (zmq_poll(items, n, 500) < 0 && zmq_errno() != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN)
             break;                  // the loop says stop

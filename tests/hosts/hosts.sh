@@ -8,7 +8,8 @@
 #                          $! the command's pid
 #   hosts_mpirun ARGS...   mpirun, on the head, with one process per host on
 #                          every host, over TCP only, ARGS after its options
-#                          (hosts_mpirun_cmd: that command in HOSTS_MPIRUN)
+#                          (hosts_mpirun_cmd [N]: that command, with N
+#                          processes in blocks over the hosts, in HOSTS_MPIRUN)
 #   hosts_rate I RATE      caps host I's link both ways (tbf)
 #   hosts_link I up|down   takes host I's link down or up
 #   hosts_kill I           SIGKILL to every process on host I
@@ -179,15 +180,21 @@ hosts_link() {
     ip -n "$HOSTS_HEAD" link set "v$1" "$2" && ip -n "${HOSTS[$1]}" link set eth0 "$2"
 }
 
+# hosts_rate_bits RATE: RATE (tc's bit, kbit, mbit, gbit) in bits per second;
+# 0 when it is not one.
+hosts_rate_bits() {
+    awk -v r="$1" 'BEGIN {
+        n = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
+        m = u == "kbit" ? 1e3 : u == "mbit" ? 1e6 : u == "gbit" ? 1e9 : u == "bit" || u == "" ? 1 : 0
+        printf "%.0f", n * m }'
+}
+
 # tbf on both ends of the link: the host's eth0 caps what it sends, the
 # head's end what it receives. The burst is what the rate moves in 1 ms,
 # at least 64 KiB (tbf needs the burst to hold a whole GSO packet).
 hosts_rate() {
     local i=$1 rate=$2 bits burst
-    bits=$(awk -v r="$rate" 'BEGIN {
-        n = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
-        m = u == "kbit" ? 1e3 : u == "mbit" ? 1e6 : u == "gbit" ? 1e9 : u == "bit" || u == "" ? 1 : 0
-        printf "%.0f", n * m }')
+    bits=$(hosts_rate_bits "$rate")
     (( bits > 0 )) || { _hosts_log "hosts_rate: '$rate' is not a rate (e.g. 2gbit, 500mbit)"; return 1; }
     burst=$(( bits / 8 / 1000 ))
     (( burst >= 65536 )) || burst=65536
@@ -197,23 +204,28 @@ hosts_rate() {
 
 # The options that make mpirun reach the hosts through the agent and the
 # daemons talk TCP only, on the hosts' network.
+# With N (processes in all), each host gets N/H slots (rounded up), filled
+# host after host, as mlxctl launch places ranks in blocks.
 hosts_mpi_options() {
-    local list
-    list=$(IFS=,; echo "${HOSTS[*]}")
-    echo --host "$list" --map-by node --bind-to none \
+    local n=${1:-${#HOSTS[@]}} h list=""
+    for h in "${HOSTS[@]}"; do
+        list+="${list:+,}$h:$(( (n + ${#HOSTS[@]} - 1) / ${#HOSTS[@]} ))"
+    done
+    echo --host "$list" --map-by slot --bind-to none \
         --mca plm_rsh_agent "$HOSTS_AGENT" --mca plm_rsh_no_tree_spawn 1 \
         --mca btl tcp,self --mca btl_tcp_if_include "$HOSTS_NET.0/24" --mca oob_tcp_if_include "$HOSTS_NET.0/24"
 }
 
-# hosts_mpirun_cmd: sets HOSTS_MPIRUN to mpirun on the head (its network
-# and a host name of its own) with hosts_mpi_options and one process per
-# host, for "${HOSTS_MPIRUN[@]}" ARGS... & (its pid is then mpirun's: every
-# step execs the next).
+# hosts_mpirun_cmd [N]: sets HOSTS_MPIRUN to mpirun on the head (its network
+# and a host name of its own) with hosts_mpi_options and N processes (one
+# per host by default), for "${HOSTS_MPIRUN[@]}" ARGS... & (its pid is then
+# mpirun's: every step execs the next).
 hosts_mpirun_cmd() {
+    local n=${1:-${#HOSTS[@]}}
     # shellcheck disable=SC2207
     HOSTS_MPIRUN=(nsenter --net="/run/netns/$HOSTS_HEAD" -- unshare --uts
         sh -c 'hostname "$0" && exec "$@"' "$HOSTS_HEAD"
-        "${MPIRUN:-mpirun}" --allow-run-as-root $(hosts_mpi_options) -n "${#HOSTS[@]}")
+        "${MPIRUN:-mpirun}" --allow-run-as-root $(hosts_mpi_options "$n") -n "$n")
 }
 
 # hosts_mpirun ARGS...: runs that mpirun with ARGS.

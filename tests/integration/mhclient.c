@@ -35,11 +35,12 @@
  *       group, so that both stay on and span hosts), an all_sum on the new
  *       group, frees it and at once splits again, with no pause between: a
  *       split right after a freed split must work on every host.
- *   mhclient doomed FILE|- HOST
+ *   mhclient doomed FILE|- TEXT [MIB]
  *       Joins, runs an all_sum, creates ready.RANK, waits for FILE (unless
- *       "-"), then calls all_sum while the test breaks the world (kills a
- *       host, cuts a link): it must fail, with MLXD_EPEER, MLXD_ETIMEDOUT or
- *       MLXD_EUNAVAILABLE, naming HOST; prints "error_at_ms=T" (CLOCK_REALTIME).
+ *       "-"), then calls all_sum (of 4 floats, or MIB MiB) while the test
+ *       breaks the world (kills a host, cuts a link): it must fail, with
+ *       MLXD_EPEER, MLXD_ETIMEDOUT or MLXD_EUNAVAILABLE, its message naming
+ *       TEXT (a host; or one of several, "a|b"); prints "error_at_ms=T" (CLOCK_REALTIME).
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -630,7 +631,17 @@ static int mode_resplit(struct ctx *c, int rounds) {
 
 /* ---------- doomed ---------- */
 
-static int mode_doomed(struct ctx *c, const char *file, const char *host) {
+// Whether s mentions one of the '|'-separated words of any.
+static bool mentions_any(const char *s, const char *any) {
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", any);
+    for (char *w = strtok_r(buf, "|", &save); w; w = strtok_r(NULL, "|", &save))
+        if (mentions(s, w))
+            return true;
+    return false;
+}
+
+static int mode_doomed(struct ctx *c, const char *file, const char *host, int mib) {
     mlxd_group *g = init_or_die(c, NULL);
     smoke_sum(c, g, "before");
     char ready[64];
@@ -638,8 +649,13 @@ static int mode_doomed(struct ctx *c, const char *file, const char *host) {
     touch(c, ready);
     if (strcmp(file, "-") != 0)
         wait_file(c, file);
-    float x[4] = { 1, 2, 3, 4 }, out[4];
-    mlxd_array xa = { MLXD_FLOAT32, 1, { 4 }, x }, oa = { MLXD_FLOAT32, 1, { 4 }, out };
+    int64_t n = mib > 0 ? (int64_t) mib << 18 : 4;
+    float *x = calloc((size_t) n, sizeof *x), *out = calloc((size_t) n, sizeof *out);
+    if (!x || !out) {
+        fail(c, "out of memory");
+        return finish(c);
+    }
+    mlxd_array xa = { MLXD_FLOAT32, 1, { n }, x }, oa = { MLXD_FLOAT32, 1, { n }, out };
     double t0 = now_s();
     int rc = mlxd_all_sum(g, &xa, &oa);
     long long at = realtime_ms();
@@ -647,10 +663,12 @@ static int mode_doomed(struct ctx *c, const char *file, const char *host) {
     if (rc != MLXD_EPEER && rc != MLXD_ETIMEDOUT && rc != MLXD_EUNAVAILABLE)
         fail(c, "all_sum while the world breaks: returned %d (%s), expected an error naming %s; last_error \"%s\"", rc,
              mlxd_strerror(rc), host, msg);
-    else if (!mentions(msg, host))
+    else if (!mentions_any(msg, host))
         fail(c, "all_sum while the world breaks: %s, but last_error \"%s\" does not name host %s", mlxd_strerror(rc),
              msg, host);
     note(c, "all_sum returned %s after %.3f s, error_at_ms=%lld: \"%s\"", mlxd_strerror(rc), now_s() - t0, at, msg);
+    free(x);
+    free(out);
     mlxd_group_free(g);
     return finish(c);
 }
@@ -674,7 +692,7 @@ static int usage(void) {
                     "       mhclient mismatch | victim | waiter | split | hold\n"
                     "       mhclient timeout MISSING MS\n"
                     "       mhclient resplit ROUNDS\n"
-                    "       mhclient doomed FILE|- HOST\n");
+                    "       mhclient doomed FILE|- TEXT [MIB]\n");
     return 2;
 }
 
@@ -706,8 +724,8 @@ int main(int argc, char **argv) {
         return mode_split(&c);
     if (strcmp(m, "hold") == 0)
         return mode_hold(&c);
-    if (strcmp(m, "doomed") == 0 && argc == 4)
-        return mode_doomed(&c, argv[2], argv[3]);
+    if (strcmp(m, "doomed") == 0 && (argc == 4 || argc == 5))
+        return mode_doomed(&c, argv[2], argv[3], argc == 5 ? atoi(argv[4]) : 0);
     if (strcmp(m, "resplit") == 0 && argc == 3)
         return mode_resplit(&c, atoi(argv[2]));
     return usage();

@@ -18,6 +18,9 @@
 # then mpirun must exit 0 and nothing of the world may be left running), and
 # prints every daemon's log when anything failed.
 #
+# M_MPIRUN_ARGS adds mpirun options on test hosts (e.g. "--mca
+# orte_enable_recovery 1", to see what Open MPI does with a lost host).
+#
 # Needs MLXD_BIN, MLXCTL_BIN, OPCHECK_BIN, ERRCASE_BIN and MHCLIENT_BIN;
 # MPIRUN (default: mpirun) is Open MPI's, and python3 reads mlxctl's JSON.
 
@@ -120,7 +123,8 @@ start_world() {
         hosts_setup "$h" "${M_RATE:-}" || fail "cannot make $h test hosts"
         log "starting a world of $h on test hosts: mpirun $(hosts_mpi_options) -n $h $MLXD_BIN --op-timeout $M_OP_TIMEOUT --log-level debug $*"
         hosts_mpirun_cmd
-        "${HOSTS_MPIRUN[@]}" --output-filename "$M_DIR/out" \
+        # shellcheck disable=SC2086
+        "${HOSTS_MPIRUN[@]}" ${M_MPIRUN_ARGS:-} --output-filename "$M_DIR/out" \
             "$MLXD_BIN" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" >"$M_DIR/mpirun.log" 2>&1 &
     else
         log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
@@ -702,6 +706,38 @@ link_cut_gives_both_sides_an_error_and_the_world_recovers() {
         fi
     done
     fail "within 60 s of the link coming back, the world neither served a new job nor exited"
+}
+
+# With --max-mpi-stall 2 and links capped at 20 Mbit/s, an all_sum of 32 MiB
+# on 2 hosts keeps the engines in one MPI call for over 10 s: each daemon
+# answers its rank with MLXD_EUNAVAILABLE ("cannot make progress") and exits
+# with status 3 (a rank whose daemon saw the other host go first gets
+# MLXD_EPEER naming it), so mpirun ends the world with a failure.
+stalled_mpi_call_exits_the_world_non_zero() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_RATE=20mbit
+    start_world 2 --max-mpi-stall 2
+    new_job
+    local r pids=() t0 st
+    for r in 0 1; do
+        # The first daemon to give up exits; the other may see its host lost first.
+        spawn_rank "$JOB" "$r" 2 "$r" "$MHCLIENT_BIN" doomed - "cannot make progress|${HOSTS[1 - r]}" 32
+        pids+=("$SPAWNED")
+    done
+    t0=$(now_ms)
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in a 32 MiB all_sum at 20 Mbit/s" "${pids[r]}" 60 0
+    done
+    wait_until 30 gone "$M_MPIRUN_PID" || fail "mpirun still runs 30 s after the daemons' MPI calls stalled"
+    wait "$M_MPIRUN_PID"
+    st=$?
+    M_MPIRUN_PID=""
+    log "mpirun exited with status $st $(( $(now_ms) - t0 )) ms after the all_sum began"
+    (( st != 0 )) || fail "mpirun exited 0: nobody would start the world again"
+    for r in 0 1; do
+        grep -q 'cannot make progress' "$(daemon_log $r)" || soft_fail "the log of the daemon on host $r does not say why it exits"
+    done
 }
 
 # ---- the world as mlxctl sees it ----
