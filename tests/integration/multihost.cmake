@@ -63,8 +63,8 @@ mlxd_multihost_test(job_split_over_daemons_forms_and_status_world_shows_all 60)
 mlxd_multihost_test(idle_world_sleeps 60)
 
 # The same over TCP, between test hosts.
-mlxd_test_hosts_test(three_daemons_five_ranks_blocks 300)
-mlxd_test_hosts_test(split_spans_and_stays 200)
+mlxd_test_hosts_test(three_daemons_five_ranks_blocks 600)
+mlxd_test_hosts_test(split_spans_and_stays 400)
 mlxd_test_hosts_test(split_after_freed_split_works_on_every_host 120)
 mlxd_test_hosts_test(two_jobs_opposite_order_do_not_deadlock 200)
 mlxd_test_hosts_test(mismatch_across_hosts_gives_emismatch_everywhere 120)
