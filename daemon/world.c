@@ -1289,6 +1289,17 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
+// Signals belong to the loop thread: the engine and the watch inherit a
+// blocked mask.
+static int start_thread(pthread_t *t, void *(*fn)(void *), struct world *w) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int r = pthread_create(t, NULL, fn, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
 int world_start(struct server *s, struct world **ret) {
     struct world *w = calloc(1, sizeof *w);
     char addr[64];
@@ -1323,12 +1334,7 @@ int world_start(struct server *s, struct world **ret) {
         world_stop(w);
         return r;
     }
-    // Signals belong to the loop thread: the engine inherits a blocked mask.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    r = pthread_create(&w->thread, NULL, engine_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    r = start_thread(&w->thread, engine_main, w);
     if (r != 0) {
         world_stop(w);
         return log_errno(LOG_ERR, -r, "Failed to start the MPI engine thread: %m");
@@ -1342,9 +1348,7 @@ int world_start(struct server *s, struct world **ret) {
     }
     log_info("MPI world: rank %d of %d on %s; %s", w->rank, w->size, w->hosts[w->rank], w->mpi_version);
     if (w->size > 1) {
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        r = pthread_create(&w->watch_thread, NULL, watch_main, w);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = start_thread(&w->watch_thread, watch_main, w);
         if (r != 0) {
             world_stop(w);
             return log_errno(LOG_ERR, -r, "Failed to start the watch thread: %m");

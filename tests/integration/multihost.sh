@@ -182,6 +182,12 @@ world_leftovers() {
         done
 }
 
+# kill_mpirun PID: SIGTERM to mpirun, SIGKILL when it ignores that for 10 s.
+kill_mpirun() {
+    kill -TERM "$1" 2>/dev/null
+    wait_until 10 gone "$1" || { log "mpirun ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$1"; }
+}
+
 # stop_world: SIGTERM to every daemon (mpirun's children), as a host's
 # service manager would stop mlxd; mpirun must then exit 0 within 15 s, each
 # daemon must have logged that it stopped, and nothing may be left. On a
@@ -199,12 +205,7 @@ stop_world() {
         for ((r = 0; r < M_HOSTS; r++)); do
             [[ -n "${DPID[r]:-}" ]] && kill -TERM "${DPID[r]}" 2>/dev/null
         done
-        if ! wait_until 20 gone "$mp"; then
-            log "mpirun did not exit within 20 s; SIGTERM to it"
-            kill -TERM "$mp" 2>/dev/null
-            wait_until 10 gone "$mp" || kill -KILL "$mp"
-            rc=1
-        fi
+        wait_until 20 gone "$mp" || { log "mpirun did not exit within 20 s; SIGTERM to it"; kill_mpirun "$mp"; rc=1; }
         wait "$mp"
         log "the broken world ended: mpirun exited with status $?"
         world_left_nothing || rc=1
@@ -222,8 +223,7 @@ stop_world() {
                     "$(for t in /proc/"${DPID[r]}"/task/*; do printf '%s ' "$(cat "$t/wchan" 2>/dev/null)"; done)"
         done
         rc=1
-        kill -TERM "$mp" 2>/dev/null
-        wait_until 10 gone "$mp" || { log "mpirun ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$mp"; }
+        kill_mpirun "$mp"
     fi
     wait "$mp"
     st=$?
