@@ -14,6 +14,8 @@
 #   hosts_link I up|down   takes host I's link down or up
 #   hosts_kill I           SIGKILL to every process on host I
 #   hosts_pids I           the processes on host I
+#   hosts_hostfile FILE    writes the hosts' names, one a line (for
+#                          mpirun --hostfile, mlxctl launch --hostfile)
 #   hosts_teardown         removes everything hosts_setup made
 #
 # Each host is a network namespace (named like the host), a UTS namespace
@@ -168,6 +170,8 @@ hosts_exec() {
 }
 
 hosts_pids() { ip netns pids "${HOSTS[$1]}" 2>/dev/null; }
+
+hosts_hostfile() { printf '%s\n' "${HOSTS[@]}" >"$1"; }
 
 hosts_kill() {
     local pids
