@@ -16,8 +16,8 @@ enum {
     MLXCTL_EXIT_USAGE = 2,          // the command line is wrong
 };
 
-// Room for an endpoint: an ipc path is at most 107 bytes, a tcp:// one a host
-// name and a port.
+// Room for an endpoint: an ipc path is at most WIRE_MAX_IPC_PATH (103) bytes,
+// a tcp:// one a host name and a port.
 #define MLXCTL_ENDPOINT_MAX 512
 
 #define MLXCTL_STATUS_TIMEOUT_MS 5000

@@ -176,7 +176,7 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
             group_abort(s, sub, MLXD_EPEER, "rank %d (pid %d) died during the split", died, (int) sub->slots[died].pid);
         continue;
     bad:
-        log_warning("Job %s: the coordinator's split names a rank outside group %llx", g->job->id,
+        log_warning("Job %s: the coordinator's split names a rank outside group %016llx", g->job->id,
                     (unsigned long long) g->id);
     }
 }
@@ -188,7 +188,7 @@ static void go_done(struct server *s, struct world_event *e) {
     if (!g)
         return;                      // nobody of it is left here
     if (go->seq != g->seq) {
-        log_warning("Job %s: a Go for op #%llu of group %llx, which is at op #%llu; ignored", g->job->id,
+        log_warning("Job %s: a Go for op #%llu of group %016llx, which is at op #%llu; ignored", g->job->id,
                     (unsigned long long) go->seq + 1, (unsigned long long) g->id, (unsigned long long) g->seq + 1);
         return;
     }

@@ -30,7 +30,7 @@ T_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$T_HERE/lsan.supp}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-fast_unwind_on_malloc=0}"
 
-# A short directory: ZeroMQ ipc paths are limited to 107 bytes.
+# A short directory: mlxd's ipc paths are limited to 103 bytes.
 T_DIR=$(mktemp -d /tmp/mxt.XXXXXX) || exit 1
 T_SOCK="ipc://$T_DIR/d.sock"
 T_LOG="$T_DIR/mlxd.log"
