@@ -1,11 +1,8 @@
-# Operations: what mlxd needs to be installed and run anywhere.
+# Operations, the part before any target is defined (cmake/cpack.cmake is
+# the part after all of them):
 # - libmicrohttpd, for mlxd --metrics (PkgConfig::MICROHTTPD);
-# - an install RPATH, so that installed programs and libraries find libmlxd
-#   whatever the prefix;
-# - the Debian package: `cmake --build build --target package` (CPack DEB)
-#   makes mlxd_VERSION_ARCH.deb from the install rules, so whatever is
-#   installed (the Python module, libmlxd_mpi.so, ...) is in it.
-# Included from CMakeLists.txt before any target is defined.
+# - an install RUNPATH, so that installed programs and libraries find
+#   libmlxd whatever the prefix.
 
 pkg_check_modules(MICROHTTPD REQUIRED IMPORTED_TARGET libmicrohttpd)
 
@@ -18,49 +15,3 @@ set(CMAKE_INSTALL_RPATH "\$ORIGIN/${mlxd_bin_to_lib}" "\$ORIGIN")
 # RUNPATH (not the old RPATH): LD_LIBRARY_PATH still comes first.
 add_link_options("LINKER:--enable-new-dtags")
 
-# ---- the Debian package ----
-set(CPACK_GENERATOR DEB)
-set(CPACK_PACKAGE_NAME mlxd)
-set(CPACK_PACKAGE_VENDOR "mlxd")
-set(CPACK_PACKAGE_CONTACT "mlxd maintainers <mlxd@localhost>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "daemon serving MLX's distributed collectives to local processes")
-set(CPACK_PACKAGE_DESCRIPTION
-  "mlxd serves the collective operations of mlx.core.distributed (all_sum, all_gather,\n"
-  "send, recv, ...) to client processes over ZeroMQ and shared memory, with Open MPI\n"
-  "between the daemons of several hosts. The package holds the daemon, mlxctl,\n"
-  "libmlxd with its headers, pkg-config and CMake files, the Python module, the\n"
-  "systemd units and the examples. It starts and enables nothing.")
-string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-# The package installs where the build was configured to (configure with
-# -DCMAKE_INSTALL_PREFIX=/usr for a package that follows Debian's layout):
-# the paths chosen at configure time (libdir, the Python module's folder)
-# are then the package's own.
-set(CPACK_PACKAGING_INSTALL_PREFIX "${CMAKE_INSTALL_PREFIX}")
-set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)       # mlxd_0.1.0_amd64.deb
-set(CPACK_DEBIAN_PACKAGE_SECTION net)
-set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/ml-explore/mlx")
-# The shared libraries come from dpkg-shlibdeps (libzmq5, libprotobuf-c1,
-# libopenmpi3, libsystemd0, libmicrohttpd12, libc6); what it cannot see is
-# listed: numpy for the Python module, mpirun for mlxd-world.service, and
-# the systemd tools the maintainer scripts run.
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "python3, python3-numpy, openmpi-bin, systemd | systemd-standalone-sysusers, systemd | systemd-standalone-tmpfiles")
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
-
-# Maintainer scripts: create the mlxd user and /run/mlxd on install
-# (systemd-sysusers, systemd-tmpfiles, by file name as debhelper does: both
-# search /usr/lib and /usr/local/lib); start and enable nothing.
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/cmake/package/postinst)
-set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
-
-# The examples, as sources to build against the installed files.
-install(FILES examples/hello.c examples/sum.c DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
-foreach(py hello.py sum.py)
-  if(EXISTS ${PROJECT_SOURCE_DIR}/examples/${py})
-    install(PROGRAMS examples/${py} DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
-  endif()
-endforeach()
-
-include(CPack)

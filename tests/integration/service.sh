@@ -26,7 +26,11 @@ needs() {
 # needs_libsystemd: skips the test when mlxd was built without libsystemd
 # (then it neither notifies nor adopts sockets, by design).
 needs_libsystemd() {
-    if ! ldd "${MLXD_BIN:?}" 2>/dev/null | grep -q 'libsystemd\.so'; then
+    # ldd's output first: `ldd | grep -q` under pipefail fails whenever grep
+    # exits before ldd has written everything (SIGPIPE).
+    local libs
+    libs=$(ldd "${MLXD_BIN:?}" 2>/dev/null)
+    if [[ $libs != *libsystemd.so* ]]; then
         echo "SKIP: $MLXD_BIN was built without libsystemd (install libsystemd-dev and reconfigure)"
         exit 77
     fi
@@ -239,8 +243,10 @@ installed_tree_builds_with_pkg_config_and_find_package() {
             fail "the find_package build ($exe) did not report ok from both ranks"
     done
     # The shared build loads the installed library, not the build tree's.
-    ldd "$T_DIR/consumer-build/consumer" | grep -q "libmlxd.so.0 => $p/" ||
-        fail "the find_package build does not load $p's libmlxd: $(ldd "$T_DIR/consumer-build/consumer" | grep mlxd)"
+    local libs
+    libs=$(ldd "$T_DIR/consumer-build/consumer")
+    [[ $libs == *"libmlxd.so.0 => $p/"* ]] ||
+        fail "the find_package build does not load $p's libmlxd: $(grep mlxd <<<"$libs")"
     daemon_alive
 }
 
