@@ -15,6 +15,7 @@
 #   wait_rank PID TIMEOUT    its exit status (kills it at the deadline)
 #   wait_until TIMEOUT CMD   poll CMD until it succeeds, with a deadline
 #   client_pending PID OP    the daemon shows client PID waiting in OP
+#   start_waiting_job        a job of 2 whose rank 0 ($R0) waits in all_sum for rank 1 ($R1)
 #   fail MESSAGE             fail the test now
 #   soft_fail MESSAGE        fail the test at its end
 
@@ -131,6 +132,18 @@ wait_rank() {
     rc=$?
     [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
     return $rc
+}
+
+# A job of two ranks of errcase drain: rank 0 waits in all_sum for rank 1,
+# which holds back until the test touches "$T_DIR/$JOB.drained" (or is
+# killed). Sets R0 and R1.
+start_waiting_job() {
+    new_job
+    spawn_rank "$JOB" 0 2 "$ERRCASE_BIN" drain
+    R0=$SPAWNED
+    spawn_rank "$JOB" 1 2 "$ERRCASE_BIN" drain
+    R1=$SPAWNED
+    wait_until 20 client_pending "$R0" all_sum || fail "rank 0 of $JOB never waited in all_sum"
 }
 
 # client_pending PID OP: the daemon shows client PID waiting in OP.

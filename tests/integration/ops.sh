@@ -9,16 +9,8 @@
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# needs TOOL:PACKAGE...: skips the test (status 77) without the tool.
-needs() {
-    local t
-    for t in "$@"; do
-        if ! command -v "${t%%:*}" >/dev/null 2>&1; then
-            echo "SKIP: ${t%%:*} is not installed (Debian package ${t#*:}; scripts/deps.sh installs it)"
-            exit 77
-        fi
-    done
-}
+# shellcheck source=testlib.sh
+source "$here/testlib.sh"
 
 case ${1:-} in
     metrics_pass_promtool_check_and_count_errors_by_code) needs promtool:prometheus curl:curl ;;
@@ -49,18 +41,6 @@ import json, re, sys
 d = json.load(open(sys.argv[1]))["daemons"][0]
 $*
 EOF
-}
-
-# A job of two ranks of errcase drain: rank 0 waits in all_sum for rank 1,
-# which holds back until the test touches "$T_DIR/$JOB.drained" (or is
-# killed). Sets R0 and R1.
-start_waiting_job() {
-    new_job
-    spawn_rank "$JOB" 0 2 "$ERRCASE_BIN" drain
-    R0=$SPAWNED
-    spawn_rank "$JOB" 1 2 "$ERRCASE_BIN" drain
-    R1=$SPAWNED
-    wait_until 20 client_pending "$R0" all_sum || fail "rank 0 of $JOB never waited in all_sum"
 }
 
 # ---- mlxctl status ----

@@ -12,16 +12,8 @@ src=$(cd "$here/../.." && pwd)
 
 # ---- what a test needs, checked before the harness starts anything ----
 
-# needs TOOL:PACKAGE...: skips the test (status 77) without the tool.
-needs() {
-    local t
-    for t in "$@"; do
-        if ! command -v "${t%%:*}" >/dev/null 2>&1; then
-            echo "SKIP: ${t%%:*} is not installed (Debian package ${t#*:}; scripts/deps.sh installs it)"
-            exit 77
-        fi
-    done
-}
+# shellcheck source=testlib.sh
+source "$here/testlib.sh"        # needs TOOL:PACKAGE...
 
 # needs_libsystemd: skips the test when mlxd was built without libsystemd
 # (then it neither notifies nor adopts sockets, by design).
