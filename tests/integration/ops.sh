@@ -61,7 +61,7 @@ print([c["group"] for c in d["clients"] if c["job"] == sys.argv[2]][0])' "$T_OUT
     grep -qE "^ +$R0 +[0-9]+ +$JOB +0 +$gid " "$T_OUTF" || fail "the text view does not show group $gid for rank 0: $(cat "$T_OUTF")"
     # The group's end is logged with the same id.
     kill -KILL "$R1"
-    wait_until 10 grep -q "group $gid aborted" "$T_LOG" || fail "the log does not name group $gid as $gid"
+    wait_until 10 grep -qE "group $gid( |:)" "$T_LOG" || fail "the log does not name group $gid as $gid"
 }
 
 # A member waiting for less than a second is how a healthy job runs, not a
