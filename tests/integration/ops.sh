@@ -271,6 +271,7 @@ EOF
     prometheus --config.file="$T_DIR/prometheus.yml" --storage.tsdb.path="$T_DIR/prometheus-data" \
         --web.listen-address="127.0.0.1:$pport" >"$T_DIR/prometheus.log" 2>&1 &
     T_PIDS+=("$!")
+    # shellcheck disable=SC2034 # used by the eval below
     local q="http://127.0.0.1:$pport/api/v1/query?query=mlxd_ops_total"
     if ! wait_until 90 eval 'curl -sf "$q" >"$T_OUTF" && jq -e ".data.result[] | select(.metric.op == \"all_sum\" and .metric.job == \"mlxd\" and (.value[1] | tonumber) >= 2)" "$T_OUTF" >/dev/null'; then
         tail -n 30 "$T_DIR/prometheus.log"
