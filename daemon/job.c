@@ -111,6 +111,7 @@ static void job_free(struct server *s, struct job *j) {
         op_fail_group(s, g);
         group_free(s, g);
     }
+    status_job_ended(s, j);
     LIST_REMOVE(j, link);
     s->n_jobs--;
     free(j->hellos);
@@ -351,31 +352,23 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
         if (g->slots[i].state != SLOT_REMOTE && g->slots[i].token == h->attach_token)
             rank = i;
     if (!g || rank < 0 || g->job->uid != p->uid || g->slots[rank].pid != p->pid) {
-        server_reply_error(s, p, req->id, MLXD_EDENIED, "no group %llu with that token for this process",
+        server_reply_error(s, p, req->id, MLXD_EDENIED, "no group %016llx with that token for this process",
                            (unsigned long long) h->attach_group);
         return;
     }
     struct slot *sl = &g->slots[rank];
     if (sl->state != SLOT_UNATTACHED) {
-        server_reply_error(s, p, req->id, MLXD_EINVAL, "rank %d of group %llu is already attached", rank,
+        server_reply_error(s, p, req->id, MLXD_EINVAL, "rank %d of group %016llx is already attached", rank,
                            (unsigned long long) g->id);
         return;
     }
-    if (g->abort_code) {
-        server_reply_error(s, p, req->id, g->abort_code, "%s", g->abort_msg);
-        sl->state = SLOT_GONE;
-        g->live--;
-        job_gc(s, g->job);
-        return;
-    }
+    // A split completes for every member, whatever the others did since
+    // (left, died, the group aborted): only the ops issued later learn it.
     r = session_new(s, p, &se);
     if (r < 0) {
         // This member will never attach: the others must not wait for it.
         session_new_failed(s, p, req->id, r);
-        sl->state = SLOT_GONE;
-        g->live--;
-        group_abort(s, g, MLXD_EPEER, "rank %d (pid %d) could not attach to the group (a limit of the daemon)", rank,
-                    (int) p->pid);
+        group_depart(s, g, rank, NULL, "could not attach to the group (a limit of the daemon)");
         job_gc(s, g->job);
         return;
     }
@@ -407,8 +400,8 @@ void group_abort_now(struct server *s, struct group *g, int code, const char *te
         bool waiting = !TAILQ_EMPTY(&g->messages);
         for (int r = 0; r < g->size; r++)
             waiting |= g->slots[r].coll || g->slots[r].recv;
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llx aborted: %s", g->job->id,
-                (unsigned long long) g->id, text);
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group " WIRE_ID_FMT " aborted: %s", g->job->id, g->id,
+                text);
     }
     op_fail_group(s, g);
 }
@@ -451,12 +444,10 @@ void job_session_gone(struct server *s, struct session *se, int code, const char
             job_gc(s, j);
         return;
     }
-    struct slot *sl = &g->slots[se->rank];
-    sl->state = SLOT_GONE;
-    sl->session = NULL;
-    g->live--;
     se->group = NULL;
-    group_abort(s, g, code, "rank %d (pid %d) %s", se->rank, (int) se->peer.pid, why);
+    group_depart(s, g, se->rank, se, why);
+    if (code != MLXD_EPEER)
+        group_abort(s, g, code, "rank %d (pid %d) %s", se->rank, (int) se->peer.pid, why);
     job_gc(s, g->job);
 }
 
@@ -468,11 +459,8 @@ void job_process_gone(struct server *s, pid_t pid) {
         LIST_FOREACH(g, &j->groups, link) {
             for (int r = 0; r < g->size; r++) {
                 struct slot *sl = &g->slots[r];
-                if (sl->state == SLOT_UNATTACHED && sl->pid == pid) {
-                    sl->state = SLOT_GONE;
-                    g->live--;
-                    group_abort(s, g, MLXD_EPEER, "rank %d (pid %d) died before attaching", r, (int) pid);
-                }
+                if (sl->state == SLOT_UNATTACHED && sl->pid == pid)
+                    group_depart(s, g, r, NULL, "ended before attaching to the group");
             }
         }
         job_gc(s, j);

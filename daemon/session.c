@@ -53,6 +53,26 @@ bool peer_allowed(const struct server *s, const struct peer *p) {
     return p->gid == st.st_gid || process_in_group(p->pid, st.st_gid);
 }
 
+// The process's command line, arguments joined by spaces, cut to fit buf;
+// "" when it cannot be read (the process is gone, or another user's under
+// hidepid).
+static void read_cmdline(pid_t pid, char *buf, size_t size) {
+    char path[64];
+    buf[0] = '\0';
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    while (n > 0 && buf[n - 1] == '\0')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+}
+
 int session_new(struct server *s, const struct peer *p, struct session **ret) {
     if (s->n_sessions >= s->cfg.max_clients)
         return -EMFILE;
@@ -74,6 +94,7 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     }
     se->peer = *p;
     se->pidfd = fd;
+    read_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
     se->rank = -1;
     LIST_INSERT_HEAD(&s->sessions, se, link);
     s->n_sessions++;
@@ -97,12 +118,15 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     bool died = strncmp(why, "died", 4) == 0;
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
-    // Its own request, if any, is answered first (a dead peer just won't
-    // read it), so the group's abort below sees only the others. In a
-    // spanning group its collective stays, without anyone to answer: the
-    // other hosts may already run the op, which needs its input here.
+    // Nothing it handed over is lost: its collective in flight and its send
+    // held over the cap stay, without anyone to answer, and complete with
+    // the others (on a spanning group the other hosts may already run the
+    // op, which needs its input here). A receive of its own is answered now
+    // (a dead peer just won't read it).
     struct pending *p = se->pending;
-    if (p && se->group && se->group->spanning && p->kind == PENDING_OP) {
+    bool keep = p && p->kind == PENDING_OP && se->group && p->d.op != MLXD__OP_TYPE__OP_RECV &&
+                (code == MLXD_EPEER || se->group->spanning);
+    if (keep) {
         p->session = NULL;
         se->pending = NULL;
     } else if (p) {

@@ -336,7 +336,7 @@ static void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *ho
         goto oom;
     for (size_t i = 0; i < n; i++) {
         if (hosts[i] < 0 || hosts[i] >= w->size) {
-            log_error("Group %llx names world rank %d, outside the world", (unsigned long long) id, hosts[i]);
+            log_error("Group %016llx names world rank %d, outside the world", (unsigned long long) id, hosts[i]);
             free(sorted);
             return;
         }
@@ -372,17 +372,17 @@ static void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *ho
     if (r != MPI_SUCCESS) {
         char e[256];
         mpi_error_text(r, e, sizeof e);
-        log_error("Failed to create the communicator of group %llx: %s", (unsigned long long) id, e);
+        log_error("Failed to create the communicator of group %016llx: %s", (unsigned long long) id, e);
         g->comm = MPI_COMM_NULL;
     } else {
         MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
     }
     g->next = w->groups;
     w->groups = g;
-    log_debug("Group %llx spans %d hosts", (unsigned long long) id, ncomm);
+    log_debug("Group %016llx spans %d hosts", (unsigned long long) id, ncomm);
     return;
 oom:
-    log_error("Out of memory registering group %llx", (unsigned long long) id);
+    log_error("Out of memory registering group %016llx", (unsigned long long) id);
 }
 
 static void egroup_free(struct world *w, uint64_t id) {
@@ -588,7 +588,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
     case MLXD__OP_TYPE__OP_ALL_MIN:
         if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
-            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            snprintf(err, sizeof err, "group %016llx has no communicator on this host", (unsigned long long) go->group);
             break;
         }
         snprintf(err, sizeof err, "this host could not combine its members' part (out of memory)");
@@ -608,7 +608,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
     case MLXD__OP_TYPE__OP_ALL_GATHER:
         if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
-            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            snprintf(err, sizeof err, "group %016llx has no communicator on this host", (unsigned long long) go->group);
             break;
         }
         code = run_allgather(g, part, &result, err, sizeof err);
@@ -619,7 +619,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
         snprintf(err, sizeof err, "a Go for op %d, which is not a collective", part->d.op);
     }
     if (code < 0)
-        log_error("Group %llx: %s", (unsigned long long) go->group, err);
+        log_error("Group %016llx: %s", (unsigned long long) go->group, err);
     emit(w, WORLD_EVENT_GO, from, ctl, has_result ? &result : NULL, code, err);
     wmsg_free(part);
 }
@@ -643,7 +643,7 @@ static void run_fifo(struct world *w) {
                     if (!w->go_wait_since)
                         w->go_wait_since = now;
                     else if (now - w->go_wait_since > 10u * 1000000u) {
-                        log_warning("Group %llx op #%llu: waiting 10 s for this host's part",
+                        log_warning("Group %016llx op #%llu: waiting 10 s for this host's part",
                                     (unsigned long long) ctl->go->group, (unsigned long long) ctl->go->seq + 1);
                         w->go_wait_since = now;
                     }
@@ -703,6 +703,22 @@ static void post_p2p_recv(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
     w->receiving_tail = &in->next;
 }
 
+// A control message for the loop that must not overtake the P2P messages
+// from the same host received before it: queued behind them, without bytes.
+static void queue_in_order(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
+    struct p2p_in *in = calloc(1, sizeof *in);
+    if (!in) {
+        log_error("Out of memory queueing a control message from world rank %d; dropped it", from);
+        mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        return;
+    }
+    in->from = from;
+    in->ctl = ctl;
+    zmq_msg_init(&in->data);
+    *w->receiving_tail = in;
+    w->receiving_tail = &in->next;
+}
+
 static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
     const char *ignored = NULL;
     switch (ctl->body_case) {
@@ -738,6 +754,20 @@ static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
         w->fifo_tail = &it->next;
         break;
     }
+    case MLXD__CTL__CTL__BODY_DEPART:
+        // For the coordinator: where the member's collectives end. For this
+        // host: no message of that member comes after it, so it goes to the
+        // loop behind the messages whose bytes are still arriving.
+        if (w->coord && coord_handle(w->coord, from, ctl, wire_now_us(), &w->out, &ignored) < 0)
+            log_error("The coordinator ran out of memory handling a message from world rank %d", from);
+        else if (ignored)
+            log_debug("Coordinator ignored a message from world rank %d: %s", from, ignored);
+        flush_outbox(w);
+        if (from == w->rank)
+            mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        else
+            queue_in_order(w, from, ctl);
+        break;
     case MLXD__CTL__CTL__BODY_P2P:
         if (from == w->rank) {
             log_error("A p2p message from this daemon to itself; dropped it");
@@ -810,7 +840,12 @@ static void progress_p2p(struct world *w) {
         w->receiving = in->next;
         if (!w->receiving)
             w->receiving_tail = &w->receiving;
-        emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+        if (in->ctl->body_case == MLXD__CTL__CTL__BODY_P2P) {
+            emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+        } else {
+            zmq_msg_close(&in->data);
+            emit(w, WORLD_EVENT_CTL, in->from, in->ctl, NULL, 0, NULL);
+        }
         free(in->reqs);
         free(in);
     }

@@ -858,6 +858,9 @@ idle_world_sleeps() {
 
 # ---- dispatch ----
 
+# Other scripts source this one for its harness (lifetime_multihost.sh).
+[[ -n "${MH_AS_LIBRARY:-}" ]] && return 0
+
 [[ $# -eq 1 || ( $# -eq 2 && "$2" == --test-hosts ) ]] || fail "usage: multihost.sh TEST_NAME [--test-hosts]"
 if (( M_ON_HOSTS )) && { (( EUID != 0 )) || ! command -v ip >/dev/null; }; then
     log "SKIPPED: test hosts need root and iproute2"
