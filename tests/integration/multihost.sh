@@ -482,6 +482,16 @@ split_after_freed_split_works_on_every_host() {
     world_alive
 }
 
+# The lifetime tests' split race (lifecheck split_race: splits freed at
+# once, 20 times), with 5 ranks over 3 daemons (2+2+1). Needs LIFECHECK_BIN.
+split_freed_at_once_completes_on_three_daemons() {
+    : "${LIFECHECK_BIN:?LIFECHECK_BIN must name the lifecheck binary}"
+    start_world 3
+    new_job
+    launch_on 5 200 "0 1 2" -- "$LIFECHECK_BIN" split_race || fail "splits freed at once, 5 ranks over 3 daemons"
+    world_alive
+}
+
 large_all_sum_across_hosts() {
     start_world 2
     new_job
