@@ -41,6 +41,7 @@
  *       breaks the world (kills a host, cuts a link): it must fail, with
  *       MLXD_EPEER, MLXD_ETIMEDOUT or MLXD_EUNAVAILABLE, its message naming
  *       TEXT (a host; or one of several, "a|b"); prints "error_at_ms=T" (CLOCK_REALTIME).
+ *       $MH_TIMEOUT_MS, if set, is its deadline.
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -642,7 +643,10 @@ static bool mentions_any(const char *s, const char *any) {
 }
 
 static int mode_doomed(struct ctx *c, const char *file, const char *host, int mib) {
-    mlxd_group *g = init_or_die(c, NULL);
+    mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
+    if (getenv("MH_TIMEOUT_MS"))
+        o.timeout_ms = atoi(getenv("MH_TIMEOUT_MS"));
+    mlxd_group *g = init_or_die(c, &o);
     smoke_sum(c, g, "before");
     char ready[64];
     snprintf(ready, sizeof ready, "ready.%d", c->rank);

@@ -720,6 +720,45 @@ link_cut_gives_both_sides_an_error_and_the_world_recovers() {
     fail "within 60 s of the link coming back, the world neither served a new job nor exited"
 }
 
+# Links capped at 20 Mbit/s: job A (host 0, host 1) runs an all_sum of
+# 32 MiB, which keeps the engines of hosts 0 (the coordinator's) and 1 in
+# one MPI call for over 10 s. Meanwhile job B (host 1, host 2) calls all_sum
+# with a 2 s deadline: the coordinator cannot answer, so each daemon of B
+# fails its own member itself, 1 s after the deadline, naming host 0. The
+# network is fine (no host is lost). Then A completes and a new job runs.
+busy_coordinator_host_leaves_deadlines_to_each_daemon() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_RATE=20mbit
+    M_OP_TIMEOUT=120
+    start_world 3
+    local jb r a=() b=() t0
+    new_job
+    jb=$JOB
+    MH_TIMEOUT_MS=2000 spawn_rank "$jb" 0 2 1 "$MHCLIENT_BIN" doomed go "${HOSTS[0]}"
+    b+=("$SPAWNED")
+    MH_TIMEOUT_MS=2000 spawn_rank "$jb" 1 2 2 "$MHCLIENT_BIN" doomed go "${HOSTS[0]}"
+    b+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "job B (hosts 1 and 2) did not form within 30 s"
+    new_job
+    for r in 0 1; do
+        spawn_rank "$JOB" "$r" 2 "$r" "$OPCHECK_BIN" --large 32
+        a+=("$SPAWNED")
+    done
+    wait_until 60 clients_pending 0 "$JOB" all_sum 1 || fail "job A's rank 0 was not in its all_sum within 60 s"
+    wait_until 60 clients_pending 1 "$JOB" all_sum 1 || fail "job A's rank 1 was not in its all_sum within 60 s"
+    t0=$(now_ms)
+    touch "$M_DIR/go"
+    for r in 0 1; do
+        expect_exit "job B's rank $r (host $((r + 1))), its coordinator busy" "${b[r]}" 30 0
+        error_after "${b[r]}" "$t0" "job B's rank $r (host $((r + 1)))" 6000
+        grep -q 'did not answer' "${M_OUT[${b[r]}]}" || soft_fail "job B's rank $r: its error does not say the coordinator did not answer"
+    done
+    for r in 0 1; do
+        expect_exit "job A's rank $r, a 32 MiB all_sum at 20 Mbit/s" "${a[r]}" 300 0
+    done
+    next_job_works "a busy coordinator"
+}
+
 # With --max-mpi-stall 2 and links capped at 20 Mbit/s, an all_sum of 32 MiB
 # on 2 hosts keeps the engines in one MPI call for over 10 s: each daemon
 # answers its rank with MLXD_EUNAVAILABLE ("cannot make progress") and exits
