@@ -25,3 +25,9 @@ mlxd_launch_test(launch_hosts_runs_a_real_job 60)
 mlxd_launch_test(launch_hosts_rank_without_its_daemon_fails_naming_the_host 60)
 mlxd_launch_test(launch_hosts_failing_rank_stops_ranks_on_every_host 60)
 mlxd_launch_test(launch_hosts_ctrl_c_stops_ranks_on_every_host 60)
+
+# Remote ranks on a world of two daemons under mpirun, one per stand-in host.
+add_test(NAME launch_hostfile_runs_a_job_across_a_world_of_two
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/launch_multihost.sh launch_hostfile_runs_a_job_across_a_world_of_two)
+set_tests_properties(launch_hostfile_runs_a_job_across_a_world_of_two PROPERTIES
+  TIMEOUT 180 LABELS "integration;multihost" RESOURCE_LOCK mpi ENVIRONMENT "${MH_ENV}")
