@@ -145,9 +145,10 @@ static const struct command commands[] = {
     { "status", "mlxctl status [--json] [--world] [--socket EP] [--timeout S]", status_help, status_main },
     { "wait", "mlxctl wait [--socket EP] [--timeout S]", wait_help, wait_main },
     { "launch",
-      "mlxctl launch -n N [--job ID] [--socket EP | --daemons EP1,EP2,...] [--allow-singleton]\n"
-      "         [--max-restarts N] [--hosts H1[:S],... | --hostfile FILE] [--repeat-hosts K] [--rsh CMD]\n"
-      "         [--env K=V]... [--cwd DIR] [--prefix] [--timeout S] [--] CMD [ARGS...]",
+      "mlxctl launch -n N [--job ID] [--socket EP | --daemons EP1,EP2,...]\n"
+      "         [--allow-singleton] [--max-restarts N] [--hosts H1[:S],... | --hostfile FILE]\n"
+      "         [--repeat-hosts K] [--rsh CMD] [--env K=V]... [--cwd DIR] [--prefix]\n"
+      "         [--timeout S] [--] CMD [ARGS...]",
       launch_help, launch_main },
     { "help", "mlxctl help [COMMAND]", help_help, help_main },
 };
