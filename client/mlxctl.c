@@ -146,9 +146,9 @@ static const struct command commands[] = {
     { "wait", "mlxctl wait [--socket EP] [--timeout S]", wait_help, wait_main },
     { "launch",
       "mlxctl launch -n N [--job ID] [--socket EP | --daemons EP1,EP2,...]\n"
-      "         [--allow-singleton] [--max-restarts N] [--hosts H1[:S],... | --hostfile F]\n"
-      "         [--repeat-hosts K] [--rsh CMD] [--env K=V]... [--cwd DIR] [--prefix]\n"
-      "         [--timeout S] [--] CMD [ARGS...]",
+      "         [--allow-singleton] [--hosts H1[:S],... | --hostfile FILE]\n"
+      "         [--repeat-hosts K] [--rsh CMD] [--env K=V]... [--cwd DIR]\n"
+      "         [--max-restarts N] [--prefix] [--timeout S] [--] CMD [ARGS...]",
       launch_help, launch_main },
     { "help", "mlxctl help [COMMAND]", help_help, help_main },
 };
