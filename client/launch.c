@@ -198,18 +198,20 @@ static bool daemon_answers(const struct launcher *l, const char *endpoint) {
     return wait_run(&w) == MLXCTL_EXIT_OK;
 }
 
-// Every daemon a rank here uses answers (each one asked once).
+// Every daemon listed in --daemons (each asked once), else the one endpoint
+// of the ranks here, answers.
 static bool daemons_answer(const struct launcher *l) {
     const struct launch_opts *o = l->o;
     bool ok = true;
     if (o->hosts)
         return true;                // each remote side asks its own daemon
-    for (int i = 0; i < o->n; i++) {
-        const char *ep = rank_endpoint(o, i);
+    if (!o->daemons)
+        return daemon_answers(l, o->default_endpoint);
+    for (size_t i = 0; i < o->n_daemons; i++) {
         bool seen = false;
-        for (int k = 0; k < i && !seen; k++)
-            seen = strcmp(rank_endpoint(o, k), ep) == 0;
-        if (!seen && !daemon_answers(l, ep))
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = strcmp(o->daemons[k], o->daemons[i]) == 0;
+        if (!seen && !daemon_answers(l, o->daemons[i]))
             ok = false;
     }
     return ok;

@@ -190,11 +190,15 @@ launch_ctrl_c_is_an_interrupt_not_a_rank_failure() {
 launch_max_restarts_runs_a_new_job_after_a_failure() {
     start_daemon
     local rc=0
-    # Rank 1 fails on attempt 0 only; rank 0 waits in the job for it until
-    # stopped. Attempt 1 is a real job of both.
+    # Rank 1 fails on attempt 0 only, once rank 0 has said what it saw;
+    # rank 0 waits in the job for it until stopped. Attempt 1 is a real job
+    # of both.
     "$MLXCTL_BIN" launch -n 2 --max-restarts 2 -- sh -c '
         echo "$MLXD_ATTEMPT $MLXD_JOB" >>"$MLXT_DIR/attempts.$MLXD_RANK"
-        [ "$MLXD_ATTEMPT" = 0 ] && [ "$MLXD_RANK" = 1 ] && exit 5
+        if [ "$MLXD_ATTEMPT" = 0 ] && [ "$MLXD_RANK" = 1 ]; then
+            until [ -s "$MLXT_DIR/attempts.0" ]; do sleep 0.02; done
+            exit 5
+        fi
         exec "$0" smoke' "$ERRCASE_BIN" 2>"$T_ERRF" || rc=$?
     cat "$T_ERRF"
     expect_status "launch --max-restarts 2 with a failure on attempt 0" 0 "$rc"
