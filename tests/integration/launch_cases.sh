@@ -31,7 +31,9 @@ start_host() {
     local name=$1 ep="ipc://$T_DIR/h-$1.sock"
     FAKE_RSH_HOSTS+=" $name=$ep"
     [[ ${2:-} == --no-daemon ]] && return 0
-    "$MLXD_BIN" --socket "$ep" --op-timeout "$T_OP_TIMEOUT" --log-level debug >>"$T_DIR/h-$name.log" 2>&1 &
+    mkdir -p "$T_DIR/ompi-$name"
+    OMPI_MCA_orte_tmpdir_base="$T_DIR/ompi-$name" \
+        "$MLXD_BIN" --socket "$ep" --op-timeout "$T_OP_TIMEOUT" --log-level debug >>"$T_DIR/h-$name.log" 2>&1 &
     H_PID[$name]=$!
     "$MLXCTL_BIN" wait --socket "$ep" --timeout 10 >/dev/null || fail "the daemon of host $name did not answer"
 }
