@@ -479,6 +479,7 @@ struct child_error {
 };
 
 // In the child, between fork and exec: only async-signal-safe calls.
+// stdin_fd becomes standard input; -1 is /dev/null, -2 keeps mlxctl's.
 static void __attribute__((noreturn))
 child_exec(struct launcher *l, int i, pid_t parent, int fds[2][2], int stdin_fd, int errfd, char *const *argv) {
     struct child_error ce = { 0 };
