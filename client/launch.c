@@ -11,6 +11,7 @@
  * and no job of its own), which watches the agent's connection on its
  * standard input: closing that pipe here stops the rank there. */
 #include "mlxctl.h"
+#include "launch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,22 +51,10 @@ extern char **environ;
 // launch refuses to start.
 #define CHECK_TIMEOUT_MS 5000
 
-// Longest line --prefix holds back; a longer one is passed on in pieces.
-#define LINE_CAP (64 * 1024)
-
 #define JOB_ID_MAX 128
 
 // The signals that stop a launch (and are passed on to the ranks).
 static const int stopping[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-
-// One output stream of a rank under --prefix.
-struct stream {
-    int fd;                         // read end of the rank's pipe; -1 once closed
-    int out;                        // where its lines go: 1 or 2
-    char *buf;                      // LINE_CAP bytes, the line so far
-    size_t len;
-    bool midline;                   // a piece of this line went out already
-};
 
 struct rank {
     pid_t pid;                      // also its process group; 0 if never started
@@ -108,7 +96,7 @@ struct launcher {
     struct sigaction old_sigpipe;
     struct rlimit old_nofile;       // restored in the ranks when raised here
     bool nofile_raised;
-    bool out_broken[3];             // by fd: writes to it failed, output is dropped
+    struct output out;              // where the output of --prefix goes
     char self[PATH_MAX];            // this mlxctl, for remote command lines ("" if unknown)
     char here[PATH_MAX];            // the working directory ("" if unknown)
     char **agent_env;               // the agents' environment: ours without MLXD_*
@@ -226,106 +214,6 @@ static const char *signal_name(int sig, char *buf, size_t size) {
     return buf;
 }
 
-/* ---- output of --prefix ---- */
-
-// Writes all of iov to fd; false when fd is gone (then output to it is
-// dropped, so that ranks never block on a reader that left).
-static bool write_all(int fd, struct iovec *iov, int n) {
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd p = { .fd = fd, .events = POLLOUT };
-                poll(&p, 1, -1);
-                continue;
-            }
-            return false;
-        }
-        while (n > 0 && (size_t) w >= iov->iov_len) {
-            w -= (ssize_t) iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *) iov->iov_base + w;
-            iov->iov_len -= (size_t) w;
-        }
-    }
-    return true;
-}
-
-// Emits len bytes of s's line, starting with the prefix unless this line
-// already started, ending with a newline when end_line.
-static void emit(struct launcher *l, int rank, struct stream *s, const char *data, size_t len, bool end_line) {
-    char prefix[32];
-    struct iovec iov[3];
-    int n = 0;
-    if (!s->midline) {
-        int p = snprintf(prefix, sizeof prefix, "[%d] ", rank);
-        iov[n++] = (struct iovec) { prefix, (size_t) p };
-    }
-    if (len)
-        iov[n++] = (struct iovec) { (void *) data, len };
-    if (end_line)
-        iov[n++] = (struct iovec) { "\n", 1 };
-    s->midline = !end_line;
-    if (!l->out_broken[s->out] && !write_all(s->out, iov, n))
-        l->out_broken[s->out] = true;
-}
-
-// Passes on every complete line in s's buffer; a full buffer without a
-// newline goes out as a piece of a line.
-static void flush_lines(struct launcher *l, int rank, struct stream *s) {
-    size_t start = 0;
-    for (;;) {
-        char *nl = memchr(s->buf + start, '\n', s->len - start);
-        if (!nl)
-            break;
-        size_t end = (size_t) (nl - s->buf);
-        emit(l, rank, s, s->buf + start, end - start, true);
-        start = end + 1;
-    }
-    memmove(s->buf, s->buf + start, s->len - start);
-    s->len -= start;
-    if (s->len == LINE_CAP) {
-        emit(l, rank, s, s->buf, s->len, false);
-        s->len = 0;
-    }
-}
-
-static void stream_close(struct launcher *l, int rank, struct stream *s) {
-    if (s->fd < 0)
-        return;
-    // A last line without its newline still gets one, so that the next
-    // rank's line starts on a line of its own.
-    if (s->len > 0 || s->midline)
-        emit(l, rank, s, s->buf, s->len, true);
-    s->len = 0;
-    close(s->fd);
-    s->fd = -1;
-}
-
-// Reads what the pipe holds (it is nonblocking); returns true when there
-// may be more.
-static bool stream_read(struct launcher *l, int rank, struct stream *s) {
-    if (s->fd < 0)
-        return false;
-    ssize_t r = read(s->fd, s->buf + s->len, LINE_CAP - s->len);
-    if (r < 0 && errno == EINTR)
-        return true;
-    if (r < 0 && errno == EAGAIN)
-        return false;
-    if (r <= 0) {
-        stream_close(l, rank, s);
-        return false;
-    }
-    s->len += (size_t) r;
-    flush_lines(l, rank, s);
-    return true;
-}
-
 /* ---- the ranks ---- */
 
 // Sends sig to everything in rank's process group.
@@ -428,7 +316,7 @@ static void rank_exited(struct launcher *l, int i, int status) {
         return;
     // The rank's last words (often why it failed) come before the verdict.
     for (int k = 0; k < 2; k++)
-        while (stream_read(l, i, &r->streams[k]))
+        while (launch_stream_read(&l->out, i, &r->streams[k]))
             ;
     // The first failure decides the exit status; later ones are mostly our
     // own SIGTERM and would only be noise.
@@ -574,7 +462,7 @@ static int spawn(struct launcher *l, int i, bool stdin_to_rank0) {
     }
     if (o->prefix) {
         for (int k = 0; k < 2; k++) {
-            r->streams[k].buf = malloc(LINE_CAP);
+            r->streams[k].buf = malloc(LAUNCH_LINE_CAP);
             if (!r->streams[k].buf) {
                 e = ENOMEM;
                 goto fail;
@@ -746,7 +634,7 @@ static void run_loop(struct launcher *l) {
         owner = NULL;
         for (int i = 0; i < l->o->n; i++)
             for (int k = 0; k < 2; k++)
-                stream_close(l, i, &l->ranks[i].streams[k]);
+                launch_stream_close(&l->out, i, &l->ranks[i].streams[k]);
     }
 
     for (;;) {
@@ -804,12 +692,12 @@ static void run_loop(struct launcher *l) {
         for (int m = link_at >= 0 ? 2 : 1; m < n; m++)
             if (p[m].revents) {
                 int i = owner[m] / 2, k = owner[m] % 2;
-                stream_read(l, i, &l->ranks[i].streams[k]);
+                launch_stream_read(&l->out, i, &l->ranks[i].streams[k]);
             }
     }
     for (int i = 0; i < l->o->n; i++)
         for (int k = 0; k < 2; k++)
-            stream_close(l, i, &l->ranks[i].streams[k]);
+            launch_stream_close(&l->out, i, &l->ranks[i].streams[k]);
     free(pfds);
     free(owner);
 }
