@@ -586,6 +586,18 @@ idle_world_sleeps() {
     world_alive
 }
 
+# ---- MLX's own mpi backend (mpi/, libmlxd_mpi.so) over several daemons ----
+
+mpi_backend_four_ranks_two_daemons() {
+    : "${LOADER_BIN:?}" "${MLX_MPI_LIBNAME:?}"
+    start_world 2
+    new_job
+    launch_on 4 200 "0 1" -- "$LOADER_BIN" check || fail "MLX's mpi calls in a job of 4 over 2 daemons (2+2)"
+    expect_hellos "$JOB" 0 0 1
+    expect_hellos "$JOB" 1 2 3
+    world_alive
+}
+
 # ---- dispatch ----
 
 [[ $# -eq 1 ]] || fail "usage: multihost.sh TEST_NAME"
