@@ -63,6 +63,22 @@ mpi_library_exports_exactly_what_mlx_loads() {
     env -u LD_LIBRARY_PATH "$LOADER_BIN" single || fail "the loader cannot load $MLX_MPI_LIBNAME by itself"
 }
 
+# Installed in the libdir, it finds the installed libmlxd beside it.
+mpi_installed_library_finds_libmlxd_beside_it() {
+    local p=$T_DIR/inst lib
+    : "${BUILD_DIR:?}"
+    log "cmake --install $BUILD_DIR --prefix $p"
+    cmake --install "$BUILD_DIR" --prefix "$p" >"$T_DIR/install.log" 2>&1 || { cat "$T_DIR/install.log"; fail "cmake --install failed"; }
+    lib=$(find "$p" -name libmlxd_mpi.so | head -n 1)
+    [[ -n "$lib" ]] || fail "libmlxd_mpi.so is not installed under $p"
+    [[ -e "$(dirname "$lib")/libmlxd.so.0" ]] || fail "libmlxd.so.0 is not installed beside $lib"
+    env -u LD_LIBRARY_PATH ldd "$lib" | grep -q "libmlxd.so.0 => $(dirname "$lib")/" ||
+        fail "$lib does not resolve the libmlxd beside it: $(ldd "$lib" | grep mlxd)"
+    start_daemon
+    MLX_MPI_LIBNAME=$lib launch 2 110 -- env -u LD_LIBRARY_PATH "$LOADER_BIN" check ||
+        fail "the loader with the installed library in a job of 2"
+}
+
 # ---- every op on every dtype, with MLX's call patterns ----
 
 mpi_backend_two_ranks_one_daemon() {
