@@ -81,23 +81,16 @@ mpi_installed_library_finds_libmlxd_beside_it() {
 
 # ---- every op on every dtype, with MLX's call patterns ----
 
-mpi_backend_two_ranks_one_daemon() {
+# loader_job N TIMEOUT_S: the loader's whole check in a job of N on one daemon.
+loader_job() {
     start_daemon
-    launch 2 110 -- "$LOADER_BIN" check || fail "the loader in a job of 2"
+    launch "$1" "$2" -- "$LOADER_BIN" check || fail "the loader in a job of $1"
     daemon_alive
 }
 
-mpi_backend_three_ranks_one_daemon() {
-    start_daemon
-    launch 3 140 -- "$LOADER_BIN" check || fail "the loader in a job of 3"
-    daemon_alive
-}
-
-mpi_backend_four_ranks_one_daemon() {
-    start_daemon
-    launch 4 170 -- "$LOADER_BIN" check || fail "the loader in a job of 4"
-    daemon_alive
-}
+mpi_backend_two_ranks_one_daemon() { loader_job 2 110; }
+mpi_backend_three_ranks_one_daemon() { loader_job 3 140; }
+mpi_backend_four_ranks_one_daemon() { loader_job 4 170; }
 
 mpi_backend_three_ranks_under_mpirun() {
     start_daemon
