@@ -76,7 +76,7 @@ static struct {
     MPI_Datatype t_f16, t_bf16;
 } mpi;
 
-static int rank = -1, size = -1, failures;
+static int rank = -1, size = -1, failures, checks;
 static const char *mode = "check";
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -390,6 +390,7 @@ static void fill(const struct dt *d, enum red red, int r, void *buf, int n) {
 }
 
 static bool same(const struct dt *d, const char *what, const void *got, const void *want, int n) {
+    checks++;
     for (int i = 0; i < n; i++) {
         const uint8_t *g = (const uint8_t *) got + (size_t) i * d->size, *w = (const uint8_t *) want + (size_t) i * d->size;
         if (memcmp(g, w, d->size) != 0) {
@@ -536,6 +537,21 @@ static int check(void) {
     check_reductions(mpi.world, rank, size, world_of);
     check_gather_and_p2p(mpi.world, rank, size, world_of);
     check_splits();
+
+    // A 4 MiB all_sum in place, large enough for libmlxd's shared memory.
+    enum { BIG = 1 << 20 };
+    float *big = malloc(BIG * sizeof *big);
+    if (!big)
+        return 2;
+    for (int i = 0; i < BIG; i++)
+        big[i] = (float) ((i % 1000) + rank);
+    mpi.all_reduce(MPI_IN_PLACE, big, BIG, mpi.t_f32, mpi.op_sum, mpi.world);
+    for (int i = 0; i < BIG; i++)
+        if (big[i] != (float) (size * (i % 1000) + size * (size - 1) / 2)) {
+            FAIL("float32 all_sum of %d elements: element %d is %g", BIG, i, big[i]);
+            break;
+        }
+    free(big);
     return 0;
 }
 
@@ -731,6 +747,6 @@ int main(int argc, char **argv) {
     if (failures)
         return 2;
     if (rc == 0)
-        say("ok");
+        say("ok (%d results checked)", checks);
     return rc;
 }
