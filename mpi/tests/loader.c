@@ -54,6 +54,8 @@ typedef struct ompi_status_public_t {
     size_t _ucount;
 } MPI_Status;
 
+#include "mlx_ops.h"
+
 static struct {
     void *handle;
     int (*init)(int *, char ***);
@@ -152,81 +154,6 @@ static void load(void) {
     LOAD_OBJECT(ompi_mpi_float, mpi.t_f32);
     LOAD_OBJECT(ompi_mpi_double, mpi.t_f64);
     LOAD_OBJECT(ompi_mpi_c_complex, mpi.t_c64);
-}
-
-/* ---- MLX's reduction functions, written as MLX writes them ---- */
-
-// MLX's float16_t on x86 converts to float and back (round to nearest
-// even); _Float16 does the same.
-typedef _Float16 f16;
-typedef struct { uint16_t bits; } bf16;
-typedef struct { float re, im; } c64;
-
-static float bf16_to_float(bf16 x) {
-    uint32_t u = (uint32_t) x.bits << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static bf16 bf16_from_float(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if (isnan(f))
-        return (bf16) { (uint16_t) ((u >> 16) | 0x40) };
-    return (bf16) { (uint16_t) ((u + (0x7fff + ((u >> 16) & 1))) >> 16) };
-}
-
-static bool bf16_less(bf16 a, bf16 b) { return bf16_to_float(a) < bf16_to_float(b); }
-// complex64_t's operator<: by real part, then imaginary part.
-static bool c64_less(c64 a, c64 b) { return b.re > a.re || (b.re == a.re && b.im > a.im); }
-
-static void sum_f16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    f16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc += *in;
-}
-static void sum_bf16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    bf16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = bf16_from_float(bf16_to_float(*acc) + bf16_to_float(*in));
-}
-// std::max(a, b) is (a < b) ? b : a; std::min(a, b) is (b < a) ? b : a.
-static void max_f16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    f16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = (*acc < *in) ? *in : *acc;
-}
-static void max_bf16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    bf16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = bf16_less(*acc, *in) ? *in : *acc;
-}
-static void max_c64(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    c64 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = c64_less(*acc, *in) ? *in : *acc;
-}
-static void min_f16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    f16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = (*in < *acc) ? *in : *acc;
-}
-static void min_bf16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    bf16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = bf16_less(*in, *acc) ? *in : *acc;
-}
-static void min_c64(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    c64 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc = c64_less(*in, *acc) ? *in : *acc;
-}
-// None of MLX's: a product.
-static void prod_f16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
-    f16 *in = input, *acc = accumulator;
-    for (int n = *len; n-- > 0; acc++, in++)
-        *acc *= *in;
 }
 
 // MLX's init_safe: MPI_Init, then the custom types and ops.
