@@ -40,21 +40,21 @@ static int (*const reductions[MPI_RED_MAX_])(mlxd_group *, const mlxd_array *, m
 // written at once, then _exit(1).
 __attribute__((noreturn, format(printf, 3, 4)))
 static void fatal(const char *call, const struct mpi_comm *c, const char *fmt, ...) {
-    char line[2048];
-    int n = snprintf(line, sizeof line, "mlxd: %s on rank ", call);
+    char rank[24] = "?", split[80] = "", msg[1536], line[1800];
     int r = atomic_load(&world_rank);
-    n += r >= 0 ? snprintf(line + n, sizeof line - n, "%d", r) : snprintf(line + n, sizeof line - n, "?");
+    if (r >= 0)
+        snprintf(rank, sizeof rank, "%d", r);
     if (c && c != &ompi_mpi_comm_world)
-        n += snprintf(line + n, sizeof line - n, " (rank %d of %d in a split communicator)", c->rank, c->size);
-    n += snprintf(line + n, sizeof line - n, ": ");
+        snprintf(split, sizeof split, " (rank %d of %d in a split communicator)", c->rank, c->size);
     va_list ap;
     va_start(ap, fmt);
-    if (n < (int) sizeof line)
-        n += vsnprintf(line + n, sizeof line - n, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (n > (int) sizeof line - 2)
-        n = (int) sizeof line - 2;
-    line[n++] = '\n';
+    int n = snprintf(line, sizeof line, "mlxd: %s on rank %s%s: %s\n", call, rank, split, msg);
+    if (n < 0 || n >= (int) sizeof line) {
+        n = (int) sizeof line - 1;
+        line[n - 1] = '\n';
+    }
     fflush(stdout);
     while (write(STDERR_FILENO, line, (size_t) n) < 0 && errno == EINTR) {
     }
