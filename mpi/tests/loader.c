@@ -465,6 +465,15 @@ static int check(void) {
     check_gather_and_p2p(mpi.world, rank, size, world_of);
     check_splits();
 
+    // Empty arrays (MLX dispatches them too): nothing to move, no failure.
+    float none[1] = { 42 };
+    mpi.all_reduce(none, none + 1, 0, mpi.t_f32, mpi.op_sum, mpi.world);
+    mpi.all_reduce(MPI_IN_PLACE, none, 0, mpi.t_f16, mpi.op_max_f16, mpi.world);
+    mpi.all_gather(none, 0, mpi.t_f32, none + 1, 0, mpi.t_f32, mpi.world);
+    if (none[0] != 42)
+        FAIL("an empty all_sum wrote its buffer");
+    checks++;
+
     // A 4 MiB all_sum in place, large enough for libmlxd's shared memory.
     enum { BIG = 1 << 20 };
     float *big = malloc(BIG * sizeof *big);
