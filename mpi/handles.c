@@ -11,9 +11,9 @@
 
 #include "mpi_impl.h"
 
-#define PREDEFINED_TYPE(sym, mpi_name, dtype) \
-    MLXD_MPI_EXPORT struct mpi_type sym = { .name = mpi_name, .base = dtype, .nbase = 1, \
-                                            .predefined = true, .committed = true }
+#define PREDEFINED_TYPE(sym, mpi_name, dtype)                                                                          \
+    MLXD_MPI_EXPORT struct mpi_type sym = {                                                                            \
+        .name = mpi_name, .base = dtype, .nbase = 1, .predefined = true, .committed = true}
 
 PREDEFINED_TYPE(ompi_mpi_c_bool, "MPI_C_BOOL", MLXD_BOOL);
 PREDEFINED_TYPE(ompi_mpi_int8_t, "MPI_INT8_T", MLXD_INT8);
@@ -29,19 +29,19 @@ PREDEFINED_TYPE(ompi_mpi_double, "MPI_DOUBLE", MLXD_FLOAT64);
 PREDEFINED_TYPE(ompi_mpi_c_complex, "MPI_C_COMPLEX", MLXD_COMPLEX64);
 
 static const struct mpi_type *const predefined_types[] = {
-    &ompi_mpi_c_bool, &ompi_mpi_int8_t, &ompi_mpi_uint8_t, &ompi_mpi_int16_t,
+    &ompi_mpi_c_bool,   &ompi_mpi_int8_t,  &ompi_mpi_uint8_t,  &ompi_mpi_int16_t,
     &ompi_mpi_uint16_t, &ompi_mpi_int32_t, &ompi_mpi_uint32_t, &ompi_mpi_int64_t,
-    &ompi_mpi_uint64_t, &ompi_mpi_float, &ompi_mpi_double, &ompi_mpi_c_complex,
+    &ompi_mpi_uint64_t, &ompi_mpi_float,   &ompi_mpi_double,   &ompi_mpi_c_complex,
 };
 
-#define PREDEFINED_OP(sym, mpi_name, reduction) \
-    MLXD_MPI_EXPORT struct mpi_op sym = { .name = mpi_name, .red = reduction, .predefined = true }
+#define PREDEFINED_OP(sym, mpi_name, reduction)                                                                        \
+    MLXD_MPI_EXPORT struct mpi_op sym = {.name = mpi_name, .red = reduction, .predefined = true}
 
 PREDEFINED_OP(ompi_mpi_op_sum, "MPI_SUM", MPI_RED_SUM);
 PREDEFINED_OP(ompi_mpi_op_max, "MPI_MAX", MPI_RED_MAX);
 PREDEFINED_OP(ompi_mpi_op_min, "MPI_MIN", MPI_RED_MIN);
 
-MLXD_MPI_EXPORT struct mpi_comm ompi_mpi_comm_world = { .lock = PTHREAD_MUTEX_INITIALIZER };
+MLXD_MPI_EXPORT struct mpi_comm ompi_mpi_comm_world = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mpi_type *derived_types;
@@ -49,7 +49,7 @@ static struct mpi_op *user_ops;
 static struct mpi_comm *split_comms;
 
 const char *mpi_red_name(enum mpi_red r) {
-    static const char *const names[MPI_RED_MAX_] = { "sum", "max", "min" };
+    static const char *const names[MPI_RED_MAX_] = {"sum", "max", "min"};
     return r >= 0 && r < MPI_RED_MAX_ ? names[r] : "invalid";
 }
 

@@ -28,18 +28,20 @@ enum { STATE_BEFORE_INIT, STATE_INITIALIZED, STATE_FINALIZED };
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int state = STATE_BEFORE_INIT;
-static _Atomic int world_rank = -1;    // for messages: the job rank, once known
+static _Atomic int world_rank = -1; // for messages: the job rank, once known
 
 static int (*const reductions[MPI_RED_MAX_])(mlxd_group *, const mlxd_array *, mlxd_array *) = {
-    mlxd_all_sum, mlxd_all_max, mlxd_all_min,
+    mlxd_all_sum,
+    mlxd_all_max,
+    mlxd_all_min,
 };
 
 /* ---- the fatal error path ---- */
 
 // "mlxd: CALL on rank R[ (rank r of n in a split communicator)]: MESSAGE",
 // written at once, then _exit(1).
-__attribute__((noreturn, format(printf, 3, 4)))
-static void fatal(const char *call, const struct mpi_comm *c, const char *fmt, ...) {
+__attribute__((noreturn, format(printf, 3, 4))) static void fatal(const char *call, const struct mpi_comm *c,
+                                                                  const char *fmt, ...) {
     char rank[24] = "?", split[80] = "", msg[1536], line[1800];
     int r = atomic_load(&world_rank);
     if (r >= 0)
@@ -62,8 +64,8 @@ static void fatal(const char *call, const struct mpi_comm *c, const char *fmt, .
 }
 
 // A libmlxd failure: the code's name and the daemon's words for it.
-__attribute__((noreturn))
-static void fatal_mlxd(const char *call, const struct mpi_comm *c, int err, const char *detail) {
+__attribute__((noreturn)) static void fatal_mlxd(const char *call, const struct mpi_comm *c, int err,
+                                                 const char *detail) {
     const char *s = mlxd_strerror(err);
     const char *colon = strchr(s, ':');
     if (detail && *detail && colon)
@@ -79,7 +81,8 @@ static struct mpi_comm *comm_ref(const char *call, MPI_Comm comm) {
     if (!c) {
         int st = atomic_load(&state);
         if (comm == &ompi_mpi_comm_world && st != STATE_INITIALIZED)
-            fatal(call, NULL, "MLXD_EINVAL: called %s", st == STATE_BEFORE_INIT ? "before MPI_Init" : "after MPI_Finalize");
+            fatal(call, NULL, "MLXD_EINVAL: called %s",
+                  st == STATE_BEFORE_INIT ? "before MPI_Init" : "after MPI_Finalize");
         fatal(call, NULL, "MLXD_EINVAL: communicator %p is not one this library made, or was freed", comm);
     }
     return c;
@@ -100,8 +103,10 @@ static void comm_leave(struct mpi_comm *c) {
 static const struct mpi_type *type_check(const char *call, const struct mpi_comm *c, MPI_Datatype t) {
     const struct mpi_type *type = mpi_type_get(t);
     if (!type)
-        fatal(call, c, "MLXD_EINVAL: datatype %p is not one this library knows (the predefined types MLX uses, "
-              "or MPI_Type_contiguous of them)", t);
+        fatal(call, c,
+              "MLXD_EINVAL: datatype %p is not one this library knows (the predefined types MLX uses, "
+              "or MPI_Type_contiguous of them)",
+              t);
     if (!type->committed)
         fatal(call, c, "MLXD_EINVAL: %s %p was not committed (MPI_Type_commit)", type->name, t);
     return type;
@@ -118,7 +123,7 @@ static size_t type_bytes(const struct mpi_type *t) {
 
 // A 1-d array of n elements of dtype at data.
 static mlxd_array vec(mlxd_dtype dtype, int64_t n, const void *data) {
-    mlxd_array a = { .dtype = dtype, .ndim = 1, .shape = { n }, .data = (void *) data };
+    mlxd_array a = {.dtype = dtype, .ndim = 1, .shape = {n}, .data = (void *) data};
     return a;
 }
 
@@ -189,8 +194,8 @@ int MPI_Init(int *argc, char ***argv) {
         // libmlxd fell back to a singleton: say so once, since this rank
         // will now run alone.
         char line[600];
-        int n = snprintf(line, sizeof line, "mlxd: MPI_Init on rank %d: %s\n", atomic_load(&world_rank),
-                         mlxd_init_error());
+        int n =
+            snprintf(line, sizeof line, "mlxd: MPI_Init on rank %d: %s\n", atomic_load(&world_rank), mlxd_init_error());
         if (write(STDERR_FILENO, line, (size_t) (n < (int) sizeof line ? n : (int) sizeof line - 1)) < 0) {
         }
     }
@@ -252,7 +257,7 @@ int MPI_Comm_split(MPI_Comm comm, int color, int key, MPI_Comm *newcomm) {
     struct mpi_comm *c = comm_enter(call, comm);
     if (color < 0 && color != MPI_UNDEFINED)
         fatal(call, c, "MLXD_EINVAL: color %d is negative (and not MPI_UNDEFINED)", color);
-    int32_t mine[2] = { color, key };
+    int32_t mine[2] = {color, key};
     int32_t *all = malloc(sizeof mine * (size_t) c->size);
     if (!all)
         fatal(call, c, "MLXD_ENOMEM: out of memory");
@@ -340,16 +345,17 @@ int MPI_Op_create(MPI_User_function *function, int commute, MPI_Op *op) {
 
 /* ---- collectives and point to point ---- */
 
-int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op,
-                  MPI_Comm comm) {
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op, MPI_Comm comm) {
     static const char call[] = "MPI_Allreduce";
     struct mpi_comm *c = comm_enter(call, comm);
     const struct mpi_type *t = type_check(call, c, datatype);
     const struct mpi_op *o = mpi_op_get(op);
     count_check(call, c, "count", count);
     if (!o)
-        fatal(call, c, "MLXD_EINVAL: op %p is not one this library knows (MPI_SUM, MPI_MAX, MPI_MIN, or "
-              "MPI_Op_create's)", op);
+        fatal(call, c,
+              "MLXD_EINVAL: op %p is not one this library knows (MPI_SUM, MPI_MAX, MPI_MIN, or "
+              "MPI_Op_create's)",
+              op);
     mlxd_dtype dtype;
     if (o->predefined) {
         // A predefined op on a derived type (MLX's float16 is 2 x uint8)
@@ -363,8 +369,7 @@ int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype da
             fatal(call, c, "MLXD_EINVAL: cannot tell which reduction op %p is: %s", op, o->why);
         if (type_bytes(t) != mlxd_dtype_size(o->dtype))
             fatal(call, c, "MLXD_EINVAL: the user op (%s %s) was given %s of %zu bytes, not %zu",
-                  mlxd_dtype_name(o->dtype), mpi_red_name(o->red), t->name, type_bytes(t),
-                  mlxd_dtype_size(o->dtype));
+                  mlxd_dtype_name(o->dtype), mpi_red_name(o->red), t->name, type_bytes(t), mlxd_dtype_size(o->dtype));
         dtype = o->dtype;
     }
     mlxd_array x = vec(dtype, count, sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf);
@@ -396,9 +401,9 @@ int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, voi
         const struct mpi_type *st = type_check(call, c, sendtype);
         count_check(call, c, "sendcount", sendcount);
         if (st->base != rt->base || st->nbase * sendcount != n)
-            fatal(call, c, "MLXD_EINVAL: sends %d x %s (%lld %s) but receives %d x %s (%lld %s) per rank",
-                  sendcount, st->name, (long long) (st->nbase * sendcount), mlxd_dtype_name(st->base),
-                  recvcount, rt->name, (long long) n, mlxd_dtype_name(rt->base));
+            fatal(call, c, "MLXD_EINVAL: sends %d x %s (%lld %s) but receives %d x %s (%lld %s) per rank", sendcount,
+                  st->name, (long long) (st->nbase * sendcount), mlxd_dtype_name(st->base), recvcount, rt->name,
+                  (long long) n, mlxd_dtype_name(rt->base));
     }
     mlxd_array x = vec(rt->base, n, sendbuf), out = vec(rt->base, n * c->size, recvbuf);
     int r = mlxd_all_gather(c->g, &x, &out);
@@ -434,8 +439,7 @@ int MPI_Send(const void *buf, int count, MPI_Datatype datatype, int dest, int ta
     return MPI_SUCCESS;
 }
 
-int MPI_Recv(void *buf, int count, MPI_Datatype datatype, int source, int tag, MPI_Comm comm,
-             MPI_Status *status) {
+int MPI_Recv(void *buf, int count, MPI_Datatype datatype, int source, int tag, MPI_Comm comm, MPI_Status *status) {
     static const char call[] = "MPI_Recv";
     struct mpi_comm *c = comm_enter(call, comm);
     const struct mpi_type *t = type_check(call, c, datatype);

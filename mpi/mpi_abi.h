@@ -13,7 +13,7 @@
 #define MLXD_MPI_EXPORT __attribute__((visibility("default")))
 
 #define MPI_SUCCESS 0
-#define MPI_ERR_OTHER 16            // Open MPI's value; never returned, errors are fatal
+#define MPI_ERR_OTHER 16 // Open MPI's value; never returned, errors are fatal
 #define MPI_ANY_SOURCE (-1)
 #define MPI_ANY_TAG (-1)
 #define MPI_PROC_NULL (-2)
@@ -33,7 +33,7 @@ typedef struct ompi_status_public_t {
     int MPI_TAG;
     int MPI_ERROR;
     int _cancelled;
-    size_t _ucount;                 // bytes received
+    size_t _ucount; // bytes received
 } MPI_Status;
 
 // The functions MLX loads, with Open MPI's signatures.
@@ -44,12 +44,11 @@ MLXD_MPI_EXPORT int MPI_Comm_rank(MPI_Comm comm, int *rank);
 MLXD_MPI_EXPORT int MPI_Comm_size(MPI_Comm comm, int *size);
 MLXD_MPI_EXPORT int MPI_Comm_split(MPI_Comm comm, int color, int key, MPI_Comm *newcomm);
 MLXD_MPI_EXPORT int MPI_Comm_free(MPI_Comm *comm);
-MLXD_MPI_EXPORT int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype,
-                                  MPI_Op op, MPI_Comm comm);
+MLXD_MPI_EXPORT int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op,
+                                  MPI_Comm comm);
 MLXD_MPI_EXPORT int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                                   int recvcount, MPI_Datatype recvtype, MPI_Comm comm);
-MLXD_MPI_EXPORT int MPI_Send(const void *buf, int count, MPI_Datatype datatype, int dest, int tag,
-                             MPI_Comm comm);
+MLXD_MPI_EXPORT int MPI_Send(const void *buf, int count, MPI_Datatype datatype, int dest, int tag, MPI_Comm comm);
 MLXD_MPI_EXPORT int MPI_Recv(void *buf, int count, MPI_Datatype datatype, int source, int tag, MPI_Comm comm,
                              MPI_Status *status);
 MLXD_MPI_EXPORT int MPI_Type_contiguous(int count, MPI_Datatype oldtype, MPI_Datatype *newtype);

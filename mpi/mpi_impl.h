@@ -20,21 +20,21 @@ enum mpi_red { MPI_RED_SUM, MPI_RED_MAX, MPI_RED_MIN, MPI_RED_MAX_ };
 // objects; derived ones live until the process exits (MLX never frees them,
 // and the library exports no MPI_Type_free).
 struct mpi_type {
-    const char *name;           // "MPI_FLOAT", or "a derived datatype"
+    const char *name; // "MPI_FLOAT", or "a derived datatype"
     mlxd_dtype base;
     int64_t nbase;
     bool predefined, committed;
-    struct mpi_type *next;      // the registry of derived types
+    struct mpi_type *next; // the registry of derived types
 };
 
 // A reduction: MPI_SUM/MAX/MIN (predefined), or a user function that
 // probe.c identified as one reduction on one dtype (or could not: why says
 // so, and using it is fatal). Lives until the process exits.
 struct mpi_op {
-    const char *name;           // "MPI_SUM", or "a user op"
+    const char *name; // "MPI_SUM", or "a user op"
     enum mpi_red red;
     bool predefined, identified;
-    mlxd_dtype dtype;           // a user op's element type
+    mlxd_dtype dtype; // a user op's element type
     MPI_User_function *fn;
     char why[256];
     struct mpi_op *next;
@@ -44,12 +44,12 @@ struct mpi_op {
 // alive by its handle and by every call in flight on it (refs), so that
 // MPI_Comm_free while a call runs frees the group once that call returns.
 struct mpi_comm {
-    pthread_mutex_t lock;       // held for the length of one call on g
+    pthread_mutex_t lock; // held for the length of one call on g
     mlxd_group *g;
-    int rank, size;             // g's, read without the lock
-    int refs;                   // under the registry lock
-    bool live;                  // world: between MPI_Init and MPI_Finalize
-    struct mpi_comm *next;      // the registry of split communicators
+    int rank, size;        // g's, read without the lock
+    int refs;              // under the registry lock
+    bool live;             // world: between MPI_Init and MPI_Finalize
+    struct mpi_comm *next; // the registry of split communicators
 };
 
 extern struct mpi_comm ompi_mpi_comm_world;
@@ -67,14 +67,13 @@ struct mpi_op *mpi_op_new(MPI_User_function *fn);
 struct mpi_comm *mpi_comm_get(MPI_Comm comm);
 void mpi_comm_put(struct mpi_comm *c);
 struct mpi_comm *mpi_comm_new(mlxd_group *g);
-int mpi_comm_release(struct mpi_comm *c);      // the handle's reference; -1 for the world
+int mpi_comm_release(struct mpi_comm *c); // the handle's reference; -1 for the world
 void mpi_world_start(mlxd_group *g);
 void mpi_world_stop(void);
 
 /* probe.c: which reduction on which of float16, bfloat16 and complex64 fn
  * computes, told from its results on probe values. 0 and the answer, or -1
  * with the reason in why. */
-int mpi_probe_op(MPI_User_function *fn, enum mpi_red *ret_red, mlxd_dtype *ret_dtype, char *why,
-                 size_t why_size);
+int mpi_probe_op(MPI_User_function *fn, enum mpi_red *ret_red, mlxd_dtype *ret_dtype, char *why, size_t why_size);
 
 #endif

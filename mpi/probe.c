@@ -38,35 +38,37 @@ struct candidate {
 };
 
 static const struct candidate candidates[] = {
-    { MPI_RED_SUM, MLXD_FLOAT16 }, { MPI_RED_SUM, MLXD_BFLOAT16 }, { MPI_RED_SUM, MLXD_COMPLEX64 },
-    { MPI_RED_MAX, MLXD_FLOAT16 }, { MPI_RED_MAX, MLXD_BFLOAT16 }, { MPI_RED_MAX, MLXD_COMPLEX64 },
-    { MPI_RED_MIN, MLXD_FLOAT16 }, { MPI_RED_MIN, MLXD_BFLOAT16 }, { MPI_RED_MIN, MLXD_COMPLEX64 },
+    {MPI_RED_SUM, MLXD_FLOAT16}, {MPI_RED_SUM, MLXD_BFLOAT16}, {MPI_RED_SUM, MLXD_COMPLEX64},
+    {MPI_RED_MAX, MLXD_FLOAT16}, {MPI_RED_MAX, MLXD_BFLOAT16}, {MPI_RED_MAX, MLXD_COMPLEX64},
+    {MPI_RED_MIN, MLXD_FLOAT16}, {MPI_RED_MIN, MLXD_BFLOAT16}, {MPI_RED_MIN, MLXD_COMPLEX64},
 };
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 enum { PROBE_A, PROBE_B, N_PROBES };
 
-static const int probe_len[N_PROBES] = { 2, 3 };
+static const int probe_len[N_PROBES] = {2, 3};
 
 // The 16-bit inputs of each probe, and each 16-bit candidate's result on
 // them, indexed [probe][red][0 float16, 1 bfloat16].
-static const uint16_t acc16[N_PROBES][3] = { { 0x3f80, 0x4000 }, { 0x3c00, 0x7e00, 0x3c00 } };
-static const uint16_t in16[N_PROBES][3] = { { 0x4000, 0x3f80 }, { 0x7e00, 0x3c00, 0xfe00 } };
+static const uint16_t acc16[N_PROBES][3] = {{0x3f80, 0x4000}, {0x3c00, 0x7e00, 0x3c00}};
+static const uint16_t in16[N_PROBES][3] = {{0x4000, 0x3f80}, {0x7e00, 0x3c00, 0xfe00}};
 static const uint16_t want16[N_PROBES][MPI_RED_MAX_][2][3] = {
-    [PROBE_A] = {
-        [MPI_RED_SUM] = { { 0x43c0, 0x43c0 }, { 0x4040, 0x4040 } },
-        [MPI_RED_MAX] = { { 0x4000, 0x4000 }, { 0x4000, 0x4000 } },
-        [MPI_RED_MIN] = { { 0x3f80, 0x3f80 }, { 0x3f80, 0x3f80 } },
-    },
-    [PROBE_B] = {
-        [MPI_RED_MAX] = { { 0x3c00, 0x7e00, 0x3c00 }, { 0x7e00, 0x7e00, 0x3c00 } },
-        [MPI_RED_MIN] = { { 0x3c00, 0x7e00, 0x3c00 }, { 0x3c00, 0x3c00, 0xfe00 } },
-    },
+    [PROBE_A] =
+        {
+            [MPI_RED_SUM] = {{0x43c0, 0x43c0}, {0x4040, 0x4040}},
+            [MPI_RED_MAX] = {{0x4000, 0x4000}, {0x4000, 0x4000}},
+            [MPI_RED_MIN] = {{0x3f80, 0x3f80}, {0x3f80, 0x3f80}},
+        },
+    [PROBE_B] =
+        {
+            [MPI_RED_MAX] = {{0x3c00, 0x7e00, 0x3c00}, {0x7e00, 0x7e00, 0x3c00}},
+            [MPI_RED_MIN] = {{0x3c00, 0x7e00, 0x3c00}, {0x3c00, 0x3c00, 0xfe00}},
+        },
 };
 // Probe A's bytes 4..15 as floats 1..3 (the imaginary part of complex 0,
 // then complex 1), so that complex64 candidates see (x, 5) vs (y, 7) and
 // (1, 2) vs (1, 3): one decided by the real part, one by the imaginary.
-static const float acc_f[3] = { 5, 1, 2 }, in_f[3] = { 7, 1, 3 };
+static const float acc_f[3] = {5, 1, 2}, in_f[3] = {7, 1, 3};
 
 struct probe {
     uint8_t acc[PROBE_BYTES], in[PROBE_BYTES];
@@ -120,8 +122,7 @@ static bool expected(int which, const struct candidate *c, uint8_t *out) {
     return true;
 }
 
-int mpi_probe_op(MPI_User_function *fn, enum mpi_red *ret_red, mlxd_dtype *ret_dtype, char *why,
-                 size_t why_size) {
+int mpi_probe_op(MPI_User_function *fn, enum mpi_red *ret_red, mlxd_dtype *ret_dtype, char *why, size_t why_size) {
     bool maybe[N_CANDIDATES];
     size_t left = N_CANDIDATES;
 
@@ -142,8 +143,7 @@ int mpi_probe_op(MPI_User_function *fn, enum mpi_red *ret_red, mlxd_dtype *ret_d
         }
         left = 0;
         for (size_t i = 0; i < N_CANDIDATES; i++) {
-            maybe[i] = maybe[i] && expected(which, &candidates[i], want) &&
-                       memcmp(want, p.acc, PROBE_BYTES) == 0;
+            maybe[i] = maybe[i] && expected(which, &candidates[i], want) && memcmp(want, p.acc, PROBE_BYTES) == 0;
             left += maybe[i];
         }
     }

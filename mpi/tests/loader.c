@@ -96,14 +96,14 @@ static void say(const char *fmt, ...) {
 
 /* ---- loading, as MLXWrapper's constructor ---- */
 
-#define LOAD(sym, var)                                                  \
-    do {                                                                \
-        *(void **) &(var) = dlsym(mpi.handle, #sym);                    \
-        const char *e_ = dlerror();                                     \
-        if (e_) {                                                       \
-            say("dlsym(%s) failed: %s (MLX would run undistributed)", #sym, e_); \
-            exit(2);                                                    \
-        }                                                               \
+#define LOAD(sym, var)                                                                                                 \
+    do {                                                                                                               \
+        *(void **) &(var) = dlsym(mpi.handle, #sym);                                                                   \
+        const char *e_ = dlerror();                                                                                    \
+        if (e_) {                                                                                                      \
+            say("dlsym(%s) failed: %s (MLX would run undistributed)", #sym, e_);                                       \
+            exit(2);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 // The handle objects: MLX loads the symbol's address as the handle.
@@ -179,66 +179,86 @@ static void init(void) {
 
 enum kind { K_BOOL, K_INT, K_UINT, K_FLOAT, K_F16, K_BF16, K_C64 };
 enum red { SUM, MAX, MIN };
-static const char *const red_names[] = { "all_sum", "all_max", "all_min" };
+static const char *const red_names[] = {"all_sum", "all_max", "all_min"};
 
 struct dt {
     const char *name;
     enum kind kind;
     size_t size;
     MPI_Datatype *type;
-    MPI_Op *ops[3];             // MLX's op_sum(), op_max(), op_min() for this dtype
+    MPI_Op *ops[3]; // MLX's op_sum(), op_max(), op_min() for this dtype
 };
 
-#define BUILTIN_OPS { &mpi.op_sum, &mpi.op_max, &mpi.op_min }
+#define BUILTIN_OPS                                                                                                    \
+    { &mpi.op_sum, &mpi.op_max, &mpi.op_min }
 static const struct dt dtypes[] = {
-    { "bool", K_BOOL, 1, &mpi.t_bool, BUILTIN_OPS },
-    { "int8", K_INT, 1, &mpi.t_i8, BUILTIN_OPS },
-    { "uint8", K_UINT, 1, &mpi.t_u8, BUILTIN_OPS },
-    { "int16", K_INT, 2, &mpi.t_i16, BUILTIN_OPS },
-    { "uint16", K_UINT, 2, &mpi.t_u16, BUILTIN_OPS },
-    { "int32", K_INT, 4, &mpi.t_i32, BUILTIN_OPS },
-    { "uint32", K_UINT, 4, &mpi.t_u32, BUILTIN_OPS },
-    { "int64", K_INT, 8, &mpi.t_i64, BUILTIN_OPS },
-    { "uint64", K_UINT, 8, &mpi.t_u64, BUILTIN_OPS },
-    { "float32", K_FLOAT, 4, &mpi.t_f32, BUILTIN_OPS },
-    { "float64", K_FLOAT, 8, &mpi.t_f64, BUILTIN_OPS },
-    { "complex64", K_C64, 8, &mpi.t_c64, { &mpi.op_sum, &mpi.op_max_c64, &mpi.op_min_c64 } },
-    { "float16", K_F16, 2, &mpi.t_f16, { &mpi.op_sum_f16, &mpi.op_max_f16, &mpi.op_min_f16 } },
-    { "bfloat16", K_BF16, 2, &mpi.t_bf16, { &mpi.op_sum_bf16, &mpi.op_max_bf16, &mpi.op_min_bf16 } },
+    {"bool", K_BOOL, 1, &mpi.t_bool, BUILTIN_OPS},
+    {"int8", K_INT, 1, &mpi.t_i8, BUILTIN_OPS},
+    {"uint8", K_UINT, 1, &mpi.t_u8, BUILTIN_OPS},
+    {"int16", K_INT, 2, &mpi.t_i16, BUILTIN_OPS},
+    {"uint16", K_UINT, 2, &mpi.t_u16, BUILTIN_OPS},
+    {"int32", K_INT, 4, &mpi.t_i32, BUILTIN_OPS},
+    {"uint32", K_UINT, 4, &mpi.t_u32, BUILTIN_OPS},
+    {"int64", K_INT, 8, &mpi.t_i64, BUILTIN_OPS},
+    {"uint64", K_UINT, 8, &mpi.t_u64, BUILTIN_OPS},
+    {"float32", K_FLOAT, 4, &mpi.t_f32, BUILTIN_OPS},
+    {"float64", K_FLOAT, 8, &mpi.t_f64, BUILTIN_OPS},
+    {"complex64", K_C64, 8, &mpi.t_c64, {&mpi.op_sum, &mpi.op_max_c64, &mpi.op_min_c64}},
+    {"float16", K_F16, 2, &mpi.t_f16, {&mpi.op_sum_f16, &mpi.op_max_f16, &mpi.op_min_f16}},
+    {"bfloat16", K_BF16, 2, &mpi.t_bf16, {&mpi.op_sum_bf16, &mpi.op_max_bf16, &mpi.op_min_bf16}},
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 #define N_ELEMS 13
 
 static int64_t load_int(const struct dt *d, const void *p) {
     switch (d->size) {
-    case 1: return d->kind == K_INT ? *(const int8_t *) p : *(const uint8_t *) p;
-    case 2: return d->kind == K_INT ? *(const int16_t *) p : *(const uint16_t *) p;
-    case 4: return d->kind == K_INT ? (int64_t) *(const int32_t *) p : (int64_t) *(const uint32_t *) p;
-    default: return *(const int64_t *) p;
+    case 1:
+        return d->kind == K_INT ? *(const int8_t *) p : *(const uint8_t *) p;
+    case 2:
+        return d->kind == K_INT ? *(const int16_t *) p : *(const uint16_t *) p;
+    case 4:
+        return d->kind == K_INT ? (int64_t) * (const int32_t *) p : (int64_t) * (const uint32_t *) p;
+    default:
+        return *(const int64_t *) p;
     }
 }
 
 static void store_int(const struct dt *d, void *p, uint64_t v) {
     switch (d->size) {
-    case 1: *(uint8_t *) p = (uint8_t) v; break;
-    case 2: *(uint16_t *) p = (uint16_t) v; break;
-    case 4: *(uint32_t *) p = (uint32_t) v; break;
-    default: *(uint64_t *) p = v; break;
+    case 1:
+        *(uint8_t *) p = (uint8_t) v;
+        break;
+    case 2:
+        *(uint16_t *) p = (uint16_t) v;
+        break;
+    case 4:
+        *(uint32_t *) p = (uint32_t) v;
+        break;
+    default:
+        *(uint64_t *) p = v;
+        break;
     }
 }
 
 static double load_float(const struct dt *d, const void *p) {
     switch (d->kind) {
-    case K_F16: return (double) *(const f16 *) p;
-    case K_BF16: return bf16_to_float(*(const bf16 *) p);
-    default: return d->size == 4 ? *(const float *) p : *(const double *) p;
+    case K_F16:
+        return (double) *(const f16 *) p;
+    case K_BF16:
+        return bf16_to_float(*(const bf16 *) p);
+    default:
+        return d->size == 4 ? *(const float *) p : *(const double *) p;
     }
 }
 
 static void store_float(const struct dt *d, void *p, double v) {
     switch (d->kind) {
-    case K_F16: *(f16 *) p = (f16) v; break;
-    case K_BF16: *(bf16 *) p = bf16_from_float((float) v); break;
+    case K_F16:
+        *(f16 *) p = (f16) v;
+        break;
+    case K_BF16:
+        *(bf16 *) p = bf16_from_float((float) v);
+        break;
     default:
         if (d->size == 4)
             *(float *) p = (float) v;
@@ -255,10 +275,18 @@ static void store_float(const struct dt *d, void *p, double v) {
 // bfloat16, so results show which of the two types the library took.
 static void gen(const struct dt *d, enum red red, int r, int i, void *p) {
     switch (d->kind) {
-    case K_BOOL: *(uint8_t *) p = i % 4 == 0 || (r + i) % 3 == 0; break;
-    case K_INT: store_int(d, p, (uint64_t) ((int64_t) (r + 1) * (i + 1) * (i % 2 ? -1 : 1) + 3 * r)); break;
-    case K_UINT: store_int(d, p, (uint64_t) (r + 1) * (uint64_t) (i + 1) * 37u + (uint64_t) r); break;
-    case K_FLOAT: store_float(d, p, (((r + 1) * (i + 1)) % 7 - 3) * 0.5); break;
+    case K_BOOL:
+        *(uint8_t *) p = i % 4 == 0 || (r + i) % 3 == 0;
+        break;
+    case K_INT:
+        store_int(d, p, (uint64_t) ((int64_t) (r + 1) * (i + 1) * (i % 2 ? -1 : 1) + 3 * r));
+        break;
+    case K_UINT:
+        store_int(d, p, (uint64_t) (r + 1) * (uint64_t) (i + 1) * 37u + (uint64_t) r);
+        break;
+    case K_FLOAT:
+        store_float(d, p, (((r + 1) * (i + 1)) % 7 - 3) * 0.5);
+        break;
     case K_F16:
     case K_BF16:
         if (red != SUM && r == 0 && (i == 1 || i == 2))
@@ -266,7 +294,9 @@ static void gen(const struct dt *d, enum red red, int r, int i, void *p) {
         else
             store_float(d, p, ((r + 1) * (i + 3)) % 11 - 5);
         break;
-    case K_C64: *(c64 *) p = (c64) { (float) ((r + i) % 3), (float) ((r * 2 + i) % 5 - 2) }; break;
+    case K_C64:
+        *(c64 *) p = (c64){(float) ((r + i) % 3), (float) ((r * 2 + i) % 5 - 2)};
+        break;
     }
 }
 
@@ -303,7 +333,7 @@ static void combine(const struct dt *d, enum red red, void *acc, const void *x) 
     case K_C64: {
         c64 a = *(c64 *) acc, b = *(const c64 *) x;
         if (red == SUM)
-            *(c64 *) acc = (c64) { a.re + b.re, a.im + b.im };
+            *(c64 *) acc = (c64){a.re + b.re, a.im + b.im};
         else if (red == MAX ? c64_less(a, b) : c64_less(b, a))
             *(c64 *) acc = b;
         break;
@@ -319,7 +349,8 @@ static void fill(const struct dt *d, enum red red, int r, void *buf, int n) {
 static bool same(const struct dt *d, const char *what, const void *got, const void *want, int n) {
     checks++;
     for (int i = 0; i < n; i++) {
-        const uint8_t *g = (const uint8_t *) got + (size_t) i * d->size, *w = (const uint8_t *) want + (size_t) i * d->size;
+        const uint8_t *g = (const uint8_t *) got + (size_t) i * d->size,
+                      *w = (const uint8_t *) want + (size_t) i * d->size;
         if (memcmp(g, w, d->size) != 0) {
             char gs[40] = "", ws[40] = "";
             for (size_t b = d->size; b-- > 0;) {
@@ -375,7 +406,7 @@ static void check_gather_and_p2p(MPI_Comm comm, int crank, int csize, const int 
             // A ring: every rank sends first, then receives (mlxd's send
             // returns once the daemon holds the data).
             int to = (crank + 1) % csize, from = (crank + csize - 1) % csize;
-            MPI_Status st = { -7, -7, -7, -7, 7 };
+            MPI_Status st = {-7, -7, -7, -7, 7};
             mpi.send(in, N_ELEMS, *d->type, to, 0, comm);
             memset(got, 0xa5, sizeof got);
             mpi.recv(got, N_ELEMS, *d->type, from, MPI_ANY_TAG, comm, &st);
@@ -411,7 +442,7 @@ static void check_comm(MPI_Comm comm, const char *what, int want_rank, int want_
 // MLX's split: key < 0 becomes the rank. Then MPI's keys: any int, ties
 // by old rank, negative keys too.
 static void check_splits(void) {
-    int world_of[64] = { 0 };
+    int world_of[64] = {0};
     MPI_Comm c;
 
     // color rank % 2, no key given (MLX passes the rank).
@@ -466,7 +497,7 @@ static int check(void) {
     check_splits();
 
     // Empty arrays (MLX dispatches them too): nothing to move, no failure.
-    float none[1] = { 42 };
+    float none[1] = {42};
     mpi.all_reduce(none, none + 1, 0, mpi.t_f32, mpi.op_sum, mpi.world);
     mpi.all_reduce(MPI_IN_PLACE, none, 0, mpi.t_f16, mpi.op_max_f16, mpi.world);
     mpi.all_gather(none, 0, mpi.t_f32, none + 1, 0, mpi.t_f32, mpi.world);
@@ -516,7 +547,7 @@ static void wait_file(const char *name, int timeout_s) {
             FAIL("%s did not appear within %d s", p, timeout_s);
             exit(2);
         }
-        nanosleep(&(struct timespec) { 0, 1000000 }, NULL);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
 }
 
@@ -535,7 +566,10 @@ static void *worker(void *arg) {
         int r, s;
         mpi.rank(w->comm, &r);
         mpi.size(w->comm, &s);
-        union { int32_t i; float f; } x[3], want;
+        union {
+            int32_t i;
+            float f;
+        } x[3], want;
         bool is_int = w->type == mpi.t_i32;
         for (int j = 0; j < 3; j++) {
             if (is_int)
@@ -566,13 +600,13 @@ static int threads(void) {
     // thread's collectives and the caller's splits, as in MLX.
     mpi.comm_split(mpi.world, 0, rank, &s);
     mpi.comm_split(mpi.world, 1, rank, &t);
-    struct worker wa = { mpi.world, mpi.t_i32, 200, 0 }, wb = { s, mpi.t_f32, 200, 0 };
+    struct worker wa = {mpi.world, mpi.t_i32, 200, 0}, wb = {s, mpi.t_f32, 200, 0};
     pthread_create(&a, NULL, worker, &wa);
     pthread_create(&b, NULL, worker, &wb);
     // Meanwhile this thread splits the split and frees what it made.
     for (int k = 0; k < 5; k++) {
         mpi.comm_split(t, k % 2 ? rank % 2 : 0, size - rank, &s2);
-        struct worker w2 = { s2, mpi.t_i32, 1, 0 };
+        struct worker w2 = {s2, mpi.t_i32, 1, 0};
         worker(&w2);
         mpi.comm_free(&s2);
     }
@@ -629,13 +663,13 @@ int main(int argc, char **argv) {
         // Open MPI's world of one, which MLX takes as "not distributed".
         if (size != 1 || rank != 0)
             FAIL("a world of one was expected, got rank %d of %d", rank, size);
-        int32_t x[2] = { 5, -6 }, y[2] = { 0, 0 };
+        int32_t x[2] = {5, -6}, y[2] = {0, 0};
         mpi.all_reduce(x, y, 2, mpi.t_i32, mpi.op_sum, mpi.world);
         if (y[0] != 5 || y[1] != -6)
             FAIL("all_sum in a world of one is %d %d, not 5 -6", y[0], y[1]);
     } else if (strcmp(mode, "wrap") == 0) {
         // Open MPI 4.1.4's AVX op saturates here (255); mlxd wraps, as C does.
-        uint8_t x[4] = { (uint8_t) (85 + rank), 255, (uint8_t) (rank * 100), 1 }, want[4];
+        uint8_t x[4] = {(uint8_t) (85 + rank), 255, (uint8_t) (rank * 100), 1}, want[4];
         want[0] = (uint8_t) (size * 85 + size * (size - 1) / 2);
         want[1] = (uint8_t) (255 * size);
         want[2] = (uint8_t) (100 * size * (size - 1) / 2);
@@ -647,14 +681,14 @@ int main(int argc, char **argv) {
         else
             say("uint8 sums wrap: %u %u %u %u", x[0], x[1], x[2], x[3]);
     } else if (strcmp(mode, "missing") == 0 || strcmp(mode, "killed") == 0) {
-        float x[4] = { 1, 2, 3, 4 };
+        float x[4] = {1, 2, 3, 4};
         mpi.all_reduce(MPI_IN_PLACE, x, 4, mpi.t_f32, mpi.op_sum, mpi.world);
         if (rank == size - 1) {
             say("%s", mode[0] == 'k' ? "killing myself" : "not calling all_sum");
             if (mode[0] == 'k')
                 raise(SIGKILL);
             for (int i = 0; i < 600; i++)
-                nanosleep(&(struct timespec) { 0, 100000000 }, NULL);
+                nanosleep(&(struct timespec){0, 100000000}, NULL);
             return 2;
         }
         mpi.all_reduce(MPI_IN_PLACE, x, 4, mpi.t_f32, mpi.op_sum, mpi.world);
@@ -663,12 +697,12 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "badop") == 0) {
         MPI_Op prod;
         mpi.op_create(&prod_f16, 1, &prod);
-        f16 x[2] = { 2, 3 };
+        f16 x[2] = {2, 3};
         mpi.all_reduce(MPI_IN_PLACE, x, 2, mpi.t_f16, prod, mpi.world);
         say("MPI_Allreduce returned with an op it cannot know");
         return 3;
     } else if (strcmp(mode, "badtype") == 0) {
-        f16 x[2] = { 2, 3 };
+        f16 x[2] = {2, 3};
         mpi.all_reduce(MPI_IN_PLACE, x, 2, mpi.t_f16, mpi.op_sum, mpi.world);
         say("MPI_Allreduce returned with MPI_SUM on a derived type");
         return 3;

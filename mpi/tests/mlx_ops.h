@@ -14,8 +14,12 @@
 // MLX's float16_t on x86 converts to float and back (round to nearest
 // even); _Float16 does the same.
 typedef _Float16 f16;
-typedef struct { uint16_t bits; } bf16;
-typedef struct { float re, im; } c64;
+typedef struct {
+    uint16_t bits;
+} bf16;
+typedef struct {
+    float re, im;
+} c64;
 
 static inline float bf16_to_float(bf16 x) {
     uint32_t u = (uint32_t) x.bits << 16;
@@ -28,13 +32,17 @@ static inline bf16 bf16_from_float(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     if (isnan(f))
-        return (bf16) { (uint16_t) ((u >> 16) | 0x40) };
-    return (bf16) { (uint16_t) ((u + (0x7fff + ((u >> 16) & 1))) >> 16) };
+        return (bf16){(uint16_t) ((u >> 16) | 0x40)};
+    return (bf16){(uint16_t) ((u + (0x7fff + ((u >> 16) & 1))) >> 16)};
 }
 
-static inline bool bf16_less(bf16 a, bf16 b) { return bf16_to_float(a) < bf16_to_float(b); }
+static inline bool bf16_less(bf16 a, bf16 b) {
+    return bf16_to_float(a) < bf16_to_float(b);
+}
 // complex64_t's operator<: by real part, then imaginary part.
-static inline bool c64_less(c64 a, c64 b) { return b.re > a.re || (b.re == a.re && b.im > a.im); }
+static inline bool c64_less(c64 a, c64 b) {
+    return b.re > a.re || (b.re == a.re && b.im > a.im);
+}
 
 static inline void sum_f16(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
     f16 *in = input, *acc = accumulator;

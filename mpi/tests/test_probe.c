@@ -44,7 +44,7 @@ static void mlx_functions_are_identified(void **state) {
 static void sum_c64(void *input, void *accumulator, int *len, MPI_Datatype *datatype) {
     c64 *in = input, *acc = accumulator;
     for (int n = *len; n-- > 0; acc++, in++)
-        *acc = (c64) { acc->re + in->re, acc->im + in->im };
+        *acc = (c64){acc->re + in->re, acc->im + in->im};
 }
 
 static void complex64_sum_is_identified(void **state) {
