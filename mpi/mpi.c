@@ -250,7 +250,8 @@ int MPI_Comm_size(MPI_Comm comm, int *size) {
  * mlxd_group_split takes a key >= 0 (below 0 means "keep the order"). So
  * the members first gather every (color, key), and each passes mlxd its
  * place among its color's members in MPI's order: dense keys 0..n-1 that
- * give the same order. MPI_UNDEFINED joins a throwaway color and gets
+ * give the same order. MPI_UNDEFINED makes a throwaway group of one (a
+ * color of its own, -1 - rank, which no valid color is) and gets
  * MPI_COMM_NULL. */
 int MPI_Comm_split(MPI_Comm comm, int color, int key, MPI_Comm *newcomm) {
     static const char call[] = "MPI_Comm_split";
@@ -272,7 +273,7 @@ int MPI_Comm_split(MPI_Comm comm, int color, int key, MPI_Comm *newcomm) {
     free(all);
 
     mlxd_group *ng;
-    r = mlxd_group_split(c->g, color == MPI_UNDEFINED ? INT_MIN : color, place, &ng);
+    r = mlxd_group_split(c->g, color == MPI_UNDEFINED ? -1 - c->rank : color, place, &ng);
     if (r < 0)
         fatal_mlxd(call, c, r, mlxd_last_error(c->g));
     if (color == MPI_UNDEFINED) {

@@ -40,6 +40,7 @@
 #define MPI_SUCCESS 0
 #define MPI_ANY_TAG -1
 #define MPI_IN_PLACE ((void *) 1)
+#define MPI_UNDEFINED (-32766) // Open MPI's; MLX never uses it
 #define MPI_MAX_LIBRARY_VERSION_STRING 256
 
 typedef void *MPI_Comm;
@@ -482,6 +483,24 @@ static void check_splits(void) {
     check_comm(c, "split(3, 7)", rank, size, world_of);
     check_gather_and_p2p(c, rank, size, world_of);
     mpi.comm_free(&c);
+
+    // MPI_UNDEFINED (ranks 0, 3): MPI_COMM_NULL; the others, reversed.
+    n = 0;
+    for (int r = size - 1; r >= 0; r--)
+        if (r % 3 != 0)
+            world_of[n++] = r;
+    c = &n;
+    mpi.comm_split(mpi.world, rank % 3 ? 1 : MPI_UNDEFINED, -rank, &c);
+    if (rank % 3 == 0) {
+        if (c != NULL)
+            FAIL("split with MPI_UNDEFINED gave %p, not MPI_COMM_NULL", c);
+        checks++;
+    } else {
+        for (me = 0; world_of[me] != rank; me++) {
+        }
+        check_comm(c, "split(MPI_UNDEFINED or 1, -rank)", me, n, world_of);
+        mpi.comm_free(&c);
+    }
 }
 
 static int check(void) {
