@@ -484,6 +484,13 @@ static void check_splits(void) {
     check_gather_and_p2p(c, rank, size, world_of);
     mpi.comm_free(&c);
 
+    // Python drops a split group at once: split and free, with no op
+    // between, again and again.
+    for (int k = 0; k < 5; k++) {
+        mpi.comm_split(mpi.world, (rank + k) % 2, -1, &c);
+        mpi.comm_free(&c);
+    }
+
     // MPI_UNDEFINED (ranks 0, 3): MPI_COMM_NULL; the others, reversed.
     n = 0;
     for (int r = size - 1; r >= 0; r--)
@@ -538,6 +545,15 @@ static int check(void) {
             break;
         }
     free(big);
+
+    // Last, a ring with nothing after it, as a program that sends, receives
+    // and exits: what a rank sent is delivered even once it has gone.
+    int32_t token = 1000 + rank, got = -1;
+    mpi.send(&token, 1, mpi.t_i32, (rank + 1) % size, 0, mpi.world);
+    mpi.recv(&got, 1, mpi.t_i32, (rank + size - 1) % size, MPI_ANY_TAG, mpi.world, NULL);
+    if (got != 1000 + (rank + size - 1) % size)
+        FAIL("the last ring gave %d", got);
+    checks++;
     return 0;
 }
 
