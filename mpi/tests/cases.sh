@@ -44,6 +44,19 @@ next_job_works() {
     launch 2 30 -- "$LOADER_BIN" wrap || fail "a new job after $1 did not work"
 }
 
+# spawn_job N MODE [ENV=VALUE...]: a job of N loaders in MODE started one by
+# one (new_job), their pids in PIDS.
+spawn_job() {
+    local n=$1 mode=$2 r
+    shift 2
+    new_job
+    PIDS=()
+    for ((r = 0; r < n; r++)); do
+        spawn_rank "$JOB" $r "$n" env "$@" "$LOADER_BIN" "$mode"
+        PIDS+=("$SPAWNED")
+    done
+}
+
 # ---- what MLX loads ----
 
 mpi_library_exports_exactly_what_mlx_loads() {
@@ -123,39 +136,31 @@ mpi_uint8_sum_wraps() {
 # The last rank never calls: the others' MPI_Allreduce times out after
 # MLXD_MPI_OP_TIMEOUT (2 s, well below the daemon's 20 s), naming it.
 mpi_missing_rank_fails_in_one_line_within_deadline() {
-    local r pids=() t0 ms
+    local r t0 ms
     start_daemon
-    new_job
     t0=$(now_ms)
-    for r in 0 1 2; do
-        MLXD_MPI_OP_TIMEOUT=2 spawn_rank "$JOB" $r 3 "$LOADER_BIN" missing
-        pids+=("$SPAWNED")
-    done
+    spawn_job 3 missing MLXD_MPI_OP_TIMEOUT=2
     for r in 0 1; do
-        expect_exit "rank $r" "${pids[r]}" 15 1
-        expect_one_fatal_line "${T_OUT[${pids[r]}]}" \
+        expect_exit "rank $r" "${PIDS[r]}" 15 1
+        expect_one_fatal_line "${T_OUT[${PIDS[r]}]}" \
             "^mlxd: MPI_Allreduce on rank $r: MLXD_ETIMEDOUT: .*timed out after 2\\.0 s.*rank\\(s\\) 2"
     done
     ms=$(( $(now_ms) - t0 ))
     log "ranks 0 and 1 failed ${ms} ms after they started"
     (( ms < 15000 )) || fail "they took $ms ms with a 2 s deadline"
-    kill -0 "${pids[2]}" 2>/dev/null || fail "the missing rank exited by itself"
-    kill -KILL "${pids[2]}"
+    kill -0 "${PIDS[2]}" 2>/dev/null || fail "the missing rank exited by itself"
+    kill -KILL "${PIDS[2]}"
     daemon_alive
 }
 
 mpi_killed_rank_fails_in_one_line() {
-    local r pids=()
+    local r
     start_daemon
-    new_job
-    for r in 0 1 2; do
-        spawn_rank "$JOB" $r 3 "$LOADER_BIN" killed
-        pids+=("$SPAWNED")
-    done
-    expect_exit "rank 2" "${pids[2]}" 30 137
+    spawn_job 3 killed
+    expect_exit "rank 2" "${PIDS[2]}" 30 137
     for r in 0 1; do
-        expect_exit "rank $r" "${pids[r]}" 15 1
-        expect_one_fatal_line "${T_OUT[${pids[r]}]}" "^mlxd: MPI_Allreduce on rank $r: MLXD_EPEER: "
+        expect_exit "rank $r" "${PIDS[r]}" 15 1
+        expect_one_fatal_line "${T_OUT[${PIDS[r]}]}" "^mlxd: MPI_Allreduce on rank $r: MLXD_EPEER: "
     done
     next_job_works "a killed rank"
 }
@@ -181,23 +186,19 @@ mpi_unidentified_op_or_type_fails_naming_the_call() {
 # ---- threads ----
 
 mpi_two_threads_at_once_and_free_in_flight() {
-    local r pids=()
+    local r
     start_daemon
-    new_job
-    for r in 0 1 2; do
-        spawn_rank "$JOB" $r 3 "$LOADER_BIN" threads
-        pids+=("$SPAWNED")
-    done
+    spawn_job 3 threads
     # Ranks 1 and 2 enter an all_sum that waits for rank 0; once the daemon
     # shows them waiting in it, they free its communicator.
     wait_until 60 files_exist "$T_DIR/entering.1" "$T_DIR/entering.2" || fail "ranks 1 and 2 did not get to the free"
     for r in 1 2; do
-        wait_until 30 client_pending "${pids[r]}" all_sum || fail "rank $r is not waiting in all_sum"
+        wait_until 30 client_pending "${PIDS[r]}" all_sum || fail "rank $r is not waiting in all_sum"
     done
     touch "$T_DIR/go-free"
     for r in 0 1 2; do
-        expect_exit "rank $r" "${pids[r]}" 60 0
-        grep -q "loader threads rank $r: ok" "${T_OUT[${pids[r]}]}" || fail "rank $r did not finish"
+        expect_exit "rank $r" "${PIDS[r]}" 60 0
+        grep -q "loader threads rank $r: ok" "${T_OUT[${PIDS[r]}]}" || fail "rank $r did not finish"
     done
     daemon_alive
 }
