@@ -31,14 +31,6 @@ mpirun_ranks() {
         --mca btl self,vader -n "$n" -x MLX_MPI_LIBNAME -x MLXD_SOCKET -x MLXT_DIR "$@"
 }
 
-# expect_exit WHAT PID TIMEOUT_S WANT: waits for a client, fails unless it
-# exits with WANT.
-expect_exit() {
-    local rc=0
-    wait_rank "$2" "$3" || rc=$?
-    [[ "$rc" == "$4" ]] || fail "$1: exit status $rc, expected $4"
-}
-
 # A fresh job of two that must work: the daemon still serves.
 next_job_works() {
     launch 2 30 -- "$LOADER_BIN" wrap || fail "a new job after $1 did not work"
@@ -165,21 +157,21 @@ mpi_killed_rank_fails_in_one_line() {
     next_job_works "a killed rank"
 }
 
+# launch_fails MODE REGEX: a job of 2 loaders in MODE exits 1, with a line
+# that matches REGEX.
+launch_fails() {
+    local out="$T_DIR/$1.out" rc=0
+    launch 2 30 -- "$LOADER_BIN" "$1" >"$out" 2>&1 || rc=$?
+    cat "$out"
+    expect_status "$1" 1 "$rc"
+    grep -qE "$2" "$out" || fail "$1: no line matching /$2/"
+}
+
 mpi_unidentified_op_or_type_fails_naming_the_call() {
-    local out="$T_DIR/bad.out" rc
     start_daemon
-    launch 2 30 -- "$LOADER_BIN" badop >"$out" 2>&1
-    rc=$?
-    cat "$out"
-    expect_status "badop" 1 "$rc"
-    grep -qE '^mlxd: MPI_Allreduce on rank [01]: MLXD_EINVAL: cannot tell which reduction op .*computes none of' "$out" ||
-        fail "no line naming MPI_Allreduce and the unknown op"
-    launch 2 30 -- "$LOADER_BIN" badtype >"$out" 2>&1
-    rc=$?
-    cat "$out"
-    expect_status "badtype" 1 "$rc"
-    grep -qE '^mlxd: MPI_Allreduce on rank [01]: MLXD_EINVAL: MPI_SUM on a derived datatype \(2 x uint8\) is not supported' "$out" ||
-        fail "no line naming MPI_Allreduce and the derived type"
+    launch_fails badop '^mlxd: MPI_Allreduce on rank [01]: MLXD_EINVAL: cannot tell which reduction op .*computes none of'
+    launch_fails badtype \
+        '^mlxd: MPI_Allreduce on rank [01]: MLXD_EINVAL: MPI_SUM on a derived datatype \(2 x uint8\) is not supported'
     next_job_works "failed calls"
 }
 
@@ -201,11 +193,6 @@ mpi_two_threads_at_once_and_free_in_flight() {
         grep -q "loader threads rank $r: ok" "${T_OUT[${PIDS[r]}]}" || fail "rank $r did not finish"
     done
     daemon_alive
-}
-
-files_exist() {
-    local f
-    for f in "$@"; do [[ -e "$f" ]] || return 1; done
 }
 
 # ---- no daemon ----

@@ -48,11 +48,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
-files_exist() {
-    local f
-    for f in "$@"; do [[ -e "$f" ]] || return 1; done
-}
-
 # jget EXPR [ARGS...]: the value of the Python expression EXPR over the JSON
 # document on stdin (d), with the ARGS as the list a.
 jget() {
@@ -219,14 +214,6 @@ wait_rank() {
     rc=$?
     [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
     return $rc
-}
-
-# expect_exit WHAT PID TIMEOUT_S WANT: waits for a client, fails unless it
-# exits with WANT.
-expect_exit() {
-    local rc=0
-    wait_rank "$2" "$3" || rc=$?
-    [[ "$rc" == "$4" ]] || fail "$1: exit status $rc, expected $4"
 }
 
 # launch_on N TIMEOUT_S HOSTS -- CMD...: one job of N ranks through mlxctl
