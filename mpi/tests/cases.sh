@@ -52,7 +52,7 @@ spawn_job() {
 # ---- what MLX loads ----
 
 mpi_library_exports_exactly_what_mlx_loads() {
-    local want got
+    local want got dyn
     want=$(printf '%s\n' MPI_Get_library_version MPI_Init MPI_Finalize MPI_Comm_rank MPI_Comm_size \
         MPI_Comm_split MPI_Comm_free MPI_Allreduce MPI_Allgather MPI_Send MPI_Recv MPI_Type_contiguous \
         MPI_Type_commit MPI_Op_create ompi_mpi_comm_world ompi_mpi_op_sum ompi_mpi_op_max ompi_mpi_op_min \
@@ -61,24 +61,28 @@ mpi_library_exports_exactly_what_mlx_loads() {
         ompi_mpi_double ompi_mpi_c_complex | sort)
     got=$(nm -D --defined-only "$MLX_MPI_LIBNAME" | awk '{print $3}' | sort)
     [[ "$got" == "$want" ]] || fail "exports differ from MLX's names: $(diff <(echo "$want") <(echo "$got") | grep '^[<>]' | xargs)"
-    readelf -d "$MLX_MPI_LIBNAME" | grep -q 'RUNPATH.*\[\$ORIGIN\]' || fail "no RUNPATH \$ORIGIN"
-    readelf -d "$MLX_MPI_LIBNAME" | grep -q 'NEEDED.*\[libmlxd\.so\.0\]' || fail "libmlxd.so.0 is not NEEDED"
-    ! readelf -d "$MLX_MPI_LIBNAME" | grep -q 'NEEDED.*libmpi' || fail "it links Open MPI"
+    # Captured first: grep -q stopping early would fail the pipe (pipefail).
+    dyn=$(readelf -d "$MLX_MPI_LIBNAME")
+    grep -q 'RUNPATH.*\[\$ORIGIN\]' <<<"$dyn" || fail "no RUNPATH \$ORIGIN"
+    grep -q 'NEEDED.*\[libmlxd\.so\.0\]' <<<"$dyn" || fail "libmlxd.so.0 is not NEEDED"
+    ! grep -q 'NEEDED.*libmpi' <<<"$dyn" || fail "it links Open MPI"
     # Beside libmlxd, with no help from the environment, it loads.
     env -u LD_LIBRARY_PATH "$LOADER_BIN" single || fail "the loader cannot load $MLX_MPI_LIBNAME by itself"
 }
 
 # Installed in the libdir, it finds the installed libmlxd beside it.
 mpi_installed_library_finds_libmlxd_beside_it() {
-    local p=$T_DIR/inst lib
+    local p=$T_DIR/inst lib deps
     : "${BUILD_DIR:?}"
     log "cmake --install $BUILD_DIR --prefix $p"
     cmake --install "$BUILD_DIR" --prefix "$p" >"$T_DIR/install.log" 2>&1 || { cat "$T_DIR/install.log"; fail "cmake --install failed"; }
     lib=$(find "$p" -name libmlxd_mpi.so | head -n 1)
     [[ -n "$lib" ]] || fail "libmlxd_mpi.so is not installed under $p"
     [[ -e "$(dirname "$lib")/libmlxd.so.0" ]] || fail "libmlxd.so.0 is not installed beside $lib"
-    env -u LD_LIBRARY_PATH ldd "$lib" | grep -q "libmlxd.so.0 => $(dirname "$lib")/" ||
-        fail "$lib does not resolve the libmlxd beside it: $(ldd "$lib" | grep mlxd)"
+    # Captured first: grep -q stopping early would fail the pipe (pipefail).
+    deps=$(env -u LD_LIBRARY_PATH ldd "$lib")
+    grep -q "libmlxd.so.0 => $(dirname "$lib")/" <<<"$deps" ||
+        fail "$lib does not resolve the libmlxd beside it: $(grep mlxd <<<"$deps")"
     start_daemon
     MLX_MPI_LIBNAME=$lib launch 2 110 -- env -u LD_LIBRARY_PATH "$LOADER_BIN" check ||
         fail "the loader with the installed library in a job of 2"
