@@ -4,14 +4,15 @@
 # function per ctest test:  bash cases.sh NAME
 #
 # Needs MLXD_BIN, MLXCTL_BIN, PYTHONPATH_MLXD (the build tree's python/
-# folder) and PYTHON (default /usr/bin/python3); SUM_BIN for the blog test.
+# folder) and PYTHON (default /usr/bin/python3); SUM_BIN for the blog test,
+# MLX_CASES_BIN for the same cases in C.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/harness.sh"
 
 P_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 P_ROOT=$(cd "$P_HERE/../.." && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
-export PYTHONPATH="${PYTHONPATH_MLXD:?PYTHONPATH_MLXD must name the python folder of the build tree}:$P_HERE"
+export PYTHONPATH="${PYTHONPATH_MLXD:-}:$P_HERE"
 export PYTHONDONTWRITEBYTECODE=1 MLXCTL_BIN
 
 # pytest_job N TIMEOUT FILES...: pytest on every rank of a job of N; fails
@@ -32,6 +33,17 @@ python_mlx_tests_one_rank() { mlx_tests 1; }
 python_mlx_tests_two_ranks() { mlx_tests 2; }
 python_mlx_tests_three_ranks() { mlx_tests 3; }
 python_mlx_tests_eight_ranks() { mlx_tests 8; }
+
+# The same cases in C against libmlxd.
+mlx_c_cases() {
+    start_daemon
+    launch "$1" 900 -- "${MLX_CASES_BIN:?}" || fail "mlx_cases failed with $1 ranks"
+    daemon_alive
+}
+c_mlx_cases_one_rank() { mlx_c_cases 1; }
+c_mlx_cases_two_ranks() { mlx_c_cases 2; }
+c_mlx_cases_three_ranks() { mlx_c_cases 3; }
+c_mlx_cases_eight_ranks() { mlx_c_cases 8; }
 
 python_every_exception_class_from_its_failure() {
     T_OP_TIMEOUT=3
