@@ -101,6 +101,47 @@ blog_programs_print_the_posts_lines() {
     daemon_alive
 }
 
+# cmake --install to prefixes of each kind: the module lands where
+# `pkg-config --variable=pythondir mlxd` says, and /usr/bin/python3 imports
+# it from there (PYTHONPATH for a prefix it does not read) and runs a job,
+# finding libmlxd through the module's RUNPATH alone.
+python_module_installs_where_pkg_config_says() {
+    command -v pkg-config >/dev/null || exit 77
+    local prefix dir pydir
+    start_daemon
+    for prefix in "$T_DIR/opt" "$T_DIR/usr"; do
+        cmake --install "${BUILD_DIR:?}" --prefix "$prefix" >"$T_DIR/install.log" 2>&1 ||
+            { cat "$T_DIR/install.log"; fail "cmake --install --prefix $prefix"; }
+        dir=$(ls -d "$prefix"/lib*/pkgconfig "$prefix"/lib/*/pkgconfig 2>/dev/null | head -n 1)
+        pydir=$(PKG_CONFIG_PATH=$dir pkg-config --variable=pythondir mlxd) || fail "no mlxd.pc under $prefix"
+        [[ $pydir == "$prefix"/lib/python3* && -f $pydir/mlxd/__init__.py ]] ||
+            fail "pkg-config names pythondir $pydir, which holds no mlxd"
+        readelf -d "$pydir"/mlxd/_core*.so | grep -q 'RUNPATH.*\$ORIGIN' || fail "the installed module has no \$ORIGIN RUNPATH"
+        log "installed to $pydir"
+        (cd / && env -u LD_LIBRARY_PATH PYTHONPATH="$pydir" "$MLXCTL_BIN" launch -n 2 -- "$PYTHON" -c \
+            'import mlxd, sys; assert mlxd.__file__.startswith(sys.argv[1]); print(int(mlxd.all_sum(1)))' "$pydir" \
+            >"$T_DIR/installed.out") || fail "the installed module did not run a job"
+        [[ "$(sort -u "$T_DIR/installed.out")" == 2 ]] || fail "the installed module's all_sum: $(cat "$T_DIR/installed.out")"
+    done
+    # The folders each prefix gets (what /usr/bin/python3 reads for /usr and /usr/local).
+    local want
+    for prefix in /usr /usr/local /opt/x; do
+        cmake -S "$P_ROOT" -B "$T_DIR/cfg" -DCMAKE_INSTALL_PREFIX=$prefix -DBUILD_TESTING=OFF >/dev/null ||
+            fail "configure for $prefix"
+        case $prefix in
+            /usr) want=/usr/lib/python3/dist-packages ;;
+            /usr/local) want=$("$PYTHON" -c 'import sys; print("/usr/local/lib/python%d.%d/dist-packages" % sys.version_info[:2])') ;;
+            *) want=$("$PYTHON" -c 'import sys; print("/opt/x/lib/python%d.%d/site-packages" % sys.version_info[:2])') ;;
+        esac
+        [[ "$(PKG_CONFIG_PATH=$T_DIR/cfg pkg-config --variable=pythondir mlxd)" == "$want" ]] ||
+            fail "prefix $prefix: pythondir is not $want"
+        case $prefix in /usr|/usr/local) "$PYTHON" -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$want" ||
+            fail "$PYTHON does not read $want" ;; esac
+        rm -rf "$T_DIR/cfg"
+    done
+    daemon_alive
+}
+
 # ---- dispatch ----
 
 [[ $# -eq 1 ]] || fail "usage: cases.sh TEST_NAME"
