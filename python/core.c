@@ -558,6 +558,36 @@ static PyTypeObject GroupType = {
     .tp_methods = group_methods,
 };
 
+/* ---- the arguments of an op on one array ---- */
+
+// Parses (x, [peer,] *, group=None, stream=None): the group, x as an array
+// libmlxd reads (a new reference, the return value) with its description,
+// and, when peer_name is given, the peer's rank. NULL with an exception set
+// on failure.
+static PyArrayObject *array_op_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                                    const char *peer_name, GroupObject **ret_g, int *ret_peer, mlxd_array *ret_x) {
+    const char *names[4] = { "x" };
+    int npos = 1;
+    if (peer_name)
+        names[npos++] = peer_name;
+    names[npos] = "group";
+    names[npos + 1] = "stream";
+    PyObject *a[4];
+    if (parse_args(fname, args, nargs, kwnames, npos, npos, (const char *const *) names, npos + 2, a) < 0 ||
+        (peer_name && int_arg(peer_name, a[1], ret_peer) < 0))
+        return NULL;
+    GroupObject *g = group_arg(a[npos]);
+    if (!g)
+        return NULL;
+    PyArrayObject *x = as_array(a[0]);
+    if (x && describe(x, ret_x) < 0) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    *ret_g = g;
+    return x;
+}
+
 /* ---- the collectives ---- */
 
 enum coll { COLL_SUM, COLL_MAX, COLL_MIN, COLL_GATHER, COLL_SCATTER };
@@ -572,21 +602,11 @@ static const char *const coll_name[] = {
 };
 
 static PyObject *collective(enum coll op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = { "x", "group", "stream" };
-    PyObject *a[3];
-    if (parse_args(coll_name[op], args, nargs, kwnames, 1, 1, names, 3, a) < 0)
-        return NULL;
-    GroupObject *g = group_arg(a[1]);
-    if (!g)
-        return NULL;
-    PyArrayObject *x = as_array(a[0]);
+    GroupObject *g;
+    mlxd_array in, out;
+    PyArrayObject *x = array_op_args(coll_name[op], args, nargs, kwnames, NULL, &g, NULL, &in);
     if (!x)
         return NULL;
-    mlxd_array in, out;
-    if (describe(x, &in) < 0) {
-        Py_DECREF(x);
-        return NULL;
-    }
     // The result's shape, as the library will give it; a shape the op
     // refuses gets a placeholder and the library's error.
     int64_t shape[MLXD_MAX_NDIM];
@@ -677,22 +697,12 @@ PyDoc_STRVAR(send_doc,
 "Returns:\n    array: ``x`` as an array (MLX returns an array to schedule on).");
 
 static PyObject *py_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = { "x", "dst", "group", "stream" };
-    PyObject *a[4];
-    int dst;
-    if (parse_args("send", args, nargs, kwnames, 2, 2, names, 4, a) < 0 || int_arg("dst", a[1], &dst) < 0)
-        return NULL;
-    GroupObject *g = group_arg(a[2]);
-    if (!g)
-        return NULL;
-    PyArrayObject *x = as_array(a[0]);
+    GroupObject *g;
     mlxd_array in;
+    int dst;
+    PyArrayObject *x = array_op_args("send", args, nargs, kwnames, "dst", &g, &dst, &in);
     if (!x)
         return NULL;
-    if (describe(x, &in) < 0) {
-        Py_DECREF(x);
-        return NULL;
-    }
     struct blocking b;
     blocking_begin(&b, g->lock);
     int r = mlxd_send(g->g, &in, dst);
@@ -764,19 +774,13 @@ PyDoc_STRVAR(recv_like_doc,
 "Returns:\n    array: The array that was received.");
 
 static PyObject *py_recv_like(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = { "x", "src", "group", "stream" };
-    PyObject *a[4];
-    int src;
+    GroupObject *g;
     mlxd_array like;
-    if (parse_args("recv_like", args, nargs, kwnames, 2, 2, names, 4, a) < 0 || int_arg("src", a[1], &src) < 0)
-        return NULL;
-    GroupObject *g = group_arg(a[2]);
-    if (!g)
-        return NULL;
-    PyArrayObject *x = as_array(a[0]);
+    int src;
+    PyArrayObject *x = array_op_args("recv_like", args, nargs, kwnames, "src", &g, &src, &like);
     if (!x)
         return NULL;
-    PyObject *r = describe(x, &like) < 0 ? NULL : recv_into(g, PyArray_DESCR(x), like.ndim, like.shape, src);
+    PyObject *r = recv_into(g, PyArray_DESCR(x), like.ndim, like.shape, src);
     Py_DECREF(x);
     return r;
 }
