@@ -7,7 +7,9 @@ P_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PYTHONPATH="${PYTHONPATH_MLXD:-}:$P_HERE" PYTHONDONTWRITEBYTECODE=1
 PYTHON=${PYTHON:-/usr/bin/python3}
 
+# Deadlines of minutes: 8 ranks on two busy cores fall behind on the large arrays.
 python_mlx_tests_eight_ranks_three_daemons() {
+    M_OP_TIMEOUT=180
     start_world 3
     new_job
     (cd "$P_HERE" && launch_on 8 900 "0 1 2" -- "$PYTHON" -m pytest -q -p no:cacheprovider \
@@ -16,6 +18,7 @@ python_mlx_tests_eight_ranks_three_daemons() {
 }
 
 c_mlx_cases_eight_ranks_three_daemons() {
+    M_OP_TIMEOUT=180
     start_world 3
     new_job
     launch_on 8 900 "0 1 2" -- "${MLX_CASES_BIN:?}" || fail "mlx_cases with 8 ranks over 3 daemons"
