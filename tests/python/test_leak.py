@@ -2,6 +2,7 @@
 and the reference counts of what they touched flat."""
 
 import gc
+import os
 import sys
 
 import numpy as np
@@ -47,4 +48,7 @@ def test_ten_thousand_ops_leave_rss_and_refcounts_flat():
     assert [sys.getrefcount(a) for a in arrays] + [sys.getrefcount(a.dtype) for a in arrays] == refs
     assert sys.getrefcount(W) == group_refs
     assert len(gc.get_objects()) <= objects + 50
-    assert grown < 2048, f"RSS grew {grown} KiB over 10,000 ops"
+    # Under ASan (preloaded in a sanitizer build) freed memory sits in its
+    # quarantine: RSS says nothing there, ASan itself checks the heap.
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        assert grown < 2048, f"RSS grew {grown} KiB over 10,000 ops"
