@@ -49,6 +49,12 @@ c_mlx_cases_two_ranks() { mlx_c_cases 2; }
 c_mlx_cases_three_ranks() { mlx_c_cases 3; }
 c_mlx_cases_eight_ranks() { mlx_c_cases 8; }
 
+interrupt_check_ends_a_wait_and_leaves_the_group() {
+    start_daemon
+    launch 2 60 -- "${INTERRUPT_CASE_BIN:?}" || fail "interrupt_case failed"
+    daemon_alive
+}
+
 python_every_exception_class_from_its_failure() {
     T_OP_TIMEOUT=3
     start_daemon --max-shm-bytes 8388608
