@@ -53,15 +53,55 @@ int mlxd_group_size(const mlxd_group *g) {
     return g ? g->size : 1;
 }
 
+// A member of rank of size, not connected yet, with one handle on it: the
+// handle returned. NULL when out of memory.
 static mlxd_group *group_new(const char *endpoint, int timeout_ms, int rank, int size) {
+    mlxd_group *g = calloc(1, sizeof *g);
+    struct member *m = calloc(1, sizeof *m);
+    if (!g || !m) {
+        free(g);
+        free(m);
+        return NULL;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    m->refs = 1;
+    m->rank = g->rank = rank;
+    m->size = g->size = size;
+    m->timeout_ms = g->timeout_ms = timeout_ms;
+    m->shm_threshold = shm_threshold();
+    snprintf(m->endpoint, sizeof m->endpoint, "%s", endpoint ? endpoint : "");
+    g->m = m;
+    return g;
+}
+
+/* The members this process joined jobs as, so that mlxd_init() again for the
+ * same job gives another handle on the same member (as MLX's init() gives
+ * its cached group). Keyed by endpoint, job, rank and size. registry_lock
+ * also serializes mlxd_init() itself: two threads joining the same job at
+ * once must not both say Hello. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct member *registry;
+
+// The member that joined job as rank of size at endpoint, or NULL. Under
+// registry_lock.
+static struct member *registry_find(const char *endpoint, const char *job, int rank, int size) {
+    for (struct member *m = registry; m; m = m->next)
+        if (m->rank == rank && m->size == size && strcmp(m->job, job) == 0 && strcmp(m->endpoint, endpoint) == 0)
+            return m;
+    return NULL;
+}
+
+// Another handle on m, with its own deadline and last_error. Under
+// registry_lock.
+static mlxd_group *member_handle(struct member *m, int timeout_ms) {
     mlxd_group *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
-    g->rank = rank;
-    g->size = size;
-    g->timeout_ms = timeout_ms;
-    g->shm_threshold = shm_threshold();
-    snprintf(g->endpoint, sizeof g->endpoint, "%s", endpoint ? endpoint : "");
+    g->m = m;
+    g->rank = m->rank;
+    g->size = m->size;
+    g->timeout_ms = timeout_ms ? timeout_ms : m->timeout_ms;
+    m->refs++;
     return g;
 }
 
@@ -185,6 +225,9 @@ static int hello(struct conn *c, const Mlxd__Hello *h, int timeout_ms, uint64_t 
     return r;
 }
 
+static int join(const char *endpoint, const char *job, int rank, int size, const mlxd_init_opts *opts,
+                mlxd_group **ret);
+
 int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
     char endpoint[LIB_ENDPOINT_MAX];
@@ -219,6 +262,7 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
         return lib_errorf(init_error, MLXD_EINVAL, "timeout_ms %d is negative", o.timeout_ms);
 
     if (!job) {
+        // Without a job every call gets a singleton of its own.
         mlxd_group *g = group_new(NULL, o.timeout_ms, 0, 1);
         if (!g)
             return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
@@ -243,6 +287,28 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
                           r == -ENAMETOOLONG ? "endpoint %s: the ipc path is longer than 107 bytes"
                                              : "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
                           endpoint);
+
+    pthread_mutex_lock(&registry_lock);
+    r = join(endpoint, job, rank, size, &o, ret);
+    pthread_mutex_unlock(&registry_lock);
+    return r;
+}
+
+// mlxd_init() once the job, rank, size and endpoint are known and valid:
+// another handle on the member this process already is, or a new member.
+// Under registry_lock.
+static int join(const char *endpoint, const char *job, int rank, int size, const mlxd_init_opts *opts,
+                mlxd_group **ret) {
+    mlxd_init_opts o = *opts;
+    int r;
+    struct member *known = registry_find(endpoint, job, rank, size);
+    if (known) {
+        mlxd_group *g = member_handle(known, o.timeout_ms);
+        if (!g)
+            return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
+        *ret = g;
+        return 0;
+    }
 
     if (wire_ipc_path(endpoint)) {
         r = wire_probe_ipc(endpoint);
@@ -287,21 +353,22 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
         conn_free(c);
         return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
     }
-    g->conn = c;
-    g->id = group_id;
+    g->m->conn = c;
+    g->m->id = group_id;
+    // Later handles without a deadline of their own get the daemon's.
+    g->m->timeout_ms = o.timeout_ms ? 0 : timeout_ms;
+    snprintf(g->m->job, sizeof g->m->job, "%s", job);
+    g->m->next = registry;
+    registry = g->m;
     shm_refresh(endpoint);
     *ret = g;
     return 0;
 }
 
-int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
-    if (!g)
-        return MLXD_EINVAL;
-    g->last_error[0] = '\0';
-    if (!ret)
-        return lib_errorf(g->last_error, MLXD_EINVAL, "ret is NULL");
-    if (!g->conn) {
-        mlxd_group *n = group_new(g->endpoint, g->timeout_ms, 0, 1);
+static int split_locked(mlxd_group *g, int color, int key, mlxd_group **ret) {
+    struct member *m = g->m;
+    if (!m->conn) {
+        mlxd_group *n = group_new(m->endpoint, g->timeout_ms, 0, 1);
         if (!n)
             return lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory");
         *ret = n;
@@ -317,7 +384,7 @@ int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
     req.body_case = MLXD__REQUEST__BODY_OP;
     req.op = &op;
     struct call call = { .timeout_ms = g->timeout_ms };
-    int r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+    int r = conn_call(m->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
     const Mlxd__OpReply *sr = rep.pb->body_case == MLXD__REPLY__BODY_OP ? rep.pb->op : NULL;
@@ -337,27 +404,38 @@ int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
     // from another thread than g.
     struct conn *c;
     uint64_t group_id;
-    if ((r = conn_open(g->endpoint, &c, g->last_error)) < 0)
+    if ((r = conn_open(m->endpoint, &c, g->last_error)) < 0)
         return r;
     if ((r = hello(c, &h, g->timeout_ms, &group_id, &(int) { 0 }, g->last_error)) < 0) {
         conn_free(c);
         return r;
     }
-    mlxd_group *n = group_new(g->endpoint, g->timeout_ms, new_rank, new_size);
+    mlxd_group *n = group_new(m->endpoint, g->timeout_ms, new_rank, new_size);
     if (!n) {
         conn_free(c);
         return lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory");
     }
-    n->conn = c;
-    n->id = group_id;
+    n->m->conn = c;
+    n->m->id = group_id;
     *ret = n;
     return 0;
 }
 
-void mlxd_group_free(mlxd_group *g) {
+int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
     if (!g)
-        return;
-    if (g->conn && !conn_is_broken(g->conn)) {
+        return MLXD_EINVAL;
+    g->last_error[0] = '\0';
+    if (!ret)
+        return lib_errorf(g->last_error, MLXD_EINVAL, "ret is NULL");
+    pthread_mutex_lock(&g->m->lock);
+    int r = split_locked(g, color, key, ret);
+    pthread_mutex_unlock(&g->m->lock);
+    return r;
+}
+
+// The member's last handle is gone: it leaves the group.
+static void member_leave(struct member *m, char *err) {
+    if (m->conn && !conn_is_broken(m->conn)) {
         // Say Goodbye so that the others see an orderly leave, but do not
         // let a stuck daemon hold the caller.
         Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
@@ -367,12 +445,33 @@ void mlxd_group_free(mlxd_group *g) {
         req.body_case = MLXD__REQUEST__BODY_GOODBYE;
         req.goodbye = &bye;
         req.timeout_ms = LIB_GOODBYE_MS;
-        if (conn_send(g->conn, &req, false, NULL, 0, &id, g->last_error) == 0 &&
-            conn_wait(g->conn, id, wire_now_us() + LIB_GOODBYE_MS * 1000u, &rep, g->last_error) == 0)
+        if (conn_send(m->conn, &req, false, NULL, 0, &id, err) == 0 &&
+            conn_wait(m->conn, id, wire_now_us() + LIB_GOODBYE_MS * 1000u, &rep, err) == 0)
             reply_done(&rep);
     }
-    shm_staging_free(&g->staging);
-    conn_free(g->conn);
+    shm_staging_free(&m->staging);
+    conn_free(m->conn);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+void mlxd_group_free(mlxd_group *g) {
+    if (!g)
+        return;
+    struct member *m = g->m;
+    // The registry's lock also covers refs: mlxd_init() may be handing out
+    // a new handle on this member right now.
+    pthread_mutex_lock(&registry_lock);
+    bool last = --m->refs == 0;
+    if (last)
+        for (struct member **p = &registry; *p; p = &(*p)->next)
+            if (*p == m) {
+                *p = m->next;
+                break;
+            }
+    pthread_mutex_unlock(&registry_lock);
+    if (last)
+        member_leave(m, g->last_error);
     free(g);
 }
 
@@ -433,9 +532,9 @@ void *mlxd_alloc(mlxd_group *g, size_t nbytes) {
     if (!g)
         return heap_alloc(NULL, nbytes);
     g->last_error[0] = '\0';
-    if (!g->conn)
+    if (!g->m->conn)
         return heap_alloc(g, nbytes);
-    int r = shm_seg_new(g->endpoint, nbytes, false, &s, g->last_error);
+    int r = shm_seg_new(g->m->endpoint, nbytes, false, &s, g->last_error);
     if (r == MLXD_EUNAVAILABLE) {
         // No side channel: ordinary memory works too, only slower. Not a
         // failure, so no message.

@@ -7,6 +7,7 @@
 #ifndef MLXD_LIBMLXD_IMPL_H
 #define MLXD_LIBMLXD_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,15 +63,31 @@ struct staging {
     uint64_t retry_us;                  // ...before this (wire_now_us() clock)
 };
 
-// A group: a local singleton (conn == NULL) or a session on a daemon.
-struct mlxd_group {
+// One member of a group: a local singleton (conn == NULL) or a session on a
+// daemon. mlxd_init() for a job this process already joined gives another
+// handle on the same member (libmlxd.c keeps the registry), so a member is
+// refcounted: the last handle freed leaves the group. Its ops run under
+// lock, one at a time, whichever handle they come through.
+struct member {
+    pthread_mutex_t lock;
+    unsigned refs;                      // handles on it
     int rank, size;
-    int timeout_ms;                     // as given to mlxd_init; 0: the daemon's default
+    int timeout_ms;                     // the daemon's default deadline (0: unknown)
     uint64_t id;                        // the daemon's group id; 0 for a local singleton
     struct conn *conn;                  // owned; NULL for a local singleton
     char endpoint[LIB_ENDPOINT_MAX];    // kept so that split can connect again
+    char job[132];                      // the job it joined: the registry's key with
+                                        // endpoint, rank and size; "" for a split's
     size_t shm_threshold;               // staging above this many bytes; 0: never
     struct staging staging;
+    struct member *next;                // in the registry, when job is set
+};
+
+// A handle on a member: what mlxd_init() and mlxd_group_split() return.
+struct mlxd_group {
+    struct member *m;                   // shared with the member's other handles
+    int rank, size;                     // m's, copied for the accessors
+    int timeout_ms;                     // as given to mlxd_init; 0: the daemon's default
     char last_error[LIB_ERR_MAX];
 };
 

@@ -107,10 +107,10 @@ static void tensor_of(Mlxd__Tensor *t, const mlxd_array *a, const struct placeme
 static void place(mlxd_group *g, const void *in, size_t in_bytes, void *out, size_t out_bytes,
                   bool one_area, struct placement *ret_in, struct placement *ret_out) {
     struct placement pi = { 0 }, po = { 0 };
-    size_t thr = g->shm_threshold, in_off = 0, out_off = 0, total = 0;
+    size_t thr = g->m->shm_threshold, in_off = 0, out_off = 0, total = 0;
 
-    pi.shm = in && shm_lookup(g->endpoint, in, in_bytes, &pi.ref);
-    po.shm = out && shm_lookup(g->endpoint, out, out_bytes, &po.ref);
+    pi.shm = in && shm_lookup(g->m->endpoint, in, in_bytes, &pi.ref);
+    po.shm = out && shm_lookup(g->m->endpoint, out, out_bytes, &po.ref);
     bool stage_in = in && !pi.shm && thr > 0 && in_bytes > thr;
     bool stage_out = out && !po.shm && thr > 0 && out_bytes > thr;
     if (stage_in && stage_out && !one_area) {
@@ -123,13 +123,13 @@ static void place(mlxd_group *g, const void *in, size_t in_bytes, void *out, siz
         if (stage_out && out_bytes > total)
             total = out_bytes;
     }
-    uint8_t *base = stage_in || stage_out ? shm_staging_reserve(&g->staging, g->endpoint, total) : NULL;
-    if (base && stage_in && shm_seg_ref(g->staging.seg, in_off, &pi.ref)) {
+    uint8_t *base = stage_in || stage_out ? shm_staging_reserve(&g->m->staging, g->m->endpoint, total) : NULL;
+    if (base && stage_in && shm_seg_ref(g->m->staging.seg, in_off, &pi.ref)) {
         pi.shm = true;
         pi.staged = base + in_off;
         memcpy(pi.staged, in, in_bytes);
     }
-    if (base && stage_out && shm_seg_ref(g->staging.seg, out_off, &po.ref)) {
+    if (base && stage_out && shm_seg_ref(g->m->staging.seg, out_off, &po.ref)) {
         po.shm = true;
         po.staged = base + out_off;
     }
@@ -191,16 +191,16 @@ static int take_result(mlxd_group *g, struct reply *rep, const mlxd_array *want,
 }
 
 static int broken_check(mlxd_group *g) {
-    if (g->conn && conn_is_broken(g->conn))
+    if (g->m->conn && conn_is_broken(g->m->conn))
         return lib_errorf(g->last_error, MLXD_EUNAVAILABLE,
                           "the connection to mlxd at %s was lost earlier; free this group",
-                          g->endpoint);
+                          g->m->endpoint);
     return 0;
 }
 
 // all_sum, all_max, all_min, all_gather and sum_scatter: x in, a result of
 // the shape the op implies out.
-static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlxd_array *out) {
+static int collective_locked(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlxd_array *out) {
     const char *name = wire_op_name(type);
     size_t in_bytes, out_bytes;
     uint64_t n;
@@ -241,7 +241,7 @@ static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlx
     if ((r = check_data("out", out->data, out_bytes, g->last_error)) < 0)
         return r;
 
-    if (!g->conn) {
+    if (!g->m->conn) {
         // A group of one: every collective gives x back (size 1 makes the
         // result exactly as large as x). out->data may be x->data.
         if (in_bytes > 0)
@@ -270,7 +270,7 @@ static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlx
         struct call call = { .timeout_ms = g->timeout_ms, .tensor = !pi.shm, .data = x->data,
                              .nbytes = pi.shm ? 0 : in_bytes, .reply_nbytes = po.shm ? 0 : out_bytes,
                              .shm_nbytes = (pi.shm ? in_bytes : 0) + (po.shm ? out_bytes : 0) };
-        r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+        r = conn_call(g->m->conn, &req, &call, &rep, g->last_error);
         if (r < 0)
             return r;
         if ((r = take_result(g, &rep, &want, out_bytes, out->data, &po, name)) < 0)
@@ -280,6 +280,16 @@ static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlx
     out->ndim = want.ndim;
     memcpy(out->shape, want.shape, sizeof out->shape);
     return 0;
+}
+
+// The handles of one member share its connection: its ops run one at a time.
+static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlxd_array *out) {
+    if (!g)
+        return MLXD_EINVAL;
+    pthread_mutex_lock(&g->m->lock);
+    int r = collective_locked(g, type, x, out);
+    pthread_mutex_unlock(&g->m->lock);
+    return r;
 }
 
 int mlxd_all_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out) {
@@ -302,11 +312,9 @@ int mlxd_sum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out) {
     return collective(g, MLXD__OP_TYPE__OP_SUM_SCATTER, x, out);
 }
 
-int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst) {
+static int send_locked(mlxd_group *g, const mlxd_array *x, int dst) {
     size_t nbytes;
     int r;
-    if (!g)
-        return MLXD_EINVAL;
     g->last_error[0] = '\0';
     if ((r = check_array("x", x, &nbytes, g->last_error)) < 0 ||
         (r = check_peer(g, "send: dst", dst, g->last_error)) < 0 || (r = broken_check(g)) < 0)
@@ -328,15 +336,24 @@ int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst) {
     req.op = &op;
     struct call call = { .timeout_ms = g->timeout_ms, .tensor = !pi.shm, .data = x->data,
                          .nbytes = pi.shm ? 0 : nbytes, .shm_nbytes = pi.shm ? nbytes : 0 };
-    r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+    r = conn_call(g->m->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
     return take_nothing(g, &rep, "send");
 }
 
+int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst) {
+    if (!g)
+        return MLXD_EINVAL;
+    pthread_mutex_lock(&g->m->lock);
+    int r = send_locked(g, x, dst);
+    pthread_mutex_unlock(&g->m->lock);
+    return r;
+}
+
 // recv into data, with the dtype and shape of want (out itself for
 // mlxd_recv, like for mlxd_recv_like). Writes nothing but data.
-static int recv_into(mlxd_group *g, const mlxd_array *want, const char *what, void *data, int src) {
+static int recv_locked(mlxd_group *g, const mlxd_array *want, const char *what, void *data, int src) {
     size_t nbytes;
     int r;
     mlxd_array a = *want;
@@ -360,10 +377,17 @@ static int recv_into(mlxd_group *g, const mlxd_array *want, const char *what, vo
     req.op = &op;
     struct call call = { .timeout_ms = g->timeout_ms, .reply_nbytes = po.shm ? 0 : nbytes,
                          .shm_nbytes = po.shm ? nbytes : 0 };
-    r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+    r = conn_call(g->m->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
     return take_result(g, &rep, &a, nbytes, data, &po, "recv");
+}
+
+static int recv_into(mlxd_group *g, const mlxd_array *want, const char *what, void *data, int src) {
+    pthread_mutex_lock(&g->m->lock);
+    int r = recv_locked(g, want, what, data, src);
+    pthread_mutex_unlock(&g->m->lock);
+    return r;
 }
 
 int mlxd_recv(mlxd_group *g, mlxd_array *out, int src) {
@@ -394,12 +418,9 @@ int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *out, int s
     return 0;
 }
 
-int mlxd_barrier(mlxd_group *g) {
+static int barrier_locked(mlxd_group *g) {
     int r;
-    if (!g)
-        return MLXD_EINVAL;
-    g->last_error[0] = '\0';
-    if (!g->conn)
+    if (!g->m->conn)
         return 0;
     if ((r = broken_check(g)) < 0)
         return r;
@@ -411,8 +432,18 @@ int mlxd_barrier(mlxd_group *g) {
     req.body_case = MLXD__REQUEST__BODY_OP;
     req.op = &op;
     struct call call = { .timeout_ms = g->timeout_ms };
-    r = conn_call(g->conn, &req, &call, &rep, g->last_error);
+    r = conn_call(g->m->conn, &req, &call, &rep, g->last_error);
     if (r < 0)
         return r;
     return take_nothing(g, &rep, "barrier");
+}
+
+int mlxd_barrier(mlxd_group *g) {
+    if (!g)
+        return MLXD_EINVAL;
+    g->last_error[0] = '\0';
+    pthread_mutex_lock(&g->m->lock);
+    int r = barrier_locked(g);
+    pthread_mutex_unlock(&g->m->lock);
+    return r;
 }

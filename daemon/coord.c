@@ -63,6 +63,10 @@ struct group {
     int narrived;
     int code;                           // aborted when nonzero
     char *message;                      // owned, set with code
+    uint64_t *left;                     // size entries once a member left: the collectives
+                                        // it issued (UINT64_MAX: still there)
+    char **left_msg;                    // why, as its host said it (owned)
+    char *broken;                       // owned: why no collective completes from here on
 };
 
 struct coord {
@@ -267,6 +271,11 @@ static void group_free(struct group *g) {
     free(g->gone);
     free(g->arr);
     free(g->message);
+    for (int r = 0; g->left_msg && r < g->size; r++)
+        free(g->left_msg[r]);
+    free(g->left_msg);
+    free(g->left);
+    free(g->broken);
     free(g);
 }
 
@@ -344,6 +353,48 @@ static int group_abort(struct group *g, int code, const char *message, struct ct
     g->code = code;
     g->message = dup;
     clear_arrivals(g);
+    return 0;
+}
+
+// The collectives-only Abort: from the one being gathered on, no collective
+// of g completes (a member left before issuing it).
+static void broken_msg(const struct group *g, char *message, Mlxd__Ctl__Abort *a, Mlxd__Ctl__Ctl *m) {
+    abort_msg(g->id, MLXD_EPEER, message, a, m);
+    a->collectives = true;
+}
+
+// Whether collective seq of g waits for a member that left before issuing
+// it; if so, the message every member gets (malloc'd, in *ret) or -ENOMEM.
+static int break_at(const struct group *g, uint64_t seq, char **ret) {
+    *ret = NULL;
+    for (int r = 0; g->left && r < g->size; r++) {
+        if (g->left[r] > seq)
+            continue;
+        char buf[MESSAGE_MAX + 64];
+        snprintf(buf, sizeof buf, "%s before collective #%llu of the group",
+                 g->left_msg[r] ? g->left_msg[r] : "a member left", (unsigned long long) seq + 1);
+        return (*ret = strdup(buf)) ? 1 : -ENOMEM;
+    }
+    return 0;
+}
+
+// Queues the collectives-only Abort for every host of g when collective
+// seq cannot complete; *ret_msg then owns its message, for the caller to
+// keep in g->broken once nothing else can fail.
+static int queue_break(const struct group *g, uint64_t seq, struct ctl_outbox *out, char **ret_msg) {
+    char *msg;
+    int r = g->code || g->broken ? 0 : break_at(g, seq, &msg);
+    *ret_msg = NULL;
+    if (r <= 0)
+        return r;
+    Mlxd__Ctl__Abort a = MLXD__CTL__ABORT__INIT;
+    Mlxd__Ctl__Ctl m = MLXD__CTL__CTL__INIT;
+    broken_msg(g, msg, &a, &m);
+    if ((r = send_hosts(out, g, &m)) < 0) {
+        free(msg);
+        return r;
+    }
+    *ret_msg = msg;
     return 0;
 }
 
@@ -562,6 +613,7 @@ static int group_go(struct coord *c, struct group *g, struct ctl_outbox *out) {
     int *order = malloc((size_t) n * sizeof *order);
     Mlxd__Ctl__NewGroup *ng = NULL;
     struct group *made = NULL;
+    char *broken = NULL;
     Mlxd__Ctl__Go go = MLXD__CTL__GO__INIT;
     Mlxd__Ctl__Ctl m = MLXD__CTL__CTL__INIT;
     if (!d || !order)
@@ -577,9 +629,10 @@ static int group_go(struct coord *c, struct group *g, struct ctl_outbox *out) {
         goto done;
     m.body_case = MLXD__CTL__CTL__BODY_GO;
     m.go = &go;
-    if ((r = send_hosts(out, g, &m)) < 0)
+    if ((r = send_hosts(out, g, &m)) < 0 || (r = queue_break(g, g->seq + 1, out, &broken)) < 0)
         goto done;
 
+    g->broken = broken;
     while (made) {
         struct group *x = made;
         made = x->next;
@@ -614,11 +667,14 @@ static int on_arrive(struct coord *c, int from, const Mlxd__Ctl__Arrive *m, stru
     if (*ignored)
         return 0;
 
-    if (g->code) {
+    if (g->code || g->broken) {
         // Answered even though the host had the Abort: its member must not wait.
         Mlxd__Ctl__Abort a = MLXD__CTL__ABORT__INIT;
         Mlxd__Ctl__Ctl am = MLXD__CTL__CTL__INIT;
-        abort_msg(g->id, g->code, g->message, &a, &am);
+        if (g->code)
+            abort_msg(g->id, g->code, g->message, &a, &am);
+        else
+            broken_msg(g, g->broken, &a, &am);
         return ctl_outbox_add(out, from, &am);
     }
     if (m->seq != g->seq) {
@@ -652,7 +708,7 @@ static int on_timeout(struct coord *c, int from, const Mlxd__Ctl__Timeout *m, st
         *ignored = "Timeout for an unknown group";
     else if (!has_host(g, from))
         *ignored = "Timeout from a host that is not in the group";
-    else if (g->code)
+    else if (g->code || g->broken)
         *ignored = "Timeout on an aborted group";
     else if (m->seq != g->seq)
         *ignored = "Timeout for a collective that is not being gathered (its Go went out)";
@@ -686,6 +742,55 @@ static int on_abort_req(struct coord *c, int from, const Mlxd__Ctl__AbortReq *m,
         return 0;
     bool known = m->code < 0 && strcmp(wire_error_name(m->code), "MLXD_EUNKNOWN") != 0;
     return group_abort(g, known ? m->code : MLXD_EPEER, m->message, out);
+}
+
+static int on_depart(struct coord *c, int from, const Mlxd__Ctl__Depart *m, struct ctl_outbox *out,
+                     const char **ignored) {
+    struct group *g = group_find(c, m->group);
+    if (!g)
+        *ignored = "Depart for an unknown group";
+    else if (m->rank < 0 || m->rank >= g->size)
+        *ignored = "Depart for a rank outside the group";
+    else if (g->host[m->rank] != from)
+        *ignored = "Depart from a host that does not hold that rank";
+    else if (g->left && g->left[m->rank] != UINT64_MAX)
+        *ignored = "Depart repeated for a rank";
+    if (*ignored)
+        return 0;
+    if (!g->left) {
+        // Made once and kept: an allocation changes nothing a member sees.
+        uint64_t *left = malloc((size_t) g->size * sizeof *left);
+        char **msg = calloc((size_t) g->size, sizeof *msg);
+        if (!left || !msg) {
+            free(left);
+            free(msg);
+            return -ENOMEM;
+        }
+        for (int r = 0; r < g->size; r++)
+            left[r] = UINT64_MAX;
+        g->left = left;
+        g->left_msg = msg;
+    }
+    char *why = strndup(m->message && m->message[0] ? m->message : "a member left the group", MESSAGE_MAX);
+    if (!why)
+        return -ENOMEM;
+    // As it will be once this message is taken, to see whether it breaks
+    // the collective being gathered.
+    g->left[m->rank] = m->seq;
+    g->left_msg[m->rank] = why;
+    char *broken;
+    int r = queue_break(g, g->seq, out, &broken);
+    if (r < 0) {
+        g->left[m->rank] = UINT64_MAX;
+        g->left_msg[m->rank] = NULL;
+        free(why);
+        return r;
+    }
+    if (broken) {
+        g->broken = broken;
+        clear_arrivals(g);
+    }
+    return 0;
 }
 
 static int on_group_gone(struct coord *c, int from, const Mlxd__Ctl__GroupGone *m, struct ctl_outbox *out,
@@ -787,6 +892,9 @@ int coord_handle(struct coord *c, int from, const Mlxd__Ctl__Ctl *m, uint64_t no
             break;
         case MLXD__CTL__CTL__BODY_GROUP_GONE:
             r = on_group_gone(c, from, m->group_gone, out, &ignored);
+            break;
+        case MLXD__CTL__CTL__BODY_DEPART:
+            r = on_depart(c, from, m->depart, out, &ignored);
             break;
         case MLXD__CTL__CTL__BODY_HELLO_FAIL:
         case MLXD__CTL__CTL__BODY_FORM:

@@ -361,21 +361,13 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
                            (unsigned long long) g->id);
         return;
     }
-    if (g->abort_code) {
-        server_reply_error(s, p, req->id, g->abort_code, "%s", g->abort_msg);
-        sl->state = SLOT_GONE;
-        g->live--;
-        job_gc(s, g->job);
-        return;
-    }
+    // A split completes for every member, whatever the others did since
+    // (left, died, the group aborted): only the ops issued later learn it.
     r = session_new(s, p, &se);
     if (r < 0) {
         // This member will never attach: the others must not wait for it.
         session_new_failed(s, p, req->id, r);
-        sl->state = SLOT_GONE;
-        g->live--;
-        group_abort(s, g, MLXD_EPEER, "rank %d (pid %d) could not attach to the group (a limit of the daemon)", rank,
-                    (int) p->pid);
+        group_depart(s, g, rank, NULL, "could not attach to the group (a limit of the daemon)");
         job_gc(s, g->job);
         return;
     }
@@ -451,12 +443,10 @@ void job_session_gone(struct server *s, struct session *se, int code, const char
             job_gc(s, j);
         return;
     }
-    struct slot *sl = &g->slots[se->rank];
-    sl->state = SLOT_GONE;
-    sl->session = NULL;
-    g->live--;
     se->group = NULL;
-    group_abort(s, g, code, "rank %d (pid %d) %s", se->rank, (int) se->peer.pid, why);
+    group_depart(s, g, se->rank, se, why);
+    if (code != MLXD_EPEER)
+        group_abort(s, g, code, "rank %d (pid %d) %s", se->rank, (int) se->peer.pid, why);
     job_gc(s, g->job);
 }
 
@@ -468,11 +458,8 @@ void job_process_gone(struct server *s, pid_t pid) {
         LIST_FOREACH(g, &j->groups, link) {
             for (int r = 0; r < g->size; r++) {
                 struct slot *sl = &g->slots[r];
-                if (sl->state == SLOT_UNATTACHED && sl->pid == pid) {
-                    sl->state = SLOT_GONE;
-                    g->live--;
-                    group_abort(s, g, MLXD_EPEER, "rank %d (pid %d) died before attaching", r, (int) pid);
-                }
+                if (sl->state == SLOT_UNATTACHED && sl->pid == pid)
+                    group_depart(s, g, r, NULL, "ended before attaching to the group");
             }
         }
         job_gc(s, j);

@@ -38,6 +38,10 @@ struct slot {
     uint64_t token;                 // proves an attach comes from this member
     struct pending *coll;           // its request in the current collective
     struct pending *recv;           // its waiting recv
+    uint64_t issued;                // collectives it issued (here: its next one's seq)
+    bool left;                      // it left (freed the group, exited, died), on any host...
+    uint64_t left_seq;              // ...after issuing this many collectives
+    char left_why[64];              // "left the group", "died (pid 12 exited)"
 };
 
 // A message sent and not yet received.
@@ -66,6 +70,8 @@ struct group {
     TAILQ_HEAD(, message) messages;
     int abort_code;                 // 0 while usable
     char abort_msg[512];
+    int coll_code;                  // nonzero once no collective can complete any more
+    char coll_msg[512];             // (a member left before issuing the current one)
 };
 
 struct job {
@@ -96,8 +102,9 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
 void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hosts, size_t n);
 // The coordinator refused rank's hello.
 void job_hello_fail(struct server *s, const char *id, int rank, int code, const char *message);
-// The session left or died: its group is aborted with code (MLXD_EPEER, or
-// MLXD_EUNAVAILABLE when the daemon stops), naming it and why.
+// The session left or died. With MLXD_EPEER the member departs
+// (group_depart); with another code (MLXD_EUNAVAILABLE when the daemon
+// stops) its group is aborted with code, naming it and why.
 void job_session_gone(struct server *s, struct session *se, int code, const char *why);
 // Process pid exited or closed its last connection: its unattached slots
 // are gone.
@@ -118,11 +125,37 @@ void job_gc(struct server *s, struct job *j);
 void job_expired(struct server *s, struct pending *p);
 void job_free_all(struct server *s);
 
+/* depart.c */
+// Member rank of g, attached here (se) or never attached (se NULL), left
+// (why: "left the group", "died (pid 12 exited)"). What it handed over
+// stays and completes: its collectives in flight, its queued sends. What
+// can no longer complete fails with MLXD_EPEER: receives from it without a
+// message, sends to it, and collectives from the first one it never issued
+// (on a spanning group the coordinator says when, for every host at once).
+void group_depart(struct server *s, struct group *g, int rank, struct session *se, const char *why);
+// Another host's member `rank` of g left after issuing seq collectives;
+// every message it sent here has arrived.
+void group_depart_remote(struct server *s, struct group *g, int rank, uint64_t seq);
+// No collective of g can complete from the current one on: fails them all,
+// now and later, with (code, text). Sends and receives go on.
+void group_break_collectives(struct server *s, struct group *g, int code, const char *text);
+// On a group of this host alone: breaks the collectives once one of them
+// waits for a member that left before issuing it. After every change of
+// g->seq or of a member's departure.
+void group_check_collectives(struct server *s, struct group *g);
+
 /* op.c */
 // An OpRequest from an attached session, already decoded; takes p.
 void op_submit(struct server *s, struct session *se, struct pending *p);
 // Answers every waiting request of g with g's abort error, drops its queue.
 void op_fail_group(struct server *s, struct group *g);
+// Fails every collective request of g (current and queued) with (code, msg).
+void op_fail_collectives(struct server *s, struct group *g, int code, const char *msg);
+// The point-to-point side of member rank leaving g: messages queued for it
+// are dropped (a send held for it fails), receives from it that have no
+// message fail, and its queued sends stay (no longer counted against se,
+// which may be NULL).
+void op_depart(struct server *s, struct group *g, int rank, struct session *se, const char *why);
 // Queues a message that arrived from another host; takes data.
 void op_deliver_remote(struct server *s, struct group *g, int src, int dst, const struct op_desc *d, zmq_msg_t *data);
 // Answers p with a tensor whose bytes are in frame (moved), or, when p's

@@ -310,6 +310,10 @@ static int run_split(struct server *s, struct group *g, const struct op_desc **d
             ng->slots[k].state = SLOT_UNATTACHED;
             ng->slots[k].pid = old->pid;
             ng->slots[k].job_rank = old->job_rank;
+            // A member that left after it asked for the split never
+            // attaches: the new group is born without it.
+            if (old->left)
+                group_depart(s, ng, k, NULL, old->left_why);
             Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
             Mlxd__Reply r = MLXD__REPLY__INIT;
             o.group = ng->id;
@@ -374,6 +378,11 @@ static void run_collective(struct server *s, struct group *g) {
 
 static void submit_collective(struct server *s, struct group *g, struct session *se, struct pending *p) {
     struct slot *sl = &g->slots[se->rank];
+    sl->issued++;
+    if (g->coll_code) {
+        pending_fail(s, p, g->coll_code, "%s", g->coll_msg);
+        return;
+    }
     p->seq = g->seq;
     p->ref = &sl->coll;
     sl->coll = p;
@@ -382,9 +391,12 @@ static void submit_collective(struct server *s, struct group *g, struct session 
         return;
     }
     for (int r = 0; r < g->size; r++)
-        if (!g->slots[r].coll)
+        if (!g->slots[r].coll) {
+            group_check_collectives(s, g);
             return;
+        }
     run_collective(s, g);
+    group_check_collectives(s, g);
 }
 
 /* ---- send and recv ---- */
@@ -435,6 +447,10 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
     if (!peer_ok(s, g, se, p))
         return;
     struct slot *dst = &g->slots[p->peer];
+    if (dst->left) {
+        pending_fail(s, p, MLXD_EPEER, "send to rank %d: rank %d left the group", p->peer, p->peer);
+        return;
+    }
     if (p->in_ptr && zmq_msg_init_size(&p->data, p->nbytes) == 0) {
         // send returns at once and the sender may reuse its memory: the
         // daemon keeps a copy.
@@ -502,6 +518,10 @@ static void submit_recv(struct server *s, struct group *g, struct session *se, s
             deliver(s, g, m, p);
             return;
         }
+    if (g->slots[p->peer].left) {
+        pending_fail(s, p, MLXD_EPEER, "recv from rank %d: rank %d left the group without sending", p->peer, p->peer);
+        return;
+    }
     struct slot *sl = &g->slots[se->rank];
     sl->recv = p;
     p->ref = &sl->recv;
@@ -546,8 +566,39 @@ void op_fail_group(struct server *s, struct group *g) {
     }
 }
 
+void op_fail_collectives(struct server *s, struct group *g, int code, const char *msg) {
+    for (int r = 0; r < g->size; r++)
+        if (g->slots[r].coll)
+            pending_fail(s, g->slots[r].coll, code, "%s", msg);
+}
+
+void op_depart(struct server *s, struct group *g, int rank, struct session *se, const char *why) {
+    struct message *m, *next;
+    for (m = TAILQ_FIRST(&g->messages); m; m = next) {
+        next = TAILQ_NEXT(m, link);
+        if (m->sender && m->sender == se) {
+            // Accepted, so it is delivered; its sender no longer counts it.
+            se->queued_bytes -= m->nbytes;
+            m->sender = NULL;
+        }
+        if (m->dst != rank)
+            continue;
+        struct pending *held = m->held;
+        message_free(s, g, m);
+        if (held)
+            pending_fail(s, held, MLXD_EPEER, "send to rank %d: rank %d %s before receiving it", rank, rank, why);
+    }
+    for (int r = 0; r < g->size; r++) {
+        struct pending *p = g->slots[r].recv;
+        // A receive from it still waiting has no message: none will come.
+        if (p && p->peer == rank)
+            pending_fail(s, p, MLXD_EPEER, "recv from rank %d: rank %d %s without sending", p->peer, rank, why);
+    }
+}
+
 void op_deliver_remote(struct server *s, struct group *g, int src, int dst, const struct op_desc *d, zmq_msg_t *data) {
-    if (g->abort_code || src < 0 || src >= g->size || dst < 0 || dst >= g->size || g->slots[dst].state == SLOT_REMOTE) {
+    if (g->abort_code || src < 0 || src >= g->size || dst < 0 || dst >= g->size ||
+        g->slots[dst].state == SLOT_REMOTE || g->slots[dst].left) {
         zmq_msg_close(data);
         return;
     }

@@ -97,12 +97,15 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     bool died = strncmp(why, "died", 4) == 0;
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
-    // Its own request, if any, is answered first (a dead peer just won't
-    // read it), so the group's abort below sees only the others. In a
-    // spanning group its collective stays, without anyone to answer: the
-    // other hosts may already run the op, which needs its input here.
+    // Nothing it handed over is lost: its collective in flight and its send
+    // held over the cap stay, without anyone to answer, and complete with
+    // the others (on a spanning group the other hosts may already run the
+    // op, which needs its input here). A receive of its own is answered now
+    // (a dead peer just won't read it).
     struct pending *p = se->pending;
-    if (p && se->group && se->group->spanning && p->kind == PENDING_OP) {
+    bool keep = p && p->kind == PENDING_OP && se->group && p->d.op != MLXD__OP_TYPE__OP_RECV &&
+                (code == MLXD_EPEER || se->group->spanning);
+    if (keep) {
         p->session = NULL;
         se->pending = NULL;
     } else if (p) {

@@ -153,13 +153,11 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
                 continue;
             }
             sl->pid = old->pid;
-            // A member that died after it asked for the split never attaches:
-            // the new group is born without it (and aborted below).
-            sl->state = old->state == SLOT_GONE ? SLOT_GONE : SLOT_UNATTACHED;
-            if (sl->state == SLOT_GONE) {
-                sub->live--;
+            // A member that left after it asked for the split never attaches:
+            // the new group is born without it (it departs below).
+            sl->state = SLOT_UNATTACHED;
+            if (old->left)
                 died = k;
-            }
             if (!old->coll)
                 continue;
             Mlxd__OpReply o = MLXD__OP_REPLY__INIT;
@@ -172,8 +170,9 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
             r.op = &o;
             pending_finish(s, old->coll, &r, NULL, 0);
         }
-        if (died >= 0)
-            group_abort(s, sub, MLXD_EPEER, "rank %d (pid %d) died during the split", died, (int) sub->slots[died].pid);
+        for (int k = 0; died >= 0 && k < n; k++)
+            if (ng->hosts[k] == me && g->slots[ng->members[k]].left)
+                group_depart(s, sub, k, NULL, g->slots[ng->members[k]].left_why);
         continue;
     bad:
         log_warning("Job %s: the coordinator's split names a rank outside group %llx", g->job->id,
@@ -273,7 +272,18 @@ void span_event(struct server *s, struct world_event *e) {
             break;
         case MLXD__CTL__CTL__BODY_ABORT:
             if ((g = group_find(s, c->abort->group))) {
-                group_abort_now(s, g, c->abort->code < 0 ? c->abort->code : MLXD_EPEER, c->abort->message);
+                int code = c->abort->code < 0 ? c->abort->code : MLXD_EPEER;
+                if (c->abort->collectives)
+                    group_break_collectives(s, g, code, c->abort->message);
+                else
+                    group_abort_now(s, g, code, c->abort->message);
+                job_gc(s, g->job);
+            }
+            break;
+        case MLXD__CTL__CTL__BODY_DEPART:
+            // After every message the member sent us (the engine keeps the order).
+            if ((g = group_find(s, c->depart->group))) {
+                group_depart_remote(s, g, c->depart->rank, c->depart->seq);
                 job_gc(s, g->job);
             }
             break;

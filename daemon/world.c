@@ -688,6 +688,22 @@ static void post_p2p_recv(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
     w->receiving_tail = &in->next;
 }
 
+// A control message for the loop that must not overtake the P2P messages
+// from the same host received before it: queued behind them, without bytes.
+static void queue_in_order(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
+    struct p2p_in *in = calloc(1, sizeof *in);
+    if (!in) {
+        log_error("Out of memory queueing a control message from world rank %d; dropped it", from);
+        mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        return;
+    }
+    in->from = from;
+    in->ctl = ctl;
+    zmq_msg_init(&in->data);
+    *w->receiving_tail = in;
+    w->receiving_tail = &in->next;
+}
+
 static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
     const char *ignored = NULL;
     switch (ctl->body_case) {
@@ -723,6 +739,20 @@ static void handle_ctl(struct world *w, int from, Mlxd__Ctl__Ctl *ctl) {
         w->fifo_tail = &it->next;
         break;
     }
+    case MLXD__CTL__CTL__BODY_DEPART:
+        // For the coordinator: where the member's collectives end. For this
+        // host: no message of that member comes after it, so it goes to the
+        // loop behind the messages whose bytes are still arriving.
+        if (w->coord && coord_handle(w->coord, from, ctl, wire_now_us(), &w->out, &ignored) < 0)
+            log_error("The coordinator ran out of memory handling a message from world rank %d", from);
+        else if (ignored)
+            log_debug("Coordinator ignored a message from world rank %d: %s", from, ignored);
+        flush_outbox(w);
+        if (from == w->rank)
+            mlxd__ctl__ctl__free_unpacked(ctl, NULL);
+        else
+            queue_in_order(w, from, ctl);
+        break;
     case MLXD__CTL__CTL__BODY_P2P:
         if (from == w->rank) {
             log_error("A p2p message from this daemon to itself; dropped it");
@@ -795,7 +825,12 @@ static void progress_p2p(struct world *w) {
         w->receiving = in->next;
         if (!w->receiving)
             w->receiving_tail = &w->receiving;
-        emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+        if (in->ctl->body_case == MLXD__CTL__CTL__BODY_P2P) {
+            emit(w, WORLD_EVENT_P2P, in->from, in->ctl, &in->data, 0, NULL);
+        } else {
+            zmq_msg_close(&in->data);
+            emit(w, WORLD_EVENT_CTL, in->from, in->ctl, NULL, 0, NULL);
+        }
         free(in->reqs);
         free(in);
     }

@@ -84,7 +84,7 @@ enum {
     MLXD_EINVAL = -1,           // a bad argument or request
     MLXD_EUNAVAILABLE = -2,     // no daemon answers, or it is shutting down
     MLXD_EMISMATCH = -3,        // members disagree on an op
-    MLXD_EPEER = -4,            // a member of the group died or left
+    MLXD_EPEER = -4,            // a member left or died: the op can no longer complete
     MLXD_ETIMEDOUT = -5,        // a member did not arrive before the deadline
     MLXD_ENOMEM = -6,           // out of memory, or over a limit of the daemon
     MLXD_EPROTO = -7,           // a protocol error (version, malformed message)
@@ -110,13 +110,25 @@ MLXD_API bool mlxd_is_available(void);
 // returns a singleton group; when no daemon answers it returns a local
 // singleton group unless strict is set (then MLXD_EUNAVAILABLE). On failure
 // *ret is left untouched; mlxd_init_error() gives the detail.
+//
+// Called again in the same process for the same job (endpoint, job, rank
+// and size), it returns at once another handle on the same group, as MLX's
+// init() returns its cached group. The handles are one member: an op on any
+// of them is that member's next op (use them from one thread at a time),
+// and the process leaves the group when its last handle is freed. Another
+// process cannot join a job that has formed (MLXD_EINVAL). Thread-safe.
 MLXD_API int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret);
 
 // The detailed message of the last mlxd_init() failure on this thread.
 MLXD_API const char *mlxd_init_error(void);
 
-// Leaves the group and frees it. NULL is fine. Other members' later ops on
-// the group fail with MLXD_EPEER.
+// Frees the handle g; NULL is fine. Freeing the last handle on a member
+// (see mlxd_init) leaves the group. Nothing the member handed over is lost:
+// a send that returned is still delivered, and a collective the daemon
+// holds this member's part of completes for the others. Their ops that can
+// no longer complete fail with MLXD_EPEER: a receive from this member with
+// no message, a send to it, a collective it never issued. The same holds
+// when the process exits or is killed.
 MLXD_API void mlxd_group_free(mlxd_group *g);
 
 // This process's rank in g, and g's size.
@@ -125,7 +137,9 @@ MLXD_API int mlxd_group_size(const mlxd_group *g);
 
 // Collective over g: members with the same color form a new group, ordered by
 // key (ties, and key < 0, keep g's order). The new group supports every op
-// and is freed with mlxd_group_free(); g stays usable.
+// and is freed with mlxd_group_free(); g stays usable. A split completes for
+// every member even if another frees the new group at once; only ops issued
+// later on that group see MLXD_EPEER.
 MLXD_API int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret);
 
 // Reductions: out gets x's dtype and shape and the elementwise sum, max or
@@ -144,8 +158,9 @@ MLXD_API int mlxd_all_gather(mlxd_group *g, const mlxd_array *x, mlxd_array *out
 MLXD_API int mlxd_sum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out);
 
 // Sends x to rank dst. Returns once the daemon holds the data (the receiver
-// need not be waiting), within the daemon's per-client cap. Messages between
-// two ranks arrive in the order they were sent.
+// need not be waiting), within the daemon's per-client cap; from then on it
+// is delivered even if this process frees the group, exits or dies.
+// Messages between two ranks arrive in the order they were sent.
 MLXD_API int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst);
 
 // Receives from rank src into out; out->dtype, ndim and shape say what is

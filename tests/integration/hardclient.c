@@ -35,11 +35,15 @@
  *   groups CAP                     rank 0 keeps CAP-1 split groups and fails
  *                                  the next split with MLXD_ENOMEM; rank 1
  *                                  keeps working
- *   survivor NBYTES heap|alloc     waits in an all_sum of NBYTES whose
- *                                  other member is killed: MLXD_EPEER
+ *   survivor NBYTES heap|alloc [may_complete]  waits in an all_sum of
+ *                                  NBYTES whose other member is killed:
+ *                                  MLXD_EPEER, or with may_complete the sum
+ *                                  of every part when the victim's had
+ *                                  reached the daemon; then MLXD_EPEER
  *   victim NBYTES heap|alloc       after "go", an all_sum of NBYTES (killed)
  *   holder NBYTES                  holds two mlxd_alloc segments (killed)
- *   late                           after "late", an all_sum: MLXD_EPEER
+ *   late [NBYTES heap|alloc]       after "late", the all_sum of NBYTES (as
+ *                                  the survivor's), then a barrier: MLXD_EPEER
  *   daemon_killed                  rank 0 in all_sum, rank 1 in recv when
  *                                  the daemon is killed: MLXD_EUNAVAILABLE */
 #ifndef _GNU_SOURCE
@@ -511,27 +515,54 @@ static int mode_groups(struct ctx *c, int cap) {
     return finish(c);
 }
 
-// Waits in an all_sum of nbytes whose other member is killed meanwhile: it
-// must return MLXD_EPEER (the script compares at_ms with the kill), and the
-// next op on the group at once MLXD_EPEER too.
-static int mode_survivor(struct ctx *c, size_t nbytes, bool shared) {
-    mlxd_group *g = init_or_die(c);
+// The survivors' and the victim's tensors: small integers, so that sums are
+// exact in float32.
+static void fill_small(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float) (i & 1023);
+}
+
+// An all_sum of nbytes in which a member was killed: MLXD_EPEER, or, when
+// the victim had handed its part over before it died and may_complete is
+// set, the sum of every member's part (0). Says which ("returned ...").
+static int killed_all_sum(struct ctx *c, mlxd_group *g, size_t nbytes, bool shared, bool may_complete,
+                          const char *what) {
     float *x = buffer(c, g, nbytes, shared);
-    for (size_t i = 0; i < nbytes / 4; i++)
-        x[i] = (float) i;
-    mlxd_array xa = { MLXD_FLOAT32, 1, { (int64_t) (nbytes / 4) }, x };
+    size_t n = nbytes / 4;
+    fill_small(x, n);
+    mlxd_array xa = { MLXD_FLOAT32, 1, { (int64_t) n }, x };
     double t0 = mono_ms();
     int rc = mlxd_all_sum(g, &xa, &xa);
     long long at = wall_ms();
-    note(c, "all_sum of %zu bytes returned %s at_ms=%lld after %.0f ms: \"%s\"", nbytes,
+    note(c, "%s of %zu bytes returned %s at_ms=%lld after %.0f ms: \"%s\"", what, nbytes,
          rc < 0 ? mlxd_strerror(rc) : "MLXD_OK", at, mono_ms() - t0, mlxd_last_error(g));
-    expect(c, g, "all_sum whose member was killed", rc, MLXD_EPEER, "rank", NULL);
-    t0 = mono_ms();
-    rc = mlxd_barrier(g);
+    if (rc == 0 && may_complete) {
+        for (size_t i = 0; i < n; i++)
+            if (x[i] != (float) (mlxd_group_size(g) * (int) (i & 1023))) {
+                fail(c, "%s: element %zu is %g, expected %d", what, i, x[i], mlxd_group_size(g) * (int) (i & 1023));
+                break;
+            }
+    } else {
+        expect(c, g, what, rc, MLXD_EPEER, "rank", NULL);
+    }
+    buffer_free(g, x, shared);
+    return rc;
+}
+
+// Waits in an all_sum of nbytes whose other member is killed meanwhile. A
+// member that never issued it (holder): MLXD_EPEER (the script compares
+// at_ms with the kill). A member killed inside its own all_sum (victim):
+// MLXD_EPEER if its part never reached the daemon, else the op completes
+// with it once the late member joins in (may_complete). The next op on the
+// group is MLXD_EPEER at once either way.
+static int mode_survivor(struct ctx *c, size_t nbytes, bool shared, bool may_complete) {
+    mlxd_group *g = init_or_die(c);
+    killed_all_sum(c, g, nbytes, shared, may_complete, "all_sum whose member was killed");
+    double t0 = mono_ms();
+    int rc = mlxd_barrier(g);
     expect(c, g, "the next op on that group", rc, MLXD_EPEER, NULL);
     if (mono_ms() - t0 > 1000)
         fail(c, "the next op on the aborted group took %.0f ms", mono_ms() - t0);
-    buffer_free(g, x, shared);
     mlxd_group_free(g);
     return finish(c);
 }
@@ -541,8 +572,7 @@ static int mode_survivor(struct ctx *c, size_t nbytes, bool shared) {
 static int mode_victim(struct ctx *c, size_t nbytes, bool shared) {
     mlxd_group *g = init_or_die(c);
     float *x = buffer(c, g, nbytes, shared);
-    for (size_t i = 0; i < nbytes / 4; i++)
-        x[i] = (float) i;
+    fill_small(x, nbytes / 4);
     mlxd_array xa = { MLXD_FLOAT32, 1, { (int64_t) (nbytes / 4) }, x };
     touch_file(c, "victim.ready");
     wait_file(c, "go");
@@ -564,9 +594,14 @@ static int mode_holder(struct ctx *c, size_t nbytes) {
     return 0;                           // not reached: the test kills this process
 }
 
-static int mode_late(struct ctx *c) {
+// After "late": with nbytes, the all_sum the victim died in (it completes
+// when the victim's part had reached the daemon, as the survivor's does);
+// then a barrier, which the victim never issued.
+static int mode_late(struct ctx *c, size_t nbytes, bool shared) {
     mlxd_group *g = init_or_die(c);
     wait_file(c, "late");
+    if (nbytes)
+        killed_all_sum(c, g, nbytes, shared, true, "the late all_sum");
     double t0 = mono_ms();
     int rc = mlxd_barrier(g);
     expect(c, g, "an op after a member was killed", rc, MLXD_EPEER, NULL);
@@ -633,14 +668,15 @@ int main(int argc, char **argv) {
         return mode_shm_cap(&c, strtoull(argv[2], NULL, 10));
     if (strcmp(m, "groups") == 0 && argc == 3)
         return mode_groups(&c, atoi(argv[2]));
-    if (strcmp(m, "survivor") == 0 && argc == 4)
-        return mode_survivor(&c, strtoull(argv[2], NULL, 10), strcmp(argv[3], "alloc") == 0);
+    if (strcmp(m, "survivor") == 0 && (argc == 4 || argc == 5))
+        return mode_survivor(&c, strtoull(argv[2], NULL, 10), strcmp(argv[3], "alloc") == 0,
+                             argc == 5 && strcmp(argv[4], "may_complete") == 0);
     if (strcmp(m, "victim") == 0 && argc == 4)
         return mode_victim(&c, strtoull(argv[2], NULL, 10), strcmp(argv[3], "alloc") == 0);
     if (strcmp(m, "holder") == 0 && argc == 3)
         return mode_holder(&c, strtoull(argv[2], NULL, 10));
     if (strcmp(m, "late") == 0)
-        return mode_late(&c);
+        return mode_late(&c, argc == 4 ? strtoull(argv[2], NULL, 10) : 0, argc == 4 && strcmp(argv[3], "alloc") == 0);
     if (strcmp(m, "daemon_killed") == 0)
         return mode_daemon_killed(&c);
     return usage();

@@ -542,11 +542,11 @@ client_killed_at_any_point_never_wedges_the_daemon() {
         new_job; job=$JOB
         env_inline=()
         [[ $mem == heap ]] && env_inline=(env MLXD_SHM_THRESHOLD=0)   # inline through the socket
-        spawn_rank "$job" 0 3 "${env_inline[@]}" "$HARDCLIENT_BIN" survivor $((64 << 20)) "$mem"
+        spawn_rank "$job" 0 3 "${env_inline[@]}" "$HARDCLIENT_BIN" survivor $((64 << 20)) "$mem" may_complete
         p0=$SPAWNED
         spawn_rank "$job" 1 3 "${env_inline[@]}" "$HARDCLIENT_BIN" victim $((64 << 20)) "$mem"
         p1=$SPAWNED
-        spawn_rank "$job" 2 3 "$HARDCLIENT_BIN" late
+        spawn_rank "$job" 2 3 "${env_inline[@]}" "$HARDCLIENT_BIN" late $((64 << 20)) "$mem"
         p2=$SPAWNED
         wait_until 30 test -e "$T_DIR/$job.victim.ready" || fail "the victim did not get ready within 30 s"
         wait_until 30 client_pending "$p0" all_sum || fail "rank 0 is not seen waiting in its 64 MiB all_sum"
@@ -554,14 +554,22 @@ client_killed_at_any_point_never_wedges_the_daemon() {
         wait_until 10 test -e "$T_DIR/$job.calling" || fail "the victim did not start its all_sum"
         t_kill=$(now_ms)
         kill -KILL "$p1"
-        # It has called mlxd_all_sum: its 64 MiB are on their way, or the
-        # daemon holds them and waits for rank 2.
+        # It has called mlxd_all_sum: its 64 MiB are on their way (the op
+        # can no longer complete: MLXD_EPEER at once), or the daemon holds
+        # them (the op completes with them once rank 2 joins in). Rank 0
+        # and rank 2 must see the same of the two.
         log "64 MiB all_sum ($mem): killed rank 1 (pid $p1) inside its all_sum"
         expect_rank "rank 1, killed in a 64 MiB all_sum ($mem)" "$p1" 10 137
-        expect_rank "rank 0, waiting in the all_sum ($mem)" "$p0" 20 0
-        kill_latency "64 MiB all_sum ($mem)" "${T_OUT[$p0]}" "all_sum of" "$t_kill"
         touch "$T_DIR/$job.late"
-        expect_rank "rank 2, coming after the kill ($mem)" "$p2" 20 0
+        expect_rank "rank 0, waiting in the all_sum ($mem)" "$p0" 30 0
+        expect_rank "rank 2, coming after the kill ($mem)" "$p2" 30 0
+        local o0 o2
+        o0=$(grep -oE 'whose member was killed of [0-9]+ bytes returned [A-Z_]+' "${T_OUT[$p0]}" | awk '{print $NF}')
+        o2=$(grep -oE 'late all_sum of [0-9]+ bytes returned [A-Z_]+' "${T_OUT[$p2]}" | awk '{print $NF}')
+        [[ -n "$o0" && "$o0" == "$o2" ]] ||
+            fail "64 MiB all_sum ($mem): rank 0 got ${o0:-nothing}, rank 2 ${o2:-nothing}; they must agree"
+        log "64 MiB all_sum ($mem): the killed member's part $([[ $o0 == MLXD_OK ]] && echo "had reached the daemon: the op completed" || echo "had not reached the daemon: MLXD_EPEER")"
+        [[ "$o0" == MLXD_EPEER ]] && kill_latency "64 MiB all_sum ($mem)" "${T_OUT[$p0]}" "all_sum whose" "$t_kill"
         daemon_recovered "a client killed in a 64 MiB all_sum ($mem)"
     done
 
@@ -578,7 +586,7 @@ client_killed_at_any_point_never_wedges_the_daemon() {
     kill -KILL "$p1"
     expect_rank "rank 1, killed holding shared memory" "$p1" 10 137
     expect_rank "rank 0, waiting in all_sum" "$p0" 20 0
-    kill_latency "holding shared memory" "${T_OUT[$p0]}" "all_sum of" "$t_kill"
+    kill_latency "holding shared memory" "${T_OUT[$p0]}" "all_sum whose" "$t_kill"
     daemon_recovered "a client killed holding shared memory"
 }
 

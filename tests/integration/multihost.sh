@@ -588,6 +588,9 @@ idle_world_sleeps() {
 
 # ---- dispatch ----
 
+# Other scripts source this one for its harness (lifetime_multihost.sh).
+[[ -n "${MH_AS_LIBRARY:-}" ]] && return 0
+
 [[ $# -eq 1 ]] || fail "usage: multihost.sh TEST_NAME"
 declare -F "$1" >/dev/null || fail "no test named $1"
 log "test $1"

@@ -223,6 +223,18 @@ static void abort_req(struct fx *f, int from, uint64_t group, int code, const ch
     handle(f, from, &m);
 }
 
+static void depart(struct fx *f, int from, uint64_t group, int rank, uint64_t seq, const char *message) {
+    Mlxd__Ctl__Depart d = MLXD__CTL__DEPART__INIT;
+    Mlxd__Ctl__Ctl m = MLXD__CTL__CTL__INIT;
+    d.group = group;
+    d.rank = rank;
+    d.seq = seq;
+    d.message = (char *) message;
+    m.body_case = MLXD__CTL__CTL__BODY_DEPART;
+    m.depart = &d;
+    handle(f, from, &m);
+}
+
 static void group_gone(struct fx *f, int from, uint64_t group) {
     Mlxd__Ctl__GroupGone g = MLXD__CTL__GROUP_GONE__INIT;
     Mlxd__Ctl__Ctl m = MLXD__CTL__CTL__INIT;
@@ -643,6 +655,76 @@ static void arrive_on_aborted_group_gets_abort(void **state) {
     assert_string_equal(f->got[0].m->abort->message, "rank 0 left");
 }
 
+// Each of the n messages f got is the collectives-only Abort of g, to
+// hosts 0..n-1 in order, naming why.
+static void assert_collectives_broken(struct fx *f, uint64_t g, size_t n, const char *why) {
+    assert_int_equal(f->n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(f->got[i].dest, (int) i);
+        assert_int_equal(f->got[i].m->body_case, MLXD__CTL__CTL__BODY_ABORT);
+        assert_int_equal(f->got[i].m->abort->group, g);
+        assert_int_equal(f->got[i].m->abort->code, MLXD_EPEER);
+        assert_true(f->got[i].m->abort->collectives);
+        assert_non_null(strstr(f->got[i].m->abort->message, why));
+    }
+}
+
+static void depart_before_a_collective_breaks_it_on_every_host(void **state) {
+    struct fx *f = *state;
+    const int host[] = { 0, 1, 1 };
+    uint64_t g = form(f, "j", 3, host);
+    arrive(f, 0, g, 0, 0, MLXD__OP_TYPE__OP_ALL_SUM, MLXD_FLOAT32, 1);
+    depart(f, 1, g, 2, 0, "rank 2 (pid 9) left the group");
+    assert_null(f->ignored);
+    assert_collectives_broken(f, g, 2, "rank 2 (pid 9) left the group before collective #1");
+    // Arrivals sent before the hosts had the Abort get it again; timeouts
+    // and repeated departures are ignored.
+    arrive(f, 1, g, 0, 1, MLXD__OP_TYPE__OP_ALL_SUM, MLXD_FLOAT32, 1);
+    assert_int_equal(f->n, 1);
+    assert_int_equal(f->got[0].dest, 1);
+    assert_true(f->got[0].m->abort->collectives);
+    timeout(f, 0, g, 0, 0, 1000);
+    assert_ignored(f);
+    depart(f, 1, g, 2, 0, "again");
+    assert_ignored(f);
+}
+
+static void depart_after_contributing_breaks_only_the_next_collective(void **state) {
+    struct fx *f = *state;
+    const int host[] = { 0, 1 };
+    uint64_t g = form(f, "j", 2, host);
+    arrive(f, 1, g, 0, 1, MLXD__OP_TYPE__OP_ALL_SUM, MLXD_FLOAT32, 1);
+    depart(f, 1, g, 1, 1, "rank 1 (pid 8) died");
+    assert_null(f->ignored);
+    assert_sent_nothing(f);             // its all_sum still completes
+    arrive(f, 0, g, 0, 0, MLXD__OP_TYPE__OP_ALL_SUM, MLXD_FLOAT32, 1);
+    // The Go for it, then at once the Abort of the collectives after it.
+    assert_int_equal(f->n, 4);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(f->got[i].m->body_case, MLXD__CTL__CTL__BODY_GO);
+        assert_int_equal(f->got[i].m->go->code, 0);
+    }
+    for (size_t i = 2; i < 4; i++) {
+        assert_int_equal(f->got[i].m->body_case, MLXD__CTL__CTL__BODY_ABORT);
+        assert_true(f->got[i].m->abort->collectives);
+        assert_non_null(strstr(f->got[i].m->abort->message, "before collective #2"));
+    }
+}
+
+static void depart_from_wrong_host_or_rank_is_ignored(void **state) {
+    struct fx *f = *state;
+    const int host[] = { 0, 1 };
+    uint64_t g = form(f, "j", 2, host);
+    depart(f, 0, g, 1, 0, "not its host");
+    assert_ignored(f);
+    depart(f, 1, g, 2, 0, "no such rank");
+    assert_ignored(f);
+    depart(f, 1, g ^ 77, 1, 0, "no such group");
+    assert_ignored(f);
+    all_arrive(f, g, 0, 2, host, MLXD__OP_TYPE__OP_BARRIER, 0, 0);
+    assert_int_equal(f->got[0].m->go->code, 0);
+}
+
 static void arrive_from_wrong_host_is_ignored(void **state) {
     struct fx *f = *state;
     const int host[] = { 0, 1 };
@@ -839,8 +921,23 @@ struct scenario {
     Mlxd__Ctl__Timeout timeout[1];
     Mlxd__Ctl__AbortReq abort_req[1];
     Mlxd__Ctl__GroupGone gone[8];
-    int nj, na, nl, nt, nab, ng;
+    Mlxd__Ctl__Depart depart[2];
+    int nj, na, nl, nt, nab, ng, nd;
 };
+
+static void sc_depart(struct scenario *sc, int from, uint64_t group, int rank, uint64_t seq) {
+    Mlxd__Ctl__Depart *d = &sc->depart[sc->nd++];
+    mlxd__ctl__depart__init(d);
+    d->group = group;
+    d->rank = rank;
+    d->seq = seq;
+    d->message = "rank left";
+    struct step *st = &sc->s[sc->n++];
+    st->from = from;
+    mlxd__ctl__ctl__init(&st->m);
+    st->m.body_case = MLXD__CTL__CTL__BODY_DEPART;
+    st->m.depart = d;
+}
 
 static void sc_join(struct scenario *sc, int from, const char *job, int size, int rank) {
     Mlxd__Ctl__Join *j = &sc->join[sc->nj++];
@@ -927,6 +1024,12 @@ static void build_scenario(struct scenario *sc) {
     sc->s[sc->n].m.body_case = MLXD__CTL__CTL__BODY_TIMEOUT;
     sc->s[sc->n++].m.timeout = t;
     sc_arrive(sc, 1, g, 2, 1, MLXD__OP_TYPE__OP_ALL_SUM, 0);   // gets Abort
+    // In gb, rank 1 leaves after one collective: it runs, and the
+    // collectives after it break.
+    sc_depart(sc, 1, gb, 1, 1);
+    sc_arrive(sc, 1, gb, 0, 0, MLXD__OP_TYPE__OP_ALL_SUM, 0);
+    sc_arrive(sc, 1, gb, 0, 1, MLXD__OP_TYPE__OP_ALL_SUM, 0);
+    sc_depart(sc, 1, gb, 0, 1);
     Mlxd__Ctl__AbortReq *ab = &sc->abort_req[sc->nab++];
     mlxd__ctl__abort_req__init(ab);
     ab->group = ga;
@@ -1007,6 +1110,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(job_forms_when_last_rank_joins_across_two_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(single_rank_job_forms_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(depart_before_a_collective_breaks_it_on_every_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(depart_after_contributing_breaks_only_the_next_collective, setup, teardown),
+        cmocka_unit_test_setup_teardown(depart_from_wrong_host_or_rank_is_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicate_rank_gets_hello_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(size_disagreement_gets_hello_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(other_uid_is_denied, setup, teardown),
