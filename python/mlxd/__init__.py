@@ -68,7 +68,8 @@ Threads and signals
 Every wait releases the GIL. Calls on one Group from several threads take
 turns. Ctrl-C interrupts an op waiting on the main thread within about
 20 ms, raising KeyboardInterrupt; the process has then left that group
-(the other members get PeerError).
+(what it had handed over still completes; the other members' ops that can
+no longer complete get PeerError).
 
 Not distributed
 ---------------

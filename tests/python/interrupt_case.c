@@ -3,8 +3,10 @@
  * interrupt check that says stop 300 ms in: the all_sum must fail with
  * MLXD_EINTR within MLXD_INTERRUPT_SLICE_MS of that (with a generous
  * margin for a busy machine), and the check must have been called every
- * slice meanwhile. Rank 1 then finds rank 0 gone: its all_sum on the group
- * fails with MLXD_EPEER. Run with 2 ranks under mlxctl launch. */
+ * slice meanwhile. Rank 1 then finds rank 0 gone: the all_sum rank 0 had
+ * handed over still completes (or, had the daemon not held it yet, fails
+ * with MLXD_EPEER), and its next op, which can no longer complete, fails
+ * with MLXD_EPEER. Run with 2 ranks under mlxctl launch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +69,13 @@ int main(void) {
     } else {
         tc_wait_file(&T, "interrupted", 60000);
         r = mlxd_all_sum(g, &xa, &oa);
+        if (r == 0 && (out[0] != 2 || out[3] != 8))
+            tc_fail(&T, "all_sum with rank 0's accepted part gave %d .. %d, expected 2 .. 8", out[0], out[3]);
+        else if (r != 0 && r != MLXD_EPEER)
+            tc_fail(&T, "all_sum after rank 0 left gave %s (%s)", mlxd_strerror(r), mlxd_last_error(g));
+        r = mlxd_barrier(g);
         if (r != MLXD_EPEER)
-            tc_fail(&T, "all_sum after rank 0 left gave %s (%s), expected MLXD_EPEER", mlxd_strerror(r),
+            tc_fail(&T, "barrier after rank 0 left gave %s (%s), expected MLXD_EPEER", mlxd_strerror(r),
                     mlxd_last_error(g));
     }
     mlxd_group_free(g);
