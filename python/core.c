@@ -255,6 +255,17 @@ static int int_arg(const char *what, PyObject *o, int *ret) {
 
 /* ---- dtypes and arrays ---- */
 
+// The dtype of 1, 2, 4 or 8 bytes among four; -1 for another size.
+static int by_size(int elsize, int t1, int t2, int t4, int t8) {
+    switch (elsize) {
+    case 1: return t1;
+    case 2: return t2;
+    case 4: return t4;
+    case 8: return t8;
+    }
+    return -1;
+}
+
 // The mlxd dtype of a numpy dtype: -1 for none. bfloat16 is either
 // mlxd's own representation (uint16 bit patterns, marked by the dtype's
 // metadata {"mlxd": "bfloat16"}) or ml_dtypes' bfloat16 type.
@@ -268,28 +279,11 @@ static int dtype_of(PyArray_Descr *d) {
     case 'b':
         return d->elsize == 1 ? MLXD_BOOL : -1;
     case 'u':
-        switch (d->elsize) {
-        case 1: return MLXD_UINT8;
-        case 2: return MLXD_UINT16;
-        case 4: return MLXD_UINT32;
-        case 8: return MLXD_UINT64;
-        }
-        return -1;
+        return by_size(d->elsize, MLXD_UINT8, MLXD_UINT16, MLXD_UINT32, MLXD_UINT64);
     case 'i':
-        switch (d->elsize) {
-        case 1: return MLXD_INT8;
-        case 2: return MLXD_INT16;
-        case 4: return MLXD_INT32;
-        case 8: return MLXD_INT64;
-        }
-        return -1;
+        return by_size(d->elsize, MLXD_INT8, MLXD_INT16, MLXD_INT32, MLXD_INT64);
     case 'f':
-        switch (d->elsize) {
-        case 2: return MLXD_FLOAT16;
-        case 4: return MLXD_FLOAT32;
-        case 8: return MLXD_FLOAT64;
-        }
-        return -1;
+        return by_size(d->elsize, -1, MLXD_FLOAT16, MLXD_FLOAT32, MLXD_FLOAT64);
     case 'c':
         return d->elsize == 8 ? MLXD_COMPLEX64 : -1;
     }
