@@ -427,6 +427,14 @@ static PyObject *init_world(bool strict) {
     blocking_end(&b);
     if (r < 0)
         return raise_code(r, mlxd_init_error());
+    // Another thread may have made it while this one waited: keep one
+    // (libmlxd's second handle on the same member just goes).
+    if (world) {
+        Py_BEGIN_ALLOW_THREADS
+        mlxd_group_free(g);
+        Py_END_ALLOW_THREADS
+        return world;
+    }
     world = group_wrap(g);
     return world;
 }

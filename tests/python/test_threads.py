@@ -60,3 +60,20 @@ def test_calls_from_several_threads_on_one_group_are_serialized():
         t.join(120)
     assert not errors, errors
     mx.barrier()
+
+
+def test_init_from_several_threads_gives_one_group():
+    # A process of its own, whose first init() the threads race for.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import threading, mlxd\n"
+            "got = []\n"
+            "ts = [threading.Thread(target=lambda: got.append(mlxd.init())) for _ in range(8)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "assert len(got) == 8 and all(g is got[0] for g in got), got\n"
+            "print('one group')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLXD_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "one group", out.stderr
