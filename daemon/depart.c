@@ -57,7 +57,7 @@ void group_depart(struct server *s, struct group *g, int rank, struct session *s
     sl->left_seq = sl->issued;
     snprintf(sl->left_why, sizeof sl->left_why, "%s", why);
     g->live--;
-    log_debug("Job %s group %llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
+    log_debug("Job %s group %016llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
               (unsigned long long) g->id, rank, (int) sl->pid, why, (unsigned long long) sl->issued);
     op_depart(s, g, rank, se, why);
     if (g->spanning) {
@@ -86,7 +86,7 @@ void group_break_collectives(struct server *s, struct group *g, int code, const 
         bool waiting = false;
         for (int r = 0; r < g->size; r++)
             waiting |= g->slots[r].coll != NULL;
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llx: no more collectives: %s", g->job->id,
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %016llx: no more collectives: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }
     op_fail_collectives(s, g, g->coll_code, g->coll_msg);

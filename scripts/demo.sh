@@ -25,7 +25,7 @@ if [[ -f $build/python/mlxd/__init__.py ]]; then
     have_python=1
 fi
 
-# ipc:// paths are limited to 107 bytes: a short directory under /tmp.
+# ipc:// paths are limited to 103 bytes: a short directory under /tmp.
 tmp=$(mktemp -d /tmp/mlxd-demo.XXXXXX)
 daemon_pid=
 
