@@ -128,10 +128,11 @@ python_module_installs_where_pkg_config_says() {
             fail "pkg-config names pythondir $pydir, which holds no mlxd"
         readelf -d "$pydir"/mlxd/_core*.so | grep -q 'RUNPATH.*\$ORIGIN' || fail "the installed module has no \$ORIGIN RUNPATH"
         log "installed to $pydir"
-        (cd / && env -u LD_LIBRARY_PATH PYTHONPATH="$pydir" "$MLXCTL_BIN" launch -n 2 -- "$PYTHON" -c \
+        (cd / && env -u LD_LIBRARY_PATH PYTHONPATH="$pydir" "$MLXCTL_BIN" launch -n 2 --prefix -- "$PYTHON" -c \
             'import mlxd, sys; assert mlxd.__file__.startswith(sys.argv[1]); print(int(mlxd.all_sum(1)))' "$pydir" \
             >"$T_DIR/installed.out") || fail "the installed module did not run a job"
-        [[ "$(sort -u "$T_DIR/installed.out")" == 2 ]] || fail "the installed module's all_sum: $(cat "$T_DIR/installed.out")"
+        [[ "$(sort "$T_DIR/installed.out" | xargs)" == "[0] 2 [1] 2" ]] ||
+            fail "the installed module's all_sum: $(cat "$T_DIR/installed.out")"
     done
     # The folders each prefix gets (what /usr/bin/python3 reads for /usr and /usr/local).
     local want
