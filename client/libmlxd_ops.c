@@ -502,39 +502,50 @@ static int collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlx
     return rc;
 }
 
-// A request for the caller, or NULL (out of memory, said in g's last_error).
-static struct mlxd_request *request_new(mlxd_group *g, mlxd_request **ret) {
-    struct mlxd_request *r = ret ? malloc(sizeof *r) : NULL;
-    if (!r)
-        lib_errorf(g->last_error, ret ? MLXD_ENOMEM : MLXD_EINVAL, ret ? "out of memory" : "ret is NULL");
-    return r;
-}
+// What a nonblocking op issues: one of the issue_*() with its arguments.
+struct issue {
+    Mlxd__OpType type;                  // a collective's; SEND, RECV
+    const mlxd_array *x;
+    mlxd_array *out;
+    int peer;
+};
 
-// Hands r to the caller once issued (rc: what issuing returned).
-static int request_hand_over(mlxd_group *g, struct mlxd_request *r, int rc, mlxd_request **ret) {
-    if (rc < 0) {
-        free(r);
-        return rc;
-    }
-    track(r);
-    (void) g;
-    *ret = r;
-    return 0;
-}
-
-static int icollective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlxd_array *out,
-                       mlxd_request **ret) {
+// A nonblocking op: a request on the heap, issued, kept on the member's list
+// and handed to the caller; out's descriptor is filled at once.
+static int start(mlxd_group *g, const struct issue *is, mlxd_request **ret) {
+    struct mlxd_request *r = NULL;
+    int rc;
     if (!g)
         return MLXD_EINVAL;
     pthread_mutex_lock(&g->m->lock);
     g->last_error[0] = '\0';
-    struct mlxd_request *r = request_new(g, ret);
-    int rc = r ? issue_collective(g, type, x, out, r) : (ret ? MLXD_ENOMEM : MLXD_EINVAL);
-    if (r && rc == 0)
-        fill_out(out, &r->want);
-    rc = r ? request_hand_over(g, r, rc, ret) : rc;
+    if (!ret)
+        rc = lib_errorf(g->last_error, MLXD_EINVAL, "ret is NULL");
+    else if (!(r = malloc(sizeof *r)))
+        rc = lib_errorf(g->last_error, MLXD_ENOMEM, "out of memory");
+    else if (is->type == MLXD__OP_TYPE__OP_SEND)
+        rc = issue_send(g, is->x, is->peer, r);
+    else if (is->type == MLXD__OP_TYPE__OP_RECV)
+        rc = is->out ? issue_recv(g, is->out, "out", is->out->data, is->peer, r)
+                     : lib_errorf(g->last_error, MLXD_EINVAL, "out is NULL");
+    else
+        rc = issue_collective(g, is->type, is->x, is->out, r);
+    if (rc < 0) {
+        free(r);
+    } else {
+        if (is->out && is->type != MLXD__OP_TYPE__OP_RECV)
+            fill_out(is->out, &r->want);
+        track(r);
+        *ret = r;
+    }
     pthread_mutex_unlock(&g->m->lock);
     return rc;
+}
+
+static int icollective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *x, mlxd_array *out,
+                       mlxd_request **ret) {
+    struct issue is = { .type = type, .x = x, .out = out };
+    return start(g, &is, ret);
 }
 
 int mlxd_all_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out) {
@@ -589,14 +600,8 @@ int mlxd_send(mlxd_group *g, const mlxd_array *x, int dst) {
 }
 
 int mlxd_isend(mlxd_group *g, const mlxd_array *x, int dst, mlxd_request **ret) {
-    if (!g)
-        return MLXD_EINVAL;
-    pthread_mutex_lock(&g->m->lock);
-    g->last_error[0] = '\0';
-    struct mlxd_request *r = request_new(g, ret);
-    int rc = r ? request_hand_over(g, r, issue_send(g, x, dst, r), ret) : (ret ? MLXD_ENOMEM : MLXD_EINVAL);
-    pthread_mutex_unlock(&g->m->lock);
-    return rc;
+    struct issue is = { .type = MLXD__OP_TYPE__OP_SEND, .x = x, .peer = dst };
+    return start(g, &is, ret);
 }
 
 // Blocking recv into data, with the dtype and shape of want (out itself for
@@ -619,19 +624,8 @@ int mlxd_recv(mlxd_group *g, mlxd_array *out, int src) {
 }
 
 int mlxd_irecv(mlxd_group *g, mlxd_array *out, int src, mlxd_request **ret) {
-    if (!g)
-        return MLXD_EINVAL;
-    pthread_mutex_lock(&g->m->lock);
-    g->last_error[0] = '\0';
-    struct mlxd_request *r = out ? request_new(g, ret) : NULL;
-    int rc;
-    if (!out)
-        rc = lib_errorf(g->last_error, MLXD_EINVAL, "out is NULL");
-    else
-        rc = r ? request_hand_over(g, r, issue_recv(g, out, "out", out->data, src, r), ret)
-               : (ret ? MLXD_ENOMEM : MLXD_EINVAL);
-    pthread_mutex_unlock(&g->m->lock);
-    return rc;
+    struct issue is = { .type = MLXD__OP_TYPE__OP_RECV, .out = out, .peer = src };
+    return start(g, &is, ret);
 }
 
 int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *out, int src) {

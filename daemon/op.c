@@ -386,34 +386,10 @@ static void make_current(struct server *s, struct group *g, struct slot *sl, str
         span_arrive(s, g, p);
 }
 
-// Runs the collectives of a group of this host alone for as long as every
-// member has its next one in.
-static void run_local(struct server *s, struct group *g) {
-    for (;;) {
-        group_check_collectives(s, g);
-        for (int r = 0; r < g->size; r++)
-            if (!g->slots[r].coll)
-                return;
-        run_collective(s, g);
-        for (int r = 0; r < g->size; r++) {
-            struct slot *sl = &g->slots[r];
-            struct pending *next = TAILQ_FIRST(&sl->later);
-            if (!sl->coll && next) {
-                TAILQ_REMOVE(&sl->later, next, qlink);
-                next->queue = NULL;
-                make_current(s, g, sl, next);
-            }
-        }
-    }
-}
-
-void op_advance(struct server *s, struct group *g) {
-    if (!g->spanning) {
-        run_local(s, g);
-        return;
-    }
-    // One at a time: span_arrive() hands the engine this host's part once
-    // the last local member is in, so each must see the others before it.
+// The members' next queued collectives become current, one at a time:
+// on a spanning group span_arrive() hands the engine this host's part once
+// the last local member is in, so each must see the others before it.
+static void promote(struct server *s, struct group *g) {
     for (int r = 0; r < g->size; r++) {
         struct slot *sl = &g->slots[r];
         struct pending *next = TAILQ_FIRST(&sl->later);
@@ -423,6 +399,26 @@ void op_advance(struct server *s, struct group *g) {
             make_current(s, g, sl, next);
         }
     }
+}
+
+// Runs the collectives of a group of this host alone for as long as every
+// member has its next one in.
+static void run_local(struct server *s, struct group *g) {
+    for (;;) {
+        group_check_collectives(s, g);
+        for (int r = 0; r < g->size; r++)
+            if (!g->slots[r].coll)
+                return;
+        run_collective(s, g);
+        promote(s, g);
+    }
+}
+
+void op_advance(struct server *s, struct group *g) {
+    if (g->spanning)
+        promote(s, g);
+    else
+        run_local(s, g);
 }
 
 bool op_waiting(const struct group *g) {

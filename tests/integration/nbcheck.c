@@ -43,23 +43,8 @@ static struct tc T;
 #define fail(...) tc_fail(&T, __VA_ARGS__)
 #define note(...) tc_note(&T, __VA_ARGS__)
 
-static mlxd_group *init_or_die(void) {
-    mlxd_group *g = NULL;
-    int rc = mlxd_init(NULL, &g);
-    if (rc < 0) {
-        fail("mlxd_init: %s: %s", mlxd_strerror(rc), mlxd_init_error());
-        exit(1);
-    }
-    return g;
-}
-
-static bool expect(mlxd_group *g, const char *what, int rc, int want) {
-    if (rc == want)
-        return true;
-    fail("%s: returned %s, expected %s; last_error: \"%s\"", what, mlxd_strerror(rc), mlxd_strerror(want),
-         mlxd_last_error(g));
-    return false;
-}
+#define init_or_die() tc_init_or_die(&T)
+#define expect(g, what, rc, want) tc_expect(&T, g, what, rc, want)
 
 // Issuing must succeed.
 static void issued(mlxd_group *g, const char *what, int rc) {
@@ -397,10 +382,7 @@ static int mode_peer_dies(void) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
-    const char *dir = getenv("MLXT_DIR") ? getenv("MLXT_DIR") : "/tmp";
-    const char *job = getenv("MLXD_JOB") ? getenv("MLXD_JOB") : "nojob";
-    snprintf(T.prefix, sizeof T.prefix, "nbcheck %s rank %s", mode, getenv("MLXD_RANK") ? getenv("MLXD_RANK") : "?");
-    snprintf(T.files, sizeof T.files, "%s/%s.", dir, job);
+    tc_setup(&T, "nbcheck", mode);
     if (strcmp(mode, "inorder") == 0 && argc == 3)
         return mode_inorder(argv[2]);
     if (strcmp(mode, "poll") == 0)
