@@ -283,10 +283,11 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     }
     r = wire_check_endpoint(endpoint);
     if (r < 0)
-        return lib_errorf(init_error, MLXD_EINVAL,
-                          r == -ENAMETOOLONG ? "endpoint %s: the ipc path is longer than 107 bytes"
-                                             : "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
-                          endpoint);
+        return r == -ENAMETOOLONG
+                   ? lib_errorf(init_error, MLXD_EINVAL, "endpoint %s: the ipc path is longer than %d bytes", endpoint,
+                                WIRE_MAX_IPC_PATH)
+                   : lib_errorf(init_error, MLXD_EINVAL, "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
+                                endpoint);
 
     pthread_mutex_lock(&registry_lock);
     r = join(endpoint, job, rank, size, &o, ret);

@@ -47,12 +47,17 @@ static const char top_help[] =
 
 static const char status_help[] =
     "Ask the daemon for its state and print it: version, pid, uptime, endpoint\n"
-    "and host; the MPI world; the connected clients; the jobs (with the op they\n"
-    "are stalled in and the ranks it waits for); totals per op type.\n"
+    "and host, its CPU use and memory; the MPI world; the connected clients\n"
+    "(with their command lines); the jobs (age, ops per second, and the op they\n"
+    "are stalled in for more than a second, with the ranks it waits for); the\n"
+    "last 32 jobs that ended, with their result; totals per op type. Group ids\n"
+    "are 16 hex digits (strings in JSON).\n"
     "\n"
     "Options:\n"
     "  --json           print the same as one JSON object\n"
     "  --world          ask every daemon of the world, not just this host's\n"
+    "  --watch [S]      redraw it in place every S seconds (default 2) until\n"
+    "                   Ctrl-C, which exits 0\n"
     "  --socket EP      the daemon's endpoint (default: see 'mlxctl --help')\n"
     "  --timeout S      give up after S seconds (default 5)\n"
     "  -h, --help       show this help\n"
@@ -109,7 +114,8 @@ static int launch_main(const struct command *c, int argc, char **argv);
 static int help_main(const struct command *c, int argc, char **argv);
 
 static const struct command commands[] = {
-    { "status", "mlxctl status [--json] [--world] [--socket EP] [--timeout S]", status_help, status_main },
+    { "status", "mlxctl status [--json] [--world] [--watch [S]] [--socket EP] [--timeout S]", status_help,
+      status_main },
     { "wait", "mlxctl wait [--socket EP] [--timeout S]", wait_help, wait_main },
     { "launch",
       "mlxctl launch -n N [--job ID] [--daemons EP1,EP2,...] [--prefix] [--timeout S] [--] CMD [ARGS...]",
@@ -219,7 +225,11 @@ void mlxctl_print_start_hint(FILE *f, const char *endpoint, bool endpoint_given)
     char def[MLXCTL_ENDPOINT_MAX];
     bool is_default = !endpoint_given ||
         (wire_default_endpoint(def, sizeof def) >= 0 && strcmp(def, endpoint) == 0);
-    if (!is_default)
+    if (!wire_ipc_path(endpoint))
+        // mlxd binds ipc:// only: a tcp:// endpoint has no command to start.
+        fprintf(f, "mlxd serves ipc:// endpoints only; start mlxd on that host and "
+                   "use its socket, e.g. `mlxd --socket ipc:///tmp/mlxd/mlxd.sock`");
+    else if (!is_default)
         fprintf(f, "start it with `mlxd --socket %s`", endpoint);
     else if (geteuid() == 0)
         fprintf(f, "start it with `mlxd` or `systemctl start mlxd`");
@@ -235,6 +245,7 @@ enum {
     OPT_JOB,
     OPT_DAEMONS,
     OPT_PREFIX,
+    OPT_WATCH,
 };
 
 // After a command's options: no stray argument, and the endpoint from
@@ -253,12 +264,14 @@ static int status_main(const struct command *c, int argc, char **argv) {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, OPT_JSON },
         { "world", no_argument, NULL, OPT_WORLD },
+        { "watch", optional_argument, NULL, OPT_WATCH },
         { "socket", required_argument, NULL, OPT_SOCKET },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     struct status_opts o = { .timeout_ms = MLXCTL_STATUS_TIMEOUT_MS };
+    const char *watch;
     const char *socket = NULL;
     int opt, r;
 
@@ -269,6 +282,16 @@ static int status_main(const struct command *c, int argc, char **argv) {
             break;
         case OPT_WORLD:
             o.world = true;
+            break;
+        case OPT_WATCH:
+            // --watch=S, --watch S (when S is a number), or --watch alone.
+            watch = optarg;
+            if (!watch && optind < argc && argv[optind][0] != '-' && parse_seconds(argv[optind], &o.watch_ms) == 0)
+                watch = argv[optind++];
+            if (!watch)
+                o.watch_ms = MLXCTL_WATCH_DEFAULT_MS;
+            else if (parse_seconds(watch, &o.watch_ms) < 0 || o.watch_ms < 100)
+                return usage_error(c, "--watch wants an interval of 0.1 seconds or more, not '%s'", watch);
             break;
         case OPT_SOCKET:
             socket = optarg;

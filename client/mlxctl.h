@@ -16,8 +16,8 @@ enum {
     MLXCTL_EXIT_USAGE = 2,          // the command line is wrong
 };
 
-// Room for an endpoint: an ipc path is at most 107 bytes, a tcp:// one a host
-// name and a port.
+// Room for an endpoint: an ipc path is at most WIRE_MAX_IPC_PATH (103) bytes,
+// a tcp:// one a host name and a port.
 #define MLXCTL_ENDPOINT_MAX 512
 
 #define MLXCTL_STATUS_TIMEOUT_MS 5000
@@ -33,7 +33,10 @@ struct status_opts {
     bool json;
     bool world;
     int timeout_ms;
+    int watch_ms;                   // --watch: redraw every watch_ms until Ctrl-C; 0: once
 };
+
+#define MLXCTL_WATCH_DEFAULT_MS 2000
 
 struct wait_opts {
     char endpoint[MLXCTL_ENDPOINT_MAX];
@@ -65,6 +68,19 @@ int status_run(const struct status_opts *o);
 
 // `mlxctl wait`: returns 0 once a daemon answers a Ping, 1 after the timeout.
 int wait_run(const struct wait_opts *o);
+
+/* status_print.c */
+
+struct Mlxd__StatusReply;
+
+// Prints a StatusReply as text laid out for 80 columns (endpoint: whom it
+// came from, for "reported no daemons").
+void status_print_text(FILE *f, const struct Mlxd__StatusReply *s, const char *endpoint);
+// Prints it as one JSON object; ids are strings of 16 hex digits.
+void status_print_json(FILE *f, const struct Mlxd__StatusReply *s);
+// A copy of s fit for a terminal (control characters and invalid UTF-8 as
+// '?'), to free; NULL when out of memory; NULL s gives "".
+char *status_term_clean(const char *s);
 
 /* launch.c */
 

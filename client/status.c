@@ -1,18 +1,21 @@
 /* `mlxctl status` and `mlxctl wait`: one request to the daemon over a ZeroMQ
- * DEALER socket, its reply checked before use, and the StatusReply printed as
- * aligned tables or as JSON. Whatever the daemon sends, mlxctl reports it and
- * never crashes: frame sizes are checked, decoding is bounded by the frame,
- * Reply.code is honoured and absent fields print as "-". */
+ * DEALER socket, its reply checked before use, and the StatusReply printed
+ * (status_print.c), once or, with --watch, redrawn in place until Ctrl-C.
+ * Whatever the daemon sends, mlxctl reports it and never crashes: frame
+ * sizes are checked, decoding is bounded by the frame, Reply.code is
+ * honoured. */
 #include "mlxctl.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "wire.h"
@@ -21,565 +24,14 @@
 // itself must stay under WIRE_MAX_REPLY_FRAME.
 #define MAX_INCOMING_FRAME (64 * 1024 * 1024)
 
-// How many hosts and missing ranks the text output lists before "+N more".
-#define MAX_LISTED 16
-
 // Backoff of `mlxctl wait` between attempts, and how long one attempt waits
 // for its Ping to be answered.
 #define WAIT_BACKOFF_MIN_MS 10
 #define WAIT_BACKOFF_MAX_MS 200
 #define WAIT_ATTEMPT_MS 1000
 
-/* ---- strings the daemon sent, made safe to print ---- */
-
-// Decodes one UTF-8 sequence of s[0..len); returns its length (>= 1) and the
-// code point, or UINT32_MAX in *ret_cp for an invalid sequence (length 1).
-static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *ret_cp) {
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp, min;
-    if (c < 0x80) {
-        *ret_cp = c;
-        return 1;
-    }
-    if ((c & 0xe0) == 0xc0)
-        n = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        n = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        n = 4, cp = c & 0x07, min = 0x10000;
-    else
-        goto invalid;
-    if (n > len)
-        goto invalid;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            goto invalid;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        goto invalid;
-    *ret_cp = cp;
-    return n;
-invalid:
-    *ret_cp = UINT32_MAX;
-    return 1;
-}
-
-// A copy of s fit for a terminal: control characters and invalid UTF-8
-// become '?', line breaks and tabs a space, trailing blanks are dropped.
-// Returns NULL when out of memory; NULL s gives "".
-static char *term_clean(const char *s) {
-    if (!s)
-        s = "";
-    size_t len = strlen(s), o = 0;
-    char *out = malloc(len + 1);
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = utf8_next((const unsigned char *) s + i, len - i, &cp);
-        if (cp == '\n' || cp == '\r' || cp == '\t')
-            out[o++] = ' ';
-        else if (cp == UINT32_MAX || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-            out[o++] = '?';
-        else {
-            memcpy(out + o, s + i, n);
-            o += n;
-        }
-        i += n;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-    return out;
-}
-
-// Columns a cleaned string takes: one per code point.
-static size_t display_width(const char *s) {
-    size_t w = 0;
-    for (; *s; s++)
-        w += ((unsigned char) *s & 0xc0) != 0x80;
-    return w;
-}
-
-// Text fields of protobuf-c messages are "" when absent; guard against NULL
-// anyway.
-static const char *str_or(const char *s, const char *dflt) {
-    return s && *s ? s : dflt;
-}
-
-/* ---- human-readable numbers ---- */
-
-static void human_bytes(char *buf, size_t size, uint64_t n) {
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-    if (n < 1024) {
-        snprintf(buf, size, "%" PRIu64 " B", n);
-        return;
-    }
-    double v = (double) n;
-    size_t u = 0;
-    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
-        v /= 1024.0;
-        u++;
-    }
-    snprintf(buf, size, v < 100.0 ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
-// "850µs", "1.3ms", "2.50s", "4m 05s", "3h 02m", "2d 03h".
-static void human_duration_us(char *buf, size_t size, uint64_t us) {
-    if (us < 1000) {
-        snprintf(buf, size, "%" PRIu64 "µs", us);
-        return;
-    }
-    if (us < 1000000) {
-        snprintf(buf, size, us < 10000 ? "%.2fms" : "%.1fms", (double) us / 1e3);
-        return;
-    }
-    if (us < 60 * 1000000ull) {
-        snprintf(buf, size, "%.2fs", (double) us / 1e6);
-        return;
-    }
-    uint64_t s = us / 1000000;
-    if (s < 3600)
-        snprintf(buf, size, "%" PRIu64 "m %02" PRIu64 "s", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(buf, size, "%" PRIu64 "h %02" PRIu64 "m", s / 3600, s / 60 % 60);
-    else
-        snprintf(buf, size, "%" PRIu64 "d %02" PRIu64 "h", s / 86400, s / 3600 % 24);
-}
-
-static void human_duration_ms(char *buf, size_t size, uint64_t ms) {
-    human_duration_us(buf, size, ms > UINT64_MAX / 1000 ? UINT64_MAX : ms * 1000);
-}
-
-// Uptime to the second: "42s", then as human_duration_us().
-static void human_uptime_ms(char *buf, size_t size, uint64_t ms) {
-    if (ms < 60000)
-        snprintf(buf, size, "%" PRIu64 "s", ms / 1000);
-    else
-        human_duration_ms(buf, size, ms);
-}
-
-/* ---- aligned tables ---- */
-
-struct table {
-    size_t ncols;
-    const char *const *headers;
-    const char *right;              // per column: 1 = right-aligned (numbers)
-    char **cells;                   // row-major, owned, each a term_clean()ed string
-    size_t ncells, cap;
-};
-
-// Makes room for nrows rows; false when out of memory.
-static bool table_init(struct table *t, size_t nrows) {
-    t->cap = nrows * t->ncols;
-    t->ncells = 0;
-    t->cells = calloc(t->cap ? t->cap : 1, sizeof *t->cells);
-    return t->cells != NULL;
-}
-
-// Fills the next cell; the row is implied by the column count. A cell that
-// cannot be formatted prints as "?".
-__attribute__((format(printf, 2, 3)))
-static void table_cell(struct table *t, const char *fmt, ...) {
-    char *raw = NULL;
-    va_list ap;
-    if (t->ncells >= t->cap)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(&raw, fmt, ap) < 0)
-        raw = NULL;
-    va_end(ap);
-    t->cells[t->ncells++] = term_clean(raw ? raw : "?");
-    free(raw);
-}
-
-static void table_print(FILE *f, const struct table *t, const char *indent) {
-    size_t nrows = t->ncells / t->ncols;
-    size_t width[16] = { 0 };
-    if (t->ncols > sizeof width / sizeof width[0])
-        return;
-    for (size_t c = 0; c < t->ncols; c++)
-        width[c] = display_width(t->headers[c]);
-    for (size_t i = 0; i < nrows * t->ncols; i++) {
-        size_t w = display_width(t->cells[i] ? t->cells[i] : "?");
-        if (w > width[i % t->ncols])
-            width[i % t->ncols] = w;
-    }
-    for (size_t r = 0; r <= nrows; r++) {
-        fputs(indent, f);
-        for (size_t c = 0; c < t->ncols; c++) {
-            const char *s = r == 0 ? t->headers[c] : t->cells[(r - 1) * t->ncols + c];
-            if (!s)
-                s = "?";
-            size_t pad = width[c] - display_width(s);
-            bool last = c + 1 == t->ncols;
-            if (t->right[c])
-                fprintf(f, "%*s%s", (int) pad, "", s);
-            else
-                fprintf(f, "%s%*s", s, last ? 0 : (int) pad, "");
-            if (!last)
-                fputs("  ", f);
-        }
-        fputc('\n', f);
-    }
-}
-
-static void table_free(struct table *t) {
-    for (size_t i = 0; i < t->ncells; i++)
-        free(t->cells[i]);
-    free(t->cells);
-    t->cells = NULL;
-    t->ncells = t->cap = 0;
-}
-
-/* ---- text output ---- */
-
-// "0,1,5" (at most MAX_LISTED entries, then "+N more") into buf.
-static void format_ranks(char *buf, size_t size, const int32_t *ranks, size_t n) {
-    size_t o = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && i < MAX_LISTED && o < size; i++)
-        o += (size_t) snprintf(buf + o, size - o, "%s%" PRId32, i ? "," : "", ranks[i]);
-    if (n > MAX_LISTED && o < size)
-        snprintf(buf + o, size - o, " +%zu more", n - MAX_LISTED);
-}
-
-static void print_clients(FILE *f, const Mlxd__DaemonStatus *d) {
-    static const char *const headers[] = { "PID", "UID", "JOB", "RANK", "GROUP", "OPS", "PENDING", "SHM" };
-    static const char right[] = { 1, 1, 0, 1, 1, 1, 0, 1 };
-    struct table t = { .ncols = sizeof headers / sizeof headers[0], .headers = headers, .right = right };
-
-    fprintf(f, "Clients:\n");
-    if (d->n_clients == 0 || !d->clients) {
-        fprintf(f, "  no clients\n");
-        return;
-    }
-    if (!table_init(&t, d->n_clients)) {
-        fprintf(f, "  (out of memory)\n");
-        return;
-    }
-    for (size_t i = 0; i < d->n_clients; i++) {
-        const Mlxd__ClientStatus *c = d->clients[i];
-        if (!c)
-            continue;
-        table_cell(&t, "%" PRId32, c->pid);
-        table_cell(&t, "%" PRIu32, c->uid);
-        table_cell(&t, "%s", str_or(c->job, "-"));
-        if (str_or(c->job, NULL))
-            table_cell(&t, "%" PRId32, c->rank);
-        else
-            table_cell(&t, "-");
-        if (c->group)
-            table_cell(&t, "%" PRIu64, c->group);
-        else
-            table_cell(&t, "-");
-        table_cell(&t, "%" PRIu64, c->ops);
-        table_cell(&t, "%s", str_or(c->pending, "-"));
-        if (c->shm_segments) {
-            char bytes[32];
-            human_bytes(bytes, sizeof bytes, c->shm_bytes);
-            table_cell(&t, "%s in %" PRIu32, bytes, c->shm_segments);
-        } else {
-            table_cell(&t, "-");
-        }
-    }
-    table_print(f, &t, "  ");
-    table_free(&t);
-}
-
-static void print_jobs(FILE *f, const Mlxd__DaemonStatus *d) {
-    static const char *const headers[] = {
-        "ID", "SIZE", "LOCAL", "STATE", "OPS", "STALLED IN", "MISSING", "FOR", "LAST ERROR",
-    };
-    static const char right[] = { 0, 1, 1, 0, 1, 0, 0, 1, 0 };
-    struct table t = { .ncols = 9, .headers = headers, .right = right };
-
-    fprintf(f, "Jobs:\n");
-    if (d->n_jobs == 0 || !d->jobs) {
-        fprintf(f, "  no jobs\n");
-        return;
-    }
-    if (!table_init(&t, d->n_jobs)) {
-        fprintf(f, "  (out of memory)\n");
-        return;
-    }
-    for (size_t i = 0; i < d->n_jobs; i++) {
-        const Mlxd__JobStatus *j = d->jobs[i];
-        if (!j)
-            continue;
-        bool stalled = str_or(j->stalled_op, NULL) != NULL;
-        char missing[256], dur[32];
-        format_ranks(missing, sizeof missing, j->missing_ranks, j->missing_ranks ? j->n_missing_ranks : 0);
-        human_duration_ms(dur, sizeof dur, j->stalled_ms);
-        table_cell(&t, "%s", str_or(j->id, "-"));
-        table_cell(&t, "%" PRId32, j->size);
-        table_cell(&t, "%" PRId32, j->local_members);
-        table_cell(&t, "%s", str_or(j->state, "-"));
-        table_cell(&t, "%" PRIu64, j->ops_done);
-        table_cell(&t, "%s", stalled ? j->stalled_op : "-");
-        table_cell(&t, "%s", *missing ? missing : "-");
-        table_cell(&t, "%s", stalled ? dur : "-");
-        table_cell(&t, "%s", str_or(j->last_error, "-"));
-    }
-    table_print(f, &t, "  ");
-    table_free(&t);
-}
-
-static void print_totals(FILE *f, const Mlxd__DaemonStatus *d) {
-    static const char *const headers[] = { "OP", "COUNT", "BYTES", "P50", "P99", "ERRORS" };
-    static const char right[] = { 0, 1, 1, 1, 1, 1 };
-    struct table t = { .ncols = 6, .headers = headers, .right = right };
-
-    fprintf(f, "Totals:\n");
-    if (d->n_totals == 0 || !d->totals) {
-        fprintf(f, "  no ops yet\n");
-        return;
-    }
-    if (!table_init(&t, d->n_totals)) {
-        fprintf(f, "  (out of memory)\n");
-        return;
-    }
-    for (size_t i = 0; i < d->n_totals; i++) {
-        const Mlxd__OpTotals *o = d->totals[i];
-        if (!o)
-            continue;
-        char bytes[32], p50[32], p99[32];
-        human_bytes(bytes, sizeof bytes, o->bytes);
-        human_duration_us(p50, sizeof p50, o->p50_us);
-        human_duration_us(p99, sizeof p99, o->p99_us);
-        table_cell(&t, "%s", str_or(o->op, "-"));
-        table_cell(&t, "%" PRIu64, o->count);
-        table_cell(&t, "%s", bytes);
-        table_cell(&t, "%s", p50);
-        table_cell(&t, "%s", p99);
-        table_cell(&t, "%" PRIu64, o->errors);
-    }
-    table_print(f, &t, "  ");
-    table_free(&t);
-}
-
-// Prints "  key: value" with the value cleaned for the terminal.
-static void print_field(FILE *f, const char *key, const char *value) {
-    char *v = term_clean(value);
-    fprintf(f, "  %-9s %s\n", key, v ? v : "?");
-    free(v);
-}
-
-static void print_daemon(FILE *f, const Mlxd__DaemonStatus *d) {
-    char up[32], line[1024];
-    char *version = term_clean(str_or(d->version, "?"));
-    char *host = term_clean(str_or(d->host, "?"));
-
-    human_uptime_ms(up, sizeof up, d->uptime_ms);
-    fprintf(f, "mlxd %s on %s, pid %" PRId32 ", up %s\n", version ? version : "?", host ? host : "?",
-            d->pid, up);
-    free(version);
-    free(host);
-    print_field(f, "endpoint:", str_or(d->endpoint, "-"));
-
-    if (d->world_size > 0) {
-        size_t o = (size_t) snprintf(line, sizeof line, "rank %" PRId32 " of %" PRId32,
-                                     d->world_rank, d->world_size);
-        size_t n = d->hosts ? d->n_hosts : 0;
-        for (size_t i = 0; i < n && i < MAX_LISTED && o < sizeof line; i++)
-            o += (size_t) snprintf(line + o, sizeof line - o, "%s%s", i ? ", " : " (",
-                                   str_or(d->hosts[i], "?"));
-        if (n > MAX_LISTED && o < sizeof line)
-            o += (size_t) snprintf(line + o, sizeof line - o, ", +%zu more", n - MAX_LISTED);
-        if (n > 0 && o < sizeof line)
-            snprintf(line + o, sizeof line - o, ")");
-        print_field(f, "world:", line);
-    } else
-        print_field(f, "world:", "-");
-    print_field(f, "mpi:", str_or(d->mpi_version, "-"));
-    fputc('\n', f);
-    print_clients(f, d);
-    fputc('\n', f);
-    print_jobs(f, d);
-    fputc('\n', f);
-    print_totals(f, d);
-}
-
-/* ---- JSON output ---- */
-
-#define JSON_MAX_DEPTH 8
-
-struct json {
-    FILE *f;
-    int depth;
-    bool has_items[JSON_MAX_DEPTH];  // per open container: something was written
-};
-
-// Writes s as a JSON string: quotes, backslashes and control characters
-// escaped, invalid UTF-8 replaced by U+FFFD so the output always parses.
-static void json_string(FILE *f, const char *s) {
-    if (!s)
-        s = "";
-    size_t len = strlen(s);
-    fputc('"', f);
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = utf8_next((const unsigned char *) s + i, len - i, &cp);
-        switch (cp) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        case UINT32_MAX: fputs("\\ufffd", f); break;
-        default:
-            if (cp < 0x20 || cp == 0x7f)
-                fprintf(f, "\\u%04x", (unsigned) cp);
-            else
-                fwrite(s + i, 1, n, f);
-        }
-        i += n;
-    }
-    fputc('"', f);
-}
-
-// Starts the next item of the current container, with its key in an object.
-static void json_item(struct json *j, const char *key) {
-    if (j->depth > 0) {
-        if (j->has_items[j->depth])
-            fputc(',', j->f);
-        fputc('\n', j->f);
-        j->has_items[j->depth] = true;
-        fprintf(j->f, "%*s", 2 * j->depth, "");
-    }
-    if (key) {
-        json_string(j->f, key);
-        fputs(": ", j->f);
-    }
-}
-
-static void json_open(struct json *j, const char *key, char bracket) {
-    json_item(j, key);
-    fputc(bracket, j->f);
-    if (j->depth + 1 < JSON_MAX_DEPTH)
-        j->depth++;
-    j->has_items[j->depth] = false;
-}
-
-static void json_close(struct json *j, char bracket) {
-    bool items = j->has_items[j->depth];
-    if (j->depth > 0)
-        j->depth--;
-    if (items)
-        fprintf(j->f, "\n%*s", 2 * j->depth, "");
-    fputc(bracket, j->f);
-    if (j->depth == 0)
-        fputc('\n', j->f);
-}
-
-static void json_str(struct json *j, const char *key, const char *v) {
-    json_item(j, key);
-    json_string(j->f, v);
-}
-
-static void json_i64(struct json *j, const char *key, int64_t v) {
-    json_item(j, key);
-    fprintf(j->f, "%" PRId64, v);
-}
-
-static void json_u64(struct json *j, const char *key, uint64_t v) {
-    json_item(j, key);
-    fprintf(j->f, "%" PRIu64, v);
-}
-
-static void json_daemon(struct json *j, const Mlxd__DaemonStatus *d) {
-    json_open(j, NULL, '{');
-    json_str(j, "version", d->version);
-    json_i64(j, "pid", d->pid);
-    json_u64(j, "uptime_ms", d->uptime_ms);
-    json_str(j, "endpoint", d->endpoint);
-    json_str(j, "host", d->host);
-
-    json_open(j, "world", '{');
-    json_i64(j, "rank", d->world_rank);
-    json_i64(j, "size", d->world_size);
-    json_open(j, "hosts", '[');
-    for (size_t i = 0; d->hosts && i < d->n_hosts; i++)
-        json_str(j, NULL, d->hosts[i]);
-    json_close(j, ']');
-    json_str(j, "mpi_version", d->mpi_version);
-    json_close(j, '}');
-
-    json_open(j, "clients", '[');
-    for (size_t i = 0; d->clients && i < d->n_clients; i++) {
-        const Mlxd__ClientStatus *c = d->clients[i];
-        if (!c)
-            continue;
-        json_open(j, NULL, '{');
-        json_i64(j, "pid", c->pid);
-        json_u64(j, "uid", c->uid);
-        json_str(j, "job", c->job);
-        json_i64(j, "rank", c->rank);
-        json_u64(j, "group", c->group);
-        json_u64(j, "ops", c->ops);
-        json_str(j, "pending", c->pending);
-        json_u64(j, "shm_segments", c->shm_segments);
-        json_u64(j, "shm_bytes", c->shm_bytes);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-
-    json_open(j, "jobs", '[');
-    for (size_t i = 0; d->jobs && i < d->n_jobs; i++) {
-        const Mlxd__JobStatus *b = d->jobs[i];
-        if (!b)
-            continue;
-        json_open(j, NULL, '{');
-        json_str(j, "id", b->id);
-        json_i64(j, "size", b->size);
-        json_i64(j, "local_members", b->local_members);
-        json_str(j, "state", b->state);
-        json_u64(j, "ops_done", b->ops_done);
-        json_str(j, "last_error", b->last_error);
-        json_str(j, "stalled_op", b->stalled_op);
-        json_open(j, "missing_ranks", '[');
-        for (size_t k = 0; b->missing_ranks && k < b->n_missing_ranks; k++)
-            json_i64(j, NULL, b->missing_ranks[k]);
-        json_close(j, ']');
-        json_u64(j, "stalled_ms", b->stalled_ms);
-        json_u64(j, "uid", b->uid);
-        json_i64(j, "groups", b->groups);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-
-    json_open(j, "totals", '[');
-    for (size_t i = 0; d->totals && i < d->n_totals; i++) {
-        const Mlxd__OpTotals *o = d->totals[i];
-        if (!o)
-            continue;
-        json_open(j, NULL, '{');
-        json_str(j, "op", o->op);
-        json_u64(j, "count", o->count);
-        json_u64(j, "bytes", o->bytes);
-        json_u64(j, "p50_us", o->p50_us);
-        json_u64(j, "p99_us", o->p99_us);
-        json_u64(j, "errors", o->errors);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-    json_close(j, '}');
-}
-
-static void json_status(FILE *f, const Mlxd__StatusReply *s) {
-    struct json j = { .f = f };
-    json_open(&j, NULL, '{');
-    json_open(&j, "daemons", '[');
-    for (size_t i = 0; s->daemons && i < s->n_daemons; i++)
-        if (s->daemons[i])
-            json_daemon(&j, s->daemons[i]);
-    json_close(&j, ']');
-    json_close(&j, '}');
-}
+// --watch: set by SIGINT / SIGTERM, which end the watch (exit status 0).
+static volatile sig_atomic_t got_stop;
 
 /* ---- talking to the daemon ---- */
 
@@ -631,7 +83,7 @@ static int recv_reply(void *sock, uint64_t id, uint64_t deadline_us, Mlxd__Reply
         long wait_ms = (long) ((deadline_us - now + 999) / 1000);
         int n = zmq_poll(&item, 1, wait_ms);
         if (n < 0) {
-            if (zmq_errno() == EINTR)
+            if (zmq_errno() == EINTR && !got_stop)
                 continue;
             return -zmq_errno();
         }
@@ -696,35 +148,37 @@ static bool is_absent(int r) {
 }
 
 // Prints why nothing could be reached at o's endpoint, as advice.
-static void print_unreachable(const char *endpoint, bool given, int r, int timeout_ms) {
+static void print_unreachable(FILE *err, const char *endpoint, bool given, int r, int timeout_ms) {
     if (r == -EACCES || r == -EPERM) {
-        fprintf(stderr, "mlxctl: cannot connect to %s: %s; run as the daemon's user, as root, "
+        fprintf(err, "mlxctl: cannot connect to %s: %s; run as the daemon's user, as root, "
                 "or as a member of the socket's group\n", endpoint, strerror(-r));
         return;
     }
     if (is_absent(r) || r == -ETIMEDOUT) {
-        fprintf(stderr, "mlxctl: no mlxd answers at %s", endpoint);
+        fprintf(err, "mlxctl: no mlxd answers at %s", endpoint);
         if (r == -ETIMEDOUT)
-            fprintf(stderr, " (waited %g s)", timeout_ms / 1000.0);
-        fputs(": ", stderr);
-        mlxctl_print_start_hint(stderr, endpoint, given);
-        fputc('\n', stderr);
+            fprintf(err, " (waited %g s)", timeout_ms / 1000.0);
+        fputs(": ", err);
+        mlxctl_print_start_hint(err, endpoint, given);
+        fputc('\n', err);
         return;
     }
-    fprintf(stderr, "mlxctl: cannot talk to mlxd at %s: %s\n", endpoint, strerror(-r));
+    fprintf(err, "mlxctl: cannot talk to mlxd at %s: %s\n", endpoint, strerror(-r));
 }
 
-static void print_bad_reply(const char *endpoint, int r) {
+static void print_bad_reply(FILE *err, const char *endpoint, int r) {
     if (r == -EMSGSIZE)
-        fprintf(stderr, "mlxctl: mlxd at %s sent a reply larger than %u bytes; "
+        fprintf(err, "mlxctl: mlxd at %s sent a reply larger than %u bytes; "
                 "is it a different version than mlxctl %s?\n", endpoint, WIRE_MAX_REPLY_FRAME,
                 MLXD_VERSION_STRING);
     else
-        fprintf(stderr, "mlxctl: mlxd at %s sent a reply that does not decode; "
+        fprintf(err, "mlxctl: mlxd at %s sent a reply that does not decode; "
                 "is it a different version than mlxctl %s?\n", endpoint, MLXD_VERSION_STRING);
 }
 
-int status_run(const struct status_opts *o) {
+// One status request and its answer printed to f. Returns the exit status;
+// what went wrong is printed to err.
+static int status_once(const struct status_opts *o, FILE *f, FILE *err) {
     bool ipc = wire_ipc_path(o->endpoint) != NULL;
     int r;
 
@@ -732,7 +186,7 @@ int status_run(const struct status_opts *o) {
         // Fails at once when nothing listens, rather than after the timeout.
         r = wire_probe_ipc(o->endpoint);
         if (r < 0) {
-            print_unreachable(o->endpoint, o->endpoint_given, r, o->timeout_ms);
+            print_unreachable(err, o->endpoint, o->endpoint_given, r, o->timeout_ms);
             return MLXCTL_EXIT_FAILURE;
         }
     }
@@ -749,60 +203,134 @@ int status_run(const struct status_opts *o) {
 
     Mlxd__Reply *reply = NULL;
     r = request(o->endpoint, &req, wire_now_us() + (uint64_t) o->timeout_ms * 1000, &reply);
+    if (r == -EINTR)
+        return MLXCTL_EXIT_FAILURE;      // --watch was stopped
     if (r == -ETIMEDOUT && ipc) {
-        fprintf(stderr, "mlxctl: mlxd at %s accepted the connection but did not answer within %g s; "
+        fprintf(err, "mlxctl: mlxd at %s accepted the connection but did not answer within %g s; "
                 "check its log (journalctl -u mlxd) or retry with a larger --timeout\n",
                 o->endpoint, o->timeout_ms / 1000.0);
         return MLXCTL_EXIT_FAILURE;
     }
     if (r == -EMSGSIZE || r == -EBADMSG) {
-        print_bad_reply(o->endpoint, r);
+        print_bad_reply(err, o->endpoint, r);
         return MLXCTL_EXIT_FAILURE;
     }
     if (r < 0) {
-        print_unreachable(o->endpoint, o->endpoint_given, r, o->timeout_ms);
+        print_unreachable(err, o->endpoint, o->endpoint_given, r, o->timeout_ms);
         return MLXCTL_EXIT_FAILURE;
     }
 
     int exit_status = MLXCTL_EXIT_FAILURE;
     if (reply->code != 0) {
-        char *msg = term_clean(str_or(reply->message, "no detail given"));
-        fprintf(stderr, "mlxctl: mlxd at %s refused the status request: %s: %s\n", o->endpoint,
+        char *msg = status_term_clean(reply->message && *reply->message ? reply->message : "no detail given");
+        fprintf(err, "mlxctl: mlxd at %s refused the status request: %s: %s\n", o->endpoint,
                 wire_error_name(reply->code), msg ? msg : "?");
         free(msg);
     } else if (reply->body_case != MLXD__REPLY__BODY_STATUS || !reply->status) {
-        fprintf(stderr, "mlxctl: mlxd at %s answered without a status; "
+        fprintf(err, "mlxctl: mlxd at %s answered without a status; "
                 "is it a different version than mlxctl %s?\n", o->endpoint, MLXD_VERSION_STRING);
     } else {
-        const Mlxd__StatusReply *s = reply->status;
         // A partial answer (some daemons of the world were silent) says so.
-        if (str_or(reply->message, NULL)) {
-            char *msg = term_clean(reply->message);
-            fprintf(stderr, "mlxctl: warning: %s\n", msg ? msg : "?");
+        if (reply->message && *reply->message) {
+            char *msg = status_term_clean(reply->message);
+            fprintf(err, "mlxctl: warning: %s\n", msg ? msg : "?");
             free(msg);
         }
         if (o->json)
-            json_status(stdout, s);
-        else if (s->n_daemons == 0 || !s->daemons)
-            printf("mlxd at %s reported no daemons\n", o->endpoint);
-        else {
-            bool first = true;
-            for (size_t i = 0; i < s->n_daemons; i++) {
-                if (!s->daemons[i])
-                    continue;
-                if (!first)
-                    fputs("\n\n", stdout);
-                print_daemon(stdout, s->daemons[i]);
-                first = false;
-            }
-        }
-        if (fflush(stdout) != 0 || ferror(stdout))
-            fprintf(stderr, "mlxctl: cannot write the status: %s\n", strerror(errno));
+            status_print_json(f, reply->status);
         else
-            exit_status = MLXCTL_EXIT_OK;
+            status_print_text(f, reply->status, o->endpoint);
+        exit_status = MLXCTL_EXIT_OK;
     }
     mlxd__reply__free_unpacked(reply, NULL);
     return exit_status;
+}
+
+static void on_stop(int sig) {
+    got_stop = 1;
+}
+
+// Writes a frame that replaces the previous one in place, as watch(1) does:
+// cursor home, each line cleared to its end, the rest of the screen cleared.
+// On something that is not a terminal the frames just follow each other.
+static void draw_frame(const char *text, size_t len, bool tty) {
+    if (!tty) {
+        fwrite(text, 1, len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        return;
+    }
+    fputs("\033[H", stdout);
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t) (end - p));
+        size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+        fwrite(p, 1, n, stdout);
+        fputs("\033[K\n", stdout);
+        p += n + (nl ? 1 : 0);
+    }
+    fputs("\033[J", stdout);
+    fflush(stdout);
+}
+
+// --watch: a status every o->watch_ms, each frame headed like watch(1)'s,
+// until SIGINT or SIGTERM; a daemon that does not answer shows as such and
+// is asked again. Exits 0 when stopped.
+static int status_watch(const struct status_opts *o) {
+    struct sigaction sa = { .sa_handler = on_stop };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bool tty = isatty(STDOUT_FILENO);
+    if (tty)
+        fputs("\033[2J", stdout);       // a clean screen once; frames then overwrite it
+    while (!got_stop) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f) {
+            fprintf(stderr, "mlxctl: out of memory\n");
+            return MLXCTL_EXIT_FAILURE;
+        }
+        // watch(1)'s header: what runs on the left, host and time on the right.
+        char host[64] = "", when[32] = "", left[64], right[128];
+        time_t now = time(NULL);
+        struct tm tm;
+        gethostname(host, sizeof host - 1);
+        if (localtime_r(&now, &tm))
+            strftime(when, sizeof when, "%H:%M:%S", &tm);
+        snprintf(left, sizeof left, "Every %.1fs: mlxctl status%s", o->watch_ms / 1000.0, o->world ? " --world" : "");
+        snprintf(right, sizeof right, "%s: %s", host, when);
+        int pad = 80 - (int) strlen(left) - (int) strlen(right);
+        fprintf(f, "%s%*s%s\n\n", left, pad > 1 ? pad : 1, "", right);
+        // Errors go into the frame, not under it.
+        status_once(o, f, f);
+        if (fclose(f) != 0 || !text) {
+            free(text);
+            fprintf(stderr, "mlxctl: out of memory\n");
+            return MLXCTL_EXIT_FAILURE;
+        }
+        if (!got_stop)
+            draw_frame(text, len, tty);
+        free(text);
+        // Sleeps until the next frame; a signal ends the sleep at once.
+        uint64_t until = wire_now_us() + (uint64_t) o->watch_ms * 1000;
+        for (uint64_t t; !got_stop && (t = wire_now_us()) < until;)
+            poll(NULL, 0, (int) ((until - t + 999) / 1000));
+    }
+    if (ferror(stdout))
+        return MLXCTL_EXIT_FAILURE;
+    return MLXCTL_EXIT_OK;
+}
+
+int status_run(const struct status_opts *o) {
+    if (o->watch_ms > 0)
+        return status_watch(o);
+    int r = status_once(o, stdout, stderr);
+    if (r == MLXCTL_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "mlxctl: cannot write the status: %s\n", strerror(errno));
+        return MLXCTL_EXIT_FAILURE;
+    }
+    return r;
 }
 
 int wait_run(const struct wait_opts *o) {
@@ -846,8 +374,8 @@ int wait_run(const struct wait_opts *o) {
         backoff_ms = backoff_ms * 2 > WAIT_BACKOFF_MAX_MS ? WAIT_BACKOFF_MAX_MS : backoff_ms * 2;
     }
     if (verdict == -EMSGSIZE || verdict == -EBADMSG)
-        print_bad_reply(o->endpoint, verdict);
+        print_bad_reply(stderr, o->endpoint, verdict);
     else
-        print_unreachable(o->endpoint, o->endpoint_given, verdict, o->timeout_ms);
+        print_unreachable(stderr, o->endpoint, o->endpoint_given, verdict, o->timeout_ms);
     return MLXCTL_EXIT_FAILURE;
 }

@@ -57,7 +57,7 @@ void group_depart(struct server *s, struct group *g, int rank, struct session *s
     sl->left_seq = sl->issued;
     snprintf(sl->left_why, sizeof sl->left_why, "%s", why);
     g->live--;
-    log_debug("Job %s group %llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
+    log_debug("Job %s group %016llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
               (unsigned long long) g->id, rank, (int) sl->pid, why, (unsigned long long) sl->issued);
     op_depart(s, g, rank, se, why);
     if (g->spanning) {
@@ -84,7 +84,7 @@ void group_break_collectives(struct server *s, struct group *g, int code, const 
         snprintf(g->coll_msg, sizeof g->coll_msg, "%s", text);
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
         bool waiting = op_waiting(g);
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llx: no more collectives: %s", g->job->id,
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %016llx: no more collectives: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }
     op_fail_collectives(s, g, g->coll_code, g->coll_msg);

@@ -113,6 +113,7 @@ static void job_free(struct server *s, struct job *j) {
         op_fail_group(s, g);
         group_free(s, g);
     }
+    status_job_ended(s, j);
     LIST_REMOVE(j, link);
     s->n_jobs--;
     free(j->hellos);
@@ -347,13 +348,13 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
         if (g->slots[i].state != SLOT_REMOTE && g->slots[i].token == h->attach_token)
             rank = i;
     if (!g || rank < 0 || g->job->uid != p->uid || g->slots[rank].pid != p->pid) {
-        server_reply_error(s, p, req->id, MLXD_EDENIED, "no group %llu with that token for this process",
+        server_reply_error(s, p, req->id, MLXD_EDENIED, "no group %016llx with that token for this process",
                            (unsigned long long) h->attach_group);
         return;
     }
     struct slot *sl = &g->slots[rank];
     if (sl->state != SLOT_UNATTACHED) {
-        server_reply_error(s, p, req->id, MLXD_EINVAL, "rank %d of group %llu is already attached", rank,
+        server_reply_error(s, p, req->id, MLXD_EINVAL, "rank %d of group %016llx is already attached", rank,
                            (unsigned long long) g->id);
         return;
     }
@@ -393,8 +394,8 @@ void group_abort_now(struct server *s, struct group *g, int code, const char *te
         // A member leaving after the last op is how every job ends; it is
         // worth a warning only when somebody was waiting.
         bool waiting = !TAILQ_EMPTY(&g->messages) || op_waiting(g);
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %llx aborted: %s", g->job->id,
-                (unsigned long long) g->id, text);
+        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group " WIRE_ID_FMT " aborted: %s", g->job->id, g->id,
+                text);
     }
     op_fail_group(s, g);
 }

@@ -87,6 +87,8 @@ struct job {
     uint64_t created_us;
     uint64_t ops_done;
     char last_error[512];
+    int first_code;                 // the first error a member's request got (status.c)
+    char first_error[256];
 };
 
 const char *job_state_name(enum job_state st);

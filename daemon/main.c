@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
 #include "server.h"
 
@@ -15,7 +16,8 @@ static void usage(FILE *f) {
             "\n"
             "  -s, --socket EP          endpoint to serve (default: $MLXD_SOCKET, else the per-user\n"
             "                           default such as ipc:///run/mlxd/mlxd.sock for root);\n"
-            "                           %%r is replaced by the daemon's MPI world rank\n"
+            "                           %%r is replaced by the daemon's MPI world rank; an ipc\n"
+            "                           path may have %d bytes at most\n"
             "  -l, --log-level LEVEL    error, warning, notice, info (default) or debug\n"
             "  -t, --op-timeout SECS    default deadline of every op (default 60)\n"
             "      --max-clients N      connected clients (default 1024)\n"
@@ -23,14 +25,19 @@ static void usage(FILE *f) {
             "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
             "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
             "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
-            "      --max-groups-per-client N  groups (connections) per client process (default 64)\n"
-            "      --max-inflight-per-client N  requests a client may have in flight on one group\n"
-            "                           (nonblocking ops; default 64)\n"
+            "      --max-groups-per-client N  groups (connections) per client process\n"
+            "                           (default 64)\n"
+            "      --max-inflight-per-client N  requests a client may have in flight on\n"
+            "                           one group (nonblocking ops; default 64)\n"
+            "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
+            "                           0.0.0.0:PORT listens on every address)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
             "\n"
-            "Start several under mpirun to span hosts: mpirun -n 2 mlxd --socket ipc:///tmp/mlxd-%%r.sock\n");
+            "Start several under mpirun to span hosts: mpirun -n 2 mlxd --socket ipc:///tmp/mlxd-%%r.sock\n",
+            WIRE_MAX_IPC_PATH);
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
@@ -45,7 +52,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
-           OPT_MAX_INFLIGHT };
+           OPT_MAX_INFLIGHT, OPT_METRICS };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -57,6 +64,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
         { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
         { "max-inflight-per-client", required_argument, NULL, OPT_MAX_INFLIGHT },
+        { "metrics", required_argument, NULL, OPT_METRICS },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -68,7 +76,8 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         switch (c) {
         case 's':
             if (snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", optarg) >= (int) sizeof cfg->endpoint) {
-                fprintf(stderr, "mlxd: the endpoint %s is too long\n", optarg);
+                fprintf(stderr, "mlxd: the endpoint %s is too long (an ipc path may have %d bytes at most)\n",
+                        optarg, WIRE_MAX_IPC_PATH);
                 return -EINVAL;
             }
             cfg->endpoint_given = true;
@@ -121,6 +130,17 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
             else
                 cfg->max_shm_bytes = v;
             break;
+        case OPT_METRICS: {
+            struct sockaddr_storage sa;
+            char err[512];
+            if (strlen(optarg) >= sizeof cfg->metrics_addr || http_parse_addr(optarg, &sa, err, sizeof err) < 0) {
+                fprintf(stderr, "mlxd: --metrics takes HOST:PORT, e.g. 127.0.0.1:9464: %s\n",
+                        strlen(optarg) >= sizeof cfg->metrics_addr ? "too long" : err);
+                return -EINVAL;
+            }
+            snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", optarg);
+            break;
+        }
         case 'f':
             break;
         case 'h':

@@ -324,7 +324,7 @@ static int run_split(struct server *s, struct group *g, const struct op_desc **d
             r.op = &o;
             pending_finish(s, old->coll, &r, NULL, 0);
         }
-        log_debug("Job %s: split group %llu color %d -> group %llu of %d", g->job->id, (unsigned long long) g->id,
+        log_debug("Job %s: split group %016llx color %d -> group %016llx of %d", g->job->id, (unsigned long long) g->id,
                   d[order[i]]->color, (unsigned long long) ng->id, n);
         i += n;
     }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "job.h"
 #include "log.h"
 #include "request.h"
@@ -89,7 +90,8 @@ static int claim_endpoint(struct server *s) {
         return 0;
     if (r < 0 || !path)
         return log_errno(LOG_ERR, r < 0 ? r : -EINVAL,
-                         "Endpoint %s is not usable: mlxd serves ipc:// endpoints whose path is at most %d bytes",
+                         "Endpoint %s is not usable: mlxd serves ipc:// endpoints whose path is at most %d bytes "
+                         "(the shared-memory socket adds \".shm\" to it)",
                          ep, WIRE_MAX_IPC_PATH);
     // A user's daemon keeps its directory to itself; the system one lets the
     // socket's group in (the service sets the group and mode).
@@ -197,6 +199,12 @@ int server_init(struct server *s, const struct config *cfg) {
         s->shm_fd = shm_fd;
     else if ((r = shm_start(s)) < 0)
         return r;
+    if (s->cfg.metrics_addr[0]) {
+        r = http_start(s->cfg.metrics_addr, &s->http);
+        if (r < 0)
+            return r;
+        status_publish_metrics(s, wire_now_us());
+    }
     service_ready(s);
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
@@ -209,6 +217,7 @@ void server_fini(struct server *s) {
     // Every request in flight gets its answer before the sessions go, so no
     // member sees a peer failure for what is the daemon stopping.
     status_free_all(s);
+    s->http = http_stop(s->http);
     while ((p = LIST_FIRST(&s->pendings)))
         pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     while ((se = LIST_FIRST(&s->sessions)))
@@ -334,6 +343,8 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
     r->id = p->req_id;
     if (p->kind == PENDING_OP)
         metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
+    if (r->code != 0)
+        status_request_failed(s, p, r->code, r->message);
     if (p->session) {
         server_reply(s, &p->session->peer, r, frames, nframes);
     } else {
@@ -566,6 +577,9 @@ static int next_timeout_ms(struct server *s, uint64_t now) {
     w = service_tick(s, now);
     if (w < first)
         first = w;
+    w = status_publish_metrics(s, now);
+    if (w < first)
+        first = w;
     if (first == UINT64_MAX)
         return -1;
     return first <= now ? 0 : (int) ((first - now + 999) / 1000);
@@ -634,6 +648,7 @@ int server_run(struct server *s) {
             free(fds);
             return log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
         }
+        status_sample(s, wire_now_us());
         drain_signals(s);
         if (s->stopping)
             break;

@@ -18,6 +18,12 @@
 struct world;
 struct job;
 struct group;
+struct http;
+
+// mlxctl status keeps the last STATUS_RECENT_JOBS jobs that ended here.
+#define STATUS_RECENT_JOBS 32
+// CPU samples kept to report the use over the last second (status.c).
+#define STATUS_CPU_SAMPLES 8
 
 // Daemon settings, from the command line.
 struct config {
@@ -33,6 +39,7 @@ struct config {
     uint64_t max_queued_bytes;      // sent but not yet received, per session
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
+    char metrics_addr[256];         // --metrics HOST:PORT; "" when off
 };
 
 // The peer of one request: who sent it and how to answer.
@@ -92,6 +99,21 @@ struct session {
     unsigned inflight;              // ...and how many (--max-inflight-per-client)
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
+    char cmdline[256];              // /proc/PID/cmdline when it connected, for status
+};
+
+// A job that ended, as mlxctl status shows it (status.c).
+struct ended_job {
+    char id[129];
+    int size;
+    uint64_t duration_ms;
+    int code;                       // the first error a member got; 0: ok
+    char error[256];
+};
+
+// The process's CPU time at one moment (status.c).
+struct cpu_sample {
+    uint64_t wall_us, cpu_us;
 };
 
 struct server {
@@ -115,6 +137,13 @@ struct server {
     uint32_t next_segment_id;
     uint64_t next_group_id;         // of groups this host makes alone
     struct status_gather *gathers;  // mlxctl status --world in progress
+    struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
+    unsigned n_recent, recent_next;
+    struct cpu_sample cpu[STATUS_CPU_SAMPLES];     // a ring, taken at most every 250 ms
+    unsigned cpu_next;
+    struct http *http;              // --metrics: the HTTP server, reading what we publish
+    uint64_t metrics_next_us;       // when the next snapshot may be published
+    uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
     bool stopping;
 };
 
@@ -170,5 +199,16 @@ void status_remote_reply(struct server *s, int from, uint64_t id, const uint8_t 
 // Answers gathers whose deadline passed; returns the next deadline.
 uint64_t status_expire(struct server *s, uint64_t now);
 void status_free_all(struct server *s);
+// Request p of a job is answered with error code: the job's first error
+// becomes its result in recent_jobs.
+void status_request_failed(struct server *s, const struct pending *p, int code, const char *message);
+// Job j is about to be freed: it goes into recent_jobs.
+void status_job_ended(struct server *s, const struct job *j);
+// Samples the process's CPU time when due; cheap, call on every wakeup.
+void status_sample(struct server *s, uint64_t now);
+// With --metrics: publishes a new snapshot of the metrics to the HTTP
+// server when something changed, at most every 250 ms; returns when it
+// should be called again (UINT64_MAX: nothing waits).
+uint64_t status_publish_metrics(struct server *s, uint64_t now);
 
 #endif

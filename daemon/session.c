@@ -53,6 +53,26 @@ bool peer_allowed(const struct server *s, const struct peer *p) {
     return p->gid == st.st_gid || process_in_group(p->pid, st.st_gid);
 }
 
+// The process's command line, arguments joined by spaces, cut to fit buf;
+// "" when it cannot be read (the process is gone, or another user's under
+// hidepid).
+static void read_cmdline(pid_t pid, char *buf, size_t size) {
+    char path[64];
+    buf[0] = '\0';
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    while (n > 0 && buf[n - 1] == '\0')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+}
+
 int session_new(struct server *s, const struct peer *p, struct session **ret) {
     if (s->n_sessions >= s->cfg.max_clients)
         return -EMFILE;
@@ -75,6 +95,7 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     se->peer = *p;
     se->pidfd = fd;
     TAILQ_INIT(&se->pendings);
+    read_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
     se->rank = -1;
     LIST_INSERT_HEAD(&s->sessions, se, link);
     s->n_sessions++;

@@ -175,7 +175,7 @@ static void split_done(struct server *s, struct group *g, const Mlxd__Ctl__Go *g
                 group_depart(s, sub, k, NULL, g->slots[ng->members[k]].left_why);
         continue;
     bad:
-        log_warning("Job %s: the coordinator's split names a rank outside group %llx", g->job->id,
+        log_warning("Job %s: the coordinator's split names a rank outside group %016llx", g->job->id,
                     (unsigned long long) g->id);
     }
 }
@@ -187,7 +187,7 @@ static void go_done(struct server *s, struct world_event *e) {
     if (!g)
         return;                      // nobody of it is left here
     if (go->seq != g->seq) {
-        log_warning("Job %s: a Go for op #%llu of group %llx, which is at op #%llu; ignored", g->job->id,
+        log_warning("Job %s: a Go for op #%llu of group %016llx, which is at op #%llu; ignored", g->job->id,
                     (unsigned long long) go->seq + 1, (unsigned long long) g->id, (unsigned long long) g->seq + 1);
         return;
     }

@@ -1,12 +1,24 @@
 /* The daemon's state as a DaemonStatus message, for mlxctl status. Every
- * field is heap-allocated so that protobuf-c's free_unpacked frees it. */
+ * field is heap-allocated so that protobuf-c's free_unpacked frees it. Also
+ * what status shows beyond the live state (the jobs that ended, the CPU use)
+ * and the snapshot of the metrics that --metrics serves. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "job.h"
 #include "world.h"
+
+// A member waiting this long in an op (or a job forming this long) shows
+// as stalled; shorter waits are how healthy jobs run.
+#define STALL_MS 1000
+// Spacing of the CPU samples, and of the published metrics snapshots.
+#define CPU_SAMPLE_US (250u * 1000u)
+#define METRICS_PUBLISH_US (250u * 1000u)
 
 static char *dup_str(const char *s) {
     return strdup(s ? s : "");
@@ -25,6 +37,7 @@ static Mlxd__ClientStatus *client_status(struct server *s, const struct session 
     c->ops = se->ops;
     const struct pending *sp = TAILQ_FIRST(&se->pendings);
     c->pending = dup_str(sp ? (sp->kind == PENDING_HELLO ? "hello" : wire_op_name(sp->d.op)) : "");
+    c->cmdline = dup_str(se->cmdline);
     unsigned segs;
     shm_usage(s, se->peer.pid, &segs, &c->shm_bytes);
     c->shm_segments = segs;
@@ -47,15 +60,21 @@ static Mlxd__JobStatus *job_status(const struct job *j) {
     LIST_FOREACH(g, &j->groups, link)
         groups++;
     js->groups = groups;
+    uint64_t now = wire_now_us();
+    js->age_ms = (now - j->created_us) / 1000;
+    js->ops_per_s = js->age_ms ? (double) j->ops_done * 1000.0 / (double) js->age_ms : 0.0;
     js->missing_ranks = malloc((size_t) j->size * sizeof *js->missing_ranks);
     if (j->state == JOB_FORMING) {
         local = job_joined(j);
-        js->stalled_op = dup_str("hello");
-        for (int r = 0; r < j->size && js->missing_ranks; r++)
-            if (!j->hellos[r])
-                js->missing_ranks[js->n_missing_ranks++] = r;
-        uint64_t now = wire_now_us();
-        js->stalled_ms = (now - j->created_us) / 1000;
+        if (js->age_ms >= STALL_MS) {
+            js->stalled_op = dup_str("hello");
+            for (int r = 0; r < j->size && js->missing_ranks; r++)
+                if (!j->hellos[r])
+                    js->missing_ranks[js->n_missing_ranks++] = r;
+            js->stalled_ms = js->age_ms;
+        } else {
+            js->stalled_op = dup_str("");
+        }
     } else if (j->world) {
         // The world group's current collective, if some members wait in it.
         g = j->world;
@@ -66,9 +85,9 @@ static Mlxd__JobStatus *job_status(const struct job *j) {
             if (p && (!first || p->start_us < first->start_us))
                 first = p;
         }
-        if (first) {
+        if (first && (now - first->start_us) / 1000 >= STALL_MS) {
             js->stalled_op = dup_str(wire_op_name(first->d.op));
-            js->stalled_ms = (wire_now_us() - first->start_us) / 1000;
+            js->stalled_ms = (now - first->start_us) / 1000;
             for (int r = 0; r < g->size && js->missing_ranks; r++)
                 if (first->d.op != MLXD__OP_TYPE__OP_RECV && !g->slots[r].coll)
                     js->missing_ranks[js->n_missing_ranks++] = r;
@@ -80,6 +99,97 @@ static Mlxd__JobStatus *job_status(const struct job *j) {
     }
     js->local_members = local;
     return js;
+}
+
+/* ---- what the daemon uses ---- */
+
+static uint64_t cpu_time_us(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return 0;
+    return (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+void status_sample(struct server *s, uint64_t now) {
+    const struct cpu_sample *last = &s->cpu[(s->cpu_next + STATUS_CPU_SAMPLES - 1) % STATUS_CPU_SAMPLES];
+    if (last->wall_us && now - last->wall_us < CPU_SAMPLE_US)
+        return;
+    s->cpu[s->cpu_next] = (struct cpu_sample) { .wall_us = now, .cpu_us = cpu_time_us() };
+    s->cpu_next = (s->cpu_next + 1) % STATUS_CPU_SAMPLES;
+}
+
+// Percent of one core over the last second: from the newest sample at least
+// a second old (the loop samples on every wakeup, so a daemon that slept
+// has none newer and was idle since), else the oldest one.
+static double cpu_percent(const struct server *s, uint64_t now) {
+    uint64_t cpu = cpu_time_us();
+    const struct cpu_sample *aged = NULL, *oldest = NULL;
+    for (int i = 0; i < STATUS_CPU_SAMPLES; i++) {
+        const struct cpu_sample *c = &s->cpu[i];
+        if (!c->wall_us || c->wall_us >= now)
+            continue;
+        if (now - c->wall_us >= 1000000u && (!aged || c->wall_us > aged->wall_us))
+            aged = c;
+        if (!oldest || c->wall_us < oldest->wall_us)
+            oldest = c;
+    }
+    const struct cpu_sample *from = aged ? aged : oldest;
+    if (!from || cpu < from->cpu_us)
+        return 0.0;
+    return (double) (cpu - from->cpu_us) * 100.0 / (double) (now - from->wall_us);
+}
+
+static uint64_t rss_bytes(void) {
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
+}
+
+/* ---- jobs that ended ---- */
+
+// The job of a request: its group's, or while it forms its session's.
+static struct job *pending_job(const struct pending *p) {
+    if (p->group)
+        return p->group->job;
+    return p->session ? p->session->job : NULL;
+}
+
+void status_request_failed(struct server *s, const struct pending *p, int code, const char *message) {
+    struct job *j = pending_job(p);
+    if (!j || j->first_code || code == 0)
+        return;
+    j->first_code = code;
+    snprintf(j->first_error, sizeof j->first_error, "%s", message ? message : "");
+}
+
+void status_job_ended(struct server *s, const struct job *j) {
+    struct ended_job *e = &s->recent[s->recent_next];
+    *e = (struct ended_job) { .size = j->size, .code = j->first_code,
+                              .duration_ms = (wire_now_us() - j->created_us) / 1000 };
+    snprintf(e->id, sizeof e->id, "%s", j->id);
+    snprintf(e->error, sizeof e->error, "%s", j->first_code ? j->first_error : "");
+    s->recent_next = (s->recent_next + 1) % STATUS_RECENT_JOBS;
+    if (s->n_recent < STATUS_RECENT_JOBS)
+        s->n_recent++;
+}
+
+static Mlxd__RecentJob *recent_job(const struct ended_job *e) {
+    Mlxd__RecentJob *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    mlxd__recent_job__init(r);
+    r->id = dup_str(e->id);
+    r->size = e->size;
+    r->duration_ms = e->duration_ms;
+    r->result = dup_str(e->code ? wire_error_name(e->code) : "ok");
+    r->error = dup_str(e->error);
+    return r;
 }
 
 Mlxd__DaemonStatus *status_build(struct server *s) {
@@ -110,6 +220,16 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
     LIST_FOREACH(j, &s->jobs, link)
         if (d->jobs && (d->jobs[d->n_jobs] = job_status(j)))
             d->n_jobs++;
+
+    d->recent_jobs = calloc(STATUS_RECENT_JOBS, sizeof *d->recent_jobs);
+    for (unsigned i = 0; d->recent_jobs && i < s->n_recent; i++) {
+        unsigned k = (s->recent_next + STATUS_RECENT_JOBS - s->n_recent + i) % STATUS_RECENT_JOBS;
+        if ((d->recent_jobs[d->n_recent_jobs] = recent_job(&s->recent[k])))
+            d->n_recent_jobs++;
+    }
+    uint64_t now = wire_now_us();
+    d->cpu_percent = cpu_percent(s, now);
+    d->rss_bytes = rss_bytes();
 
     d->totals = calloc(METRICS_OPS, sizeof *d->totals);
     for (int op = 1; d->totals && op < METRICS_OPS; op++) {
@@ -277,4 +397,35 @@ uint64_t status_expire(struct server *s, uint64_t now) {
 void status_free_all(struct server *s) {
     while (s->gathers)
         gather_finish(s, s->gathers);
+}
+
+/* ---- the metrics snapshot of --metrics ---- */
+
+// Changes whenever what the snapshot shows changes.
+static uint64_t metrics_fingerprint(const struct server *s) {
+    return s->metrics.records * 1000003u ^ (uint64_t) s->n_sessions << 40 ^ (uint64_t) s->n_jobs << 20;
+}
+
+uint64_t status_publish_metrics(struct server *s, uint64_t now) {
+    if (!s->http)
+        return UINT64_MAX;
+    uint64_t seen = metrics_fingerprint(s);
+    if (seen == s->metrics_seen && s->metrics_next_us)
+        return UINT64_MAX;           // nothing new: no wakeup needed
+    if (now < s->metrics_next_us)
+        return s->metrics_next_us;   // new, but published a moment ago
+    struct metrics_gauges g = {
+        .world_rank = world_rank(s->world),
+        .world_size = world_size(s->world),
+        .clients = s->n_sessions,
+        .jobs = s->n_jobs,
+    };
+    char *text;
+    size_t len;
+    if (metrics_render(&s->metrics, &g, &text, &len) < 0)
+        return now + METRICS_PUBLISH_US;  // try again later
+    http_publish(s->http, text, len);
+    s->metrics_seen = seen;
+    s->metrics_next_us = now + METRICS_PUBLISH_US;
+    return UINT64_MAX;
 }

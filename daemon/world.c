@@ -321,7 +321,7 @@ static void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *ho
         goto oom;
     for (size_t i = 0; i < n; i++) {
         if (hosts[i] < 0 || hosts[i] >= w->size) {
-            log_error("Group %llx names world rank %d, outside the world", (unsigned long long) id, hosts[i]);
+            log_error("Group %016llx names world rank %d, outside the world", (unsigned long long) id, hosts[i]);
             free(sorted);
             return;
         }
@@ -357,17 +357,17 @@ static void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *ho
     if (r != MPI_SUCCESS) {
         char e[256];
         mpi_error_text(r, e, sizeof e);
-        log_error("Failed to create the communicator of group %llx: %s", (unsigned long long) id, e);
+        log_error("Failed to create the communicator of group %016llx: %s", (unsigned long long) id, e);
         g->comm = MPI_COMM_NULL;
     } else {
         MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
     }
     g->next = w->groups;
     w->groups = g;
-    log_debug("Group %llx spans %d hosts", (unsigned long long) id, ncomm);
+    log_debug("Group %016llx spans %d hosts", (unsigned long long) id, ncomm);
     return;
 oom:
-    log_error("Out of memory registering group %llx", (unsigned long long) id);
+    log_error("Out of memory registering group %016llx", (unsigned long long) id);
 }
 
 static void egroup_free(struct world *w, uint64_t id) {
@@ -573,7 +573,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
     case MLXD__OP_TYPE__OP_ALL_MIN:
         if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
-            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            snprintf(err, sizeof err, "group %016llx has no communicator on this host", (unsigned long long) go->group);
             break;
         }
         snprintf(err, sizeof err, "this host could not combine its members' part (out of memory)");
@@ -593,7 +593,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
     case MLXD__OP_TYPE__OP_ALL_GATHER:
         if (!g || g->comm == MPI_COMM_NULL) {
             code = MLXD_EINTERNAL;
-            snprintf(err, sizeof err, "group %llx has no communicator on this host", (unsigned long long) go->group);
+            snprintf(err, sizeof err, "group %016llx has no communicator on this host", (unsigned long long) go->group);
             break;
         }
         code = run_allgather(g, part, &result, err, sizeof err);
@@ -604,7 +604,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
         snprintf(err, sizeof err, "a Go for op %d, which is not a collective", part->d.op);
     }
     if (code < 0)
-        log_error("Group %llx: %s", (unsigned long long) go->group, err);
+        log_error("Group %016llx: %s", (unsigned long long) go->group, err);
     emit(w, WORLD_EVENT_GO, from, ctl, has_result ? &result : NULL, code, err);
     wmsg_free(part);
 }
@@ -628,7 +628,7 @@ static void run_fifo(struct world *w) {
                     if (!w->go_wait_since)
                         w->go_wait_since = now;
                     else if (now - w->go_wait_since > 10u * 1000000u) {
-                        log_warning("Group %llx op #%llu: waiting 10 s for this host's part",
+                        log_warning("Group %016llx op #%llu: waiting 10 s for this host's part",
                                     (unsigned long long) ctl->go->group, (unsigned long long) ctl->go->seq + 1);
                         w->go_wait_since = now;
                     }

@@ -5,6 +5,7 @@
 #define MLXD_WIRE_H
 
 #include <stdbool.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,8 +24,14 @@
 // clients, or of every daemon of the world, is larger than any request.
 #define WIRE_MAX_REPLY_FRAME (16u * 1024u * 1024u)
 
-// ZeroMQ's limit for an ipc:// path (sizeof sun_path - 1).
-#define WIRE_MAX_IPC_PATH 107
+// The longest ipc:// path mlxd and libmlxd accept: a Unix socket path has at
+// most 107 bytes (sizeof sun_path - 1), and the shared-memory side channel's
+// path adds ".shm" to it. Stated the same in --help, the man pages and README.
+#define WIRE_MAX_IPC_PATH 103
+
+// How every group id is printed (the log, mlxctl status): 16 lowercase hex
+// digits, for a uint64_t.
+#define WIRE_ID_FMT "%016" PRIx64
 
 // The default operation deadline.
 #define WIRE_DEFAULT_TIMEOUT_MS 60000

@@ -17,7 +17,7 @@ echo "== building"
 cmake -S "$root" -B "$build" >/dev/null
 cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target mlxd mlxctl sum
 
-# ipc:// paths are limited to 107 bytes: a short directory under /tmp.
+# ipc:// paths are limited to 103 bytes: a short directory under /tmp.
 tmp=$(mktemp -d /tmp/mlxd-demo.XXXXXX)
 daemon_pid=
 

@@ -17,7 +17,7 @@ packages=(
     # the Python module and its tests (Debian's packages are for /usr/bin/python3)
     python3-dev python3-numpy python3-pytest
     # metrics: the HTTP server, and promtool and a real Prometheus for its tests
-    libmicrohttpd-dev prometheus
+    libmicrohttpd-dev prometheus curl
     # tests of the terminal views and of JSON output
     tmux jq
 )

@@ -134,12 +134,8 @@ member_that_leaves_gives_epeer() {
 sigterm_fails_waiting_ops_with_eunavailable() {
     start_daemon
     local p0 p1 rc0=0 rc1=0
-    new_job
-    spawn_rank "$JOB" 0 2 "$ERRCASE_BIN" drain
-    p0=$SPAWNED
-    spawn_rank "$JOB" 1 2 "$ERRCASE_BIN" drain
-    p1=$SPAWNED
-    wait_until 20 client_pending "$p0" all_sum || fail "rank 0 (pid $p0) never showed as waiting in all_sum"
+    start_waiting_job
+    p0=$R0 p1=$R1
     stop_daemon || fail "mlxd did not exit 0 after SIGTERM with an op in flight"
     wait_rank "$p0" 10 || rc0=$?
     expect_status "rank 0, waiting in all_sum when the daemon stopped" 0 "$rc0"

@@ -15,6 +15,7 @@
 #   wait_rank PID TIMEOUT    its exit status (kills it at the deadline)
 #   wait_until TIMEOUT CMD   poll CMD until it succeeds, with a deadline
 #   client_pending PID OP    the daemon shows client PID waiting in OP
+#   start_waiting_job        a job of 2 whose rank 0 ($R0) waits in all_sum for rank 1 ($R1)
 #   fail MESSAGE             fail the test now
 #   soft_fail MESSAGE        fail the test at its end
 
@@ -30,7 +31,7 @@ T_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$T_HERE/lsan.supp}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-fast_unwind_on_malloc=0}"
 
-# A short directory: ZeroMQ ipc paths are limited to 107 bytes.
+# A short directory: mlxd's ipc paths are limited to 103 bytes.
 T_DIR=$(mktemp -d /tmp/mxt.XXXXXX) || exit 1
 T_SOCK="ipc://$T_DIR/d.sock"
 T_LOG="$T_DIR/mlxd.log"
@@ -131,6 +132,18 @@ wait_rank() {
     rc=$?
     [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
     return $rc
+}
+
+# A job of two ranks of errcase drain: rank 0 waits in all_sum for rank 1,
+# which holds back until the test touches "$T_DIR/$JOB.drained" (or is
+# killed). Sets R0 and R1.
+start_waiting_job() {
+    new_job
+    spawn_rank "$JOB" 0 2 "$ERRCASE_BIN" drain
+    R0=$SPAWNED
+    spawn_rank "$JOB" 1 2 "$ERRCASE_BIN" drain
+    R1=$SPAWNED
+    wait_until 20 client_pending "$R0" all_sum || fail "rank 0 of $JOB never waited in all_sum"
 }
 
 # client_pending PID OP: the daemon shows client PID waiting in OP.

@@ -120,8 +120,9 @@ status_shows_a_forming_job_with_missing_ranks() {
     start_daemon
     spawn_rank stalled-job 0 3 "$ERRCASE_BIN" smoke
     local client=$SPAWNED
-    wait_until 10 eval '"$MLXCTL_BIN" status --json >"$T_OUTF" && grep -q stalled-job "$T_OUTF"' \
-        || fail "the job never showed in mlxctl status"
+    # Missing ranks show once the job has waited for them a second.
+    wait_until 10 eval '"$MLXCTL_BIN" status --json >"$T_OUTF" && grep -q stalled-job "$T_OUTF" && grep -q "\"stalled_op\": \"hello\"" "$T_OUTF"' \
+        || fail "the job never showed as stalled in mlxctl status"
     /usr/bin/python3 - "$T_OUTF" <<'PY' || fail "wrong status JSON: $(cat "$T_OUTF")"
 import json, sys
 d = json.load(open(sys.argv[1]))["daemons"][0]

@@ -18,7 +18,7 @@ function(mlxd_service_test name timeout)
     SKIP_RETURN_CODE 77
     ENVIRONMENT "${SERVICE_IT_ENV}")
   if(ARGC GREATER 2)
-    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK ${ARGV2})
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK "${ARGV2}")
   endif()
 endfunction()
 
@@ -29,10 +29,18 @@ mlxd_service_test(man_pages_say_what_help_says 30)
 # Both install the build tree (cmake --install writes install-time files in it).
 mlxd_service_test(systemd_analyze_verify_units 60 mlxd_install)
 mlxd_service_test(installed_tree_builds_with_pkg_config_and_find_package 120 mlxd_install)
+mlxd_service_test(installed_programs_find_libmlxd_from_any_prefix 120 mlxd_install)
+# Installs a package on this machine: one at a time, and never beside an
+# install of the build tree (the package target installs it too).
+mlxd_service_test(debian_package_installs_runs_the_examples_and_removes_cleanly 900 "mlxd_install;mlxd_system_package")
 
 # A sanitized libmlxd only loads into programs built with the same
 # sanitizers, which an ordinary consumer is not: the install is tested by the
 # normal pass.
+# The package test installs system-wide programs built with sanitizers,
+# whose runtime the examples and other programs would need preloaded: the
+# package is what the plain build makes, and the plain pass tests it.
 if(MLXD_SANITIZE)
-  set_tests_properties(installed_tree_builds_with_pkg_config_and_find_package PROPERTIES DISABLED TRUE)
+  set_tests_properties(installed_tree_builds_with_pkg_config_and_find_package
+                       debian_package_installs_runs_the_examples_and_removes_cleanly PROPERTIES DISABLED TRUE)
 endif()

@@ -12,21 +12,17 @@ src=$(cd "$here/../.." && pwd)
 
 # ---- what a test needs, checked before the harness starts anything ----
 
-# needs TOOL:PACKAGE...: skips the test (status 77) without the tool.
-needs() {
-    local t
-    for t in "$@"; do
-        if ! command -v "${t%%:*}" >/dev/null 2>&1; then
-            echo "SKIP: ${t%%:*} is not installed (Debian package ${t#*:}; scripts/deps.sh installs it)"
-            exit 77
-        fi
-    done
-}
+# shellcheck source=testlib.sh
+source "$here/testlib.sh"        # needs TOOL:PACKAGE...
 
 # needs_libsystemd: skips the test when mlxd was built without libsystemd
 # (then it neither notifies nor adopts sockets, by design).
 needs_libsystemd() {
-    if ! ldd "${MLXD_BIN:?}" 2>/dev/null | grep -q 'libsystemd\.so'; then
+    # ldd's output first: `ldd | grep -q` under pipefail fails whenever grep
+    # exits before ldd has written everything (SIGPIPE).
+    local libs
+    libs=$(ldd "${MLXD_BIN:?}" 2>/dev/null)
+    if [[ $libs != *libsystemd.so* ]]; then
         echo "SKIP: $MLXD_BIN was built without libsystemd (install libsystemd-dev and reconfigure)"
         exit 77
     fi
@@ -39,6 +35,9 @@ case ${1:-} in
         systemd-tmpfiles:systemd xmllint:libxml2-utils ;;
     installed_tree_builds_with_pkg_config_and_find_package) needs pkg-config:pkgconf cmake:cmake cc:gcc ;;
     man_pages_say_what_help_says) needs groff:groff-base ;;
+    installed_programs_find_libmlxd_from_any_prefix) needs cmake:cmake readelf:binutils ;;
+    debian_package_installs_runs_the_examples_and_removes_cleanly) needs apt-get:apt dpkg-deb:dpkg cmake:cmake \
+        pkg-config:pkgconf cc:gcc systemd-sysusers:systemd systemd-tmpfiles:systemd ;;
 esac
 
 # shellcheck source=harness.sh
@@ -239,9 +238,133 @@ installed_tree_builds_with_pkg_config_and_find_package() {
             fail "the find_package build ($exe) did not report ok from both ranks"
     done
     # The shared build loads the installed library, not the build tree's.
-    ldd "$T_DIR/consumer-build/consumer" | grep -q "libmlxd.so.0 => $p/" ||
-        fail "the find_package build does not load $p's libmlxd: $(ldd "$T_DIR/consumer-build/consumer" | grep mlxd)"
+    local libs
+    libs=$(ldd "$T_DIR/consumer-build/consumer")
+    [[ $libs == *"libmlxd.so.0 => $p/"* ]] ||
+        fail "the find_package build does not load $p's libmlxd: $(grep mlxd <<<"$libs")"
     daemon_alive
+}
+
+# Installed to a prefix that no loader path names, the programs linking
+# libmlxd (the examples, and whatever else is installed: libmlxd_mpi.so,
+# the Python module) load the prefix's libmlxd through their RUNPATH, with
+# no LD_LIBRARY_PATH; the tree still works once moved elsewhere.
+installed_programs_find_libmlxd_from_any_prefix() {
+    local p=$T_DIR/inst moved=$T_DIR/moved f libs n=0 out
+    install_tree "$p"
+    unset LD_LIBRARY_PATH
+    while IFS= read -r -d '' f; do
+        readelf -d "$f" 2>/dev/null | grep -q 'NEEDED.*\[libmlxd\.so\.0\]' || continue
+        libs=$(ldd "$f" 2>&1)
+        [[ $libs == *"libmlxd.so.0 => $p/"* ]] || fail "$f does not load $p's libmlxd: $(grep mlxd <<<"$libs")"
+        log "${f#"$p"/} loads ${p}'s libmlxd: $(readelf -d "$f" | sed -n 's/.*RUNPATH.*\[\(.*\)\]/\1/p')"
+        n=$((n + 1))
+    done < <(find "$p" -type f \( -perm -u+x -o -name '*.so*' \) -print0)
+    (( n >= 2 )) || fail "only $n installed files link libmlxd; the examples hello and sum should"
+    mv "$p" "$moved" || fail "could not move the tree"
+    start_daemon
+    out=$(launch 2 60 -- "$(find "$moved" -path '*/mlxd/examples/sum' -type f)") || fail "the moved sum failed: $out"
+    [[ $(grep -c 'Data sum total = 10' <<<"$out") == 2 ]] || fail "the moved sum printed: $out"
+    libs=$(ldd "$(find "$moved" -path '*/mlxd/examples/sum' -type f)")
+    [[ $libs == *"libmlxd.so.0 => $moved/"* ]] || fail "the moved sum does not load the moved libmlxd: $libs"
+}
+
+# ---- the Debian package ----
+
+# `cmake --build --target package` makes mlxd_VERSION_ARCH.deb holding
+# everything installed (with libmlxd_mpi.so and the Python module when the
+# build has them); apt-get installs it, its postinst creates the user and
+# /run/mlxd and starts nothing; the installed mlxd, mlxctl and examples run
+# a job; apt-get purge leaves none of its files. The system is left as it
+# was found (the mlxd user and /run/mlxd go again when they were not there).
+debian_package_installs_runs_the_examples_and_removes_cleanly() {
+    local deb files prefix out had_user=0 had_group=0 run_was="" f apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
+    getent passwd mlxd >/dev/null && had_user=1
+    getent group mlxd >/dev/null && had_group=1
+    [[ -d /run/mlxd ]] && run_was=$(stat -c '%u:%g %a' /run/mlxd)
+    # A run killed at its timeout leaves the package installed.
+    if dpkg -s mlxd >/dev/null 2>&1; then
+        log "removing an mlxd package left by an earlier run"
+        "${apt[@]}" purge mlxd >/dev/null 2>&1 || fail "could not remove the mlxd package already installed"
+    fi
+    log "cmake --build $BUILD_DIR --target package"
+    rm -f "$BUILD_DIR"/mlxd_*.deb
+    cmake --build "$BUILD_DIR" --target package >"$T_DIR/package.log" 2>&1 || { cat "$T_DIR/package.log"; fail "the package target failed"; }
+    deb=$(ls "$BUILD_DIR"/mlxd_*_*.deb 2>/dev/null)
+    [[ $(basename "$deb") =~ ^mlxd_[0-9]+\.[0-9]+\.[0-9]+_amd64\.deb$ ]] || fail "no mlxd_VERSION_amd64.deb: '$deb'"
+    dpkg-deb -I "$deb"
+    dpkg-deb -f "$deb" Depends | grep -q 'libzmq5' || fail "the package does not depend on libzmq5"
+    dpkg-deb -f "$deb" Depends | grep -q 'libmicrohttpd12' || fail "the package does not depend on libmicrohttpd12"
+    dpkg-deb -c "$deb" | awk '{ print $6 }' >"$T_DIR/contents"
+    for f in bin/mlxd bin/mlxctl 'libmlxd\.so\.0$' include/mlxd/mlxd.h pkgconfig/mlxd.pc cmake/mlxd/mlxdConfig.cmake \
+             systemd/system/mlxd.service systemd/system/mlxd.socket systemd/system/mlxd-world.service \
+             systemd/user/mlxd.service sysusers.d/mlxd.conf tmpfiles.d/mlxd.conf man1/mlxctl.1 man8/mlxd.8 \
+             mlxd/examples/hello mlxd/examples/sum examples/hello.c examples/sum.c; do
+        grep -qE "$f" "$T_DIR/contents" || fail "the package has no $f"
+    done
+    # What the build has, the package has: libmlxd_mpi.so and the Python
+    # module, once their targets exist.
+    if [[ -n $(find "$BUILD_DIR" -name 'libmlxd_mpi.so*' -print -quit) ]]; then
+        grep -q 'libmlxd_mpi\.so' "$T_DIR/contents" || fail "the build has libmlxd_mpi.so but the package does not"
+    else
+        log "no libmlxd_mpi.so in the build: not checked"
+    fi
+    if [[ -n $(find "$BUILD_DIR" -path "$BUILD_DIR/_CPack_Packages" -prune -o \( -name 'mlxd*.so' -o -name '_mlxd*.so' \) -print -quit) ]]; then
+        grep -qE 'dist-packages/.*mlxd' "$T_DIR/contents" || fail "the build has the Python module but the package does not"
+    else
+        log "no Python module in the build: not checked"
+    fi
+
+    log "apt-get install $deb"
+    "${apt[@]}" install "$deb" >"$T_DIR/apt.log" 2>&1 || { cat "$T_DIR/apt.log"; fail "apt-get install failed"; }
+    files=$(dpkg -L mlxd)
+    prefix=$(dirname "$(dirname "$(grep -m1 '/bin/mlxd$' <<<"$files")")")
+    log "installed under $prefix"
+    getent passwd mlxd >/dev/null || fail "the postinst did not create the mlxd user"
+    [[ $(stat -c %G /run/mlxd 2>/dev/null) == mlxd ]] || fail "the postinst did not create /run/mlxd for group mlxd"
+    ! systemctl is-enabled mlxd.service >/dev/null 2>&1 || fail "the package enabled mlxd.service"
+
+    # The installed programs, on a socket of the test's own.
+    T_SOCK="ipc://$T_DIR/pkg.sock"
+    export MLXD_SOCKET=$T_SOCK
+    MLXD_BIN=$prefix/bin/mlxd MLXCTL_BIN=$prefix/bin/mlxctl
+    start_daemon
+    out=$(launch 2 60 -- "$prefix/libexec/mlxd/examples/sum") || fail "the installed sum failed: $out"
+    [[ $(grep -c 'Data sum total = 10' <<<"$out") == 2 ]] || fail "the installed sum printed: $out"
+    out=$(launch 2 60 -- "$prefix/libexec/mlxd/examples/hello") || fail "the installed hello failed: $out"
+    echo "$out"
+    # The example's source builds against the installed files alone.
+    # shellcheck disable=SC2046 # the flags are words
+    cc -o "$T_DIR/hello" "$prefix/share/doc/mlxd/examples/hello.c" $(pkg-config --cflags --libs mlxd) ||
+        fail "hello.c does not build with the installed pkg-config file"
+    out=$(launch 2 60 -- "$T_DIR/hello") || fail "hello built from the installed files failed: $out"
+    if grep -qE 'dist-packages/.*mlxd' <<<"$files"; then
+        for f in hello.py sum.py; do
+            out=$(launch 2 60 -- /usr/bin/python3 "$prefix/share/doc/mlxd/examples/$f") ||
+                fail "the installed $f failed under the installed mlxctl: $out"
+            echo "$out"
+        done
+    else
+        log "the package has no Python module: the Python examples are not run"
+    fi
+    stop_daemon || fail "the installed mlxd did not stop cleanly"
+
+    log "apt-get purge mlxd"
+    "${apt[@]}" purge mlxd >"$T_DIR/apt.log" 2>&1 || { cat "$T_DIR/apt.log"; fail "apt-get purge failed"; }
+    ! dpkg -s mlxd >/dev/null 2>&1 || fail "mlxd is still installed"
+    while IFS= read -r f; do
+        [[ -e $f && ! -d $f ]] && soft_fail "$f is left after apt-get purge"
+    done <<<"$files"
+    # The postinst's user and /run/mlxd (tmpfiles gives it to mlxd, 0770)
+    # are the admin's to keep; the test puts back what it found.
+    if [[ -n $run_was ]]; then
+        chown "${run_was% *}" /run/mlxd && chmod "${run_was#* }" /run/mlxd
+    else
+        rmdir /run/mlxd 2>/dev/null
+    fi
+    (( had_user )) || userdel mlxd 2>/dev/null
+    (( had_group )) || ! getent group mlxd >/dev/null || groupdel mlxd 2>/dev/null
+    true
 }
 
 # ---- the manual pages ----

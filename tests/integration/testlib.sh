@@ -27,3 +27,14 @@ wait_until() {
         sleep 0.02
     done
 }
+
+# needs TOOL:PACKAGE...: skips the test (status 77) without the tool.
+needs() {
+    local t
+    for t in "$@"; do
+        if ! command -v "${t%%:*}" >/dev/null 2>&1; then
+            echo "SKIP: ${t%%:*} is not installed (Debian package ${t#*:}; scripts/deps.sh installs it)"
+            exit 77
+        fi
+    done
+}

@@ -76,12 +76,15 @@ static void socket_env_wins_for_the_endpoint(void **state) {
     assert_int_equal(wire_default_endpoint(buf, 8), -ENAMETOOLONG);
 }
 
-static void ipc_paths_over_107_bytes_are_refused(void **state) {
-    char ep[200] = "ipc:///";
-    memset(ep + 7, 'a', 107);
+// 103 bytes, so that the shared-memory socket's path (".shm" added) still
+// fits a Unix socket address.
+static void ipc_paths_over_103_bytes_are_refused(void **state) {
+    char ep[200] = "ipc:///", shm[200];
+    memset(ep + 7, 'a', 103);
     assert_int_equal(wire_check_endpoint(ep), -ENAMETOOLONG);
-    ep[7 + 106] = '\0';                 // "/" + 106 = 107 bytes of path
+    ep[7 + 102] = '\0';                 // "/" + 102 = 103 bytes of path
     assert_int_equal(wire_check_endpoint(ep), 0);
+    assert_int_equal(wire_shm_path(ep, shm, sizeof shm), 0);
     assert_int_equal(wire_check_endpoint("ipc://"), -EINVAL);
     assert_int_equal(wire_check_endpoint("udp://x"), -EINVAL);
     assert_int_equal(wire_check_endpoint("tcp://127.0.0.1:5555"), 0);
@@ -131,7 +134,7 @@ int main(void) {
         cmocka_unit_test(huge_shapes_overflow_cleanly),
         cmocka_unit_test(negative_dims_and_bad_dtypes_are_invalid),
         cmocka_unit_test(socket_env_wins_for_the_endpoint),
-        cmocka_unit_test(ipc_paths_over_107_bytes_are_refused),
+        cmocka_unit_test(ipc_paths_over_103_bytes_are_refused),
         cmocka_unit_test(probing_a_missing_socket_says_so),
         cmocka_unit_test(peer_address_gives_uid_gid_pid),
         cmocka_unit_test(every_error_code_has_a_name),
