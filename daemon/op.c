@@ -7,6 +7,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "pool.h"
 #include "reduce.h"
 #include "span.h"
 #include "world.h"
@@ -56,8 +57,7 @@ void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int nd
                          (unsigned long long) p->out_nbytes, wire_op_name(p->d.op), n);
             return;
         }
-        if (p->out_ptr != bytes && n)
-            memmove(p->out_ptr, bytes, n);
+        pool_move(s->pool, p->out_ptr, bytes, n);
         op_reply_tensor(s, p, dtype, ndim, shape, NULL);
         return;
     }
@@ -104,9 +104,51 @@ static void fail_collective(struct server *s, struct group *g, int code, const c
             pending_fail(s, g->slots[r].coll, code, "%s", msg);
 }
 
-// Bytes a reduction's kernels handle between copies: large enough to run at
-// memory speed, small enough that a block is still in cache when copied.
-#define REDUCE_BLOCK (UINT64_C(256) << 10)
+/* Bulk work, in POOL_BLOCK blocks over the worker pool (small ops stay on
+ * the loop thread: pool_run() decides from the bytes). */
+
+// A reduction: each of nparts parts j gets, in dsts[j], the reduction of
+// count elements of every member's input at byte offset j * stride; the
+// result of a one-part reduction is copied on to copies[] block by block,
+// while each block is still in cache.
+struct reduce_job {
+    reduce_op op;
+    mlxd_dtype t;
+    size_t esize, count, stride;
+    size_t per, chunks;             // elements per block, blocks per part
+    size_t n;                       // members
+    const uint8_t *const *srcs;
+    uint8_t *const *dsts;
+    uint8_t *const *copies;
+    size_t ncopies;
+    const void **scratch;           // n block pointers per worker
+};
+
+static void reduce_block(void *arg, size_t i, unsigned worker) {
+    struct reduce_job *j = arg;
+    size_t part = i / j->chunks, off = i % j->chunks * j->per;
+    size_t m = j->count - off < j->per ? j->count - off : j->per, bo = off * j->esize;
+    const void **blk = j->scratch + (size_t) worker * j->n;
+    for (size_t r = 0; r < j->n; r++)
+        blk[r] = j->srcs[r] + part * j->stride + bo;
+    reduce_n(j->op, j->t, j->dsts[part] + bo, blk, j->n, m);
+    for (size_t c = 0; c < j->ncopies; c++)
+        memcpy(j->copies[c] + bo, j->dsts[part] + bo, m * j->esize);
+}
+
+static int reduce_parts(struct server *s, struct reduce_job *j, size_t nparts) {
+    j->per = POOL_BLOCK / j->esize ? POOL_BLOCK / j->esize : 1;
+    j->chunks = (j->count + j->per - 1) / j->per;
+    if (!j->chunks)
+        return 0;
+    j->scratch = malloc(pool_size(s->pool) * j->n * sizeof *j->scratch);
+    if (!j->scratch)
+        return MLXD_ENOMEM;
+    size_t bytes = nparts * j->count * j->esize * (j->n + j->ncopies);
+    pool_run(s->pool, bytes, nparts * j->chunks, reduce_block, j);
+    free(j->scratch);
+    return 0;
+}
 
 // True when a member's shared-memory output overlaps its input anywhere but
 // at exactly the same place: then results must not be written into outputs
@@ -119,12 +161,43 @@ static bool overlaps_input(const struct pending *p, size_t out_offset_of_in) {
     return overlap && in != out + out_offset_of_in;
 }
 
+// A gather: each of nouts outputs gets every member's each bytes, in rank
+// order, a block of the output at a time; a piece already in place (a member
+// gathering in place) is skipped.
+struct gather_job {
+    size_t each, total, chunks;     // chunks: blocks per output
+    const uint8_t *const *srcs;
+    uint8_t *const *outs;
+};
+
+static void gather_block(void *arg, size_t i, unsigned worker) {
+    struct gather_job *j = arg;
+    uint8_t *out = j->outs[i / j->chunks];
+    size_t lo = i % j->chunks * POOL_BLOCK, hi = lo + POOL_BLOCK < j->total ? lo + POOL_BLOCK : j->total;
+    (void) worker;
+    while (lo < hi) {
+        size_t k = lo / j->each, end = (k + 1) * j->each < hi ? (k + 1) * j->each : hi;
+        const uint8_t *src = j->srcs[k] + (lo - k * j->each);
+        if (out + lo != src)
+            memcpy(out + lo, src, end - lo);
+        lo = end;
+    }
+}
+
+static void gather_into(struct server *s, uint8_t *const *outs, size_t nouts, const uint8_t *const *srcs,
+                        size_t each, size_t total) {
+    struct gather_job j = { .each = each, .total = total, .chunks = (total + POOL_BLOCK - 1) / POOL_BLOCK,
+                            .srcs = srcs, .outs = outs };
+    if (each)
+        pool_run(s->pool, nouts * total, nouts * j.chunks, gather_block, &j);
+}
+
 static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     int n = g->size;
     struct pending *first = g->slots[0].coll;
     size_t esize = wire_dtype(first->d.dtype)->size, nbytes = first->nbytes, count = nbytes / esize;
     const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
-    const void **blk = malloc((size_t) n * sizeof *blk);
+    uint8_t **copies = malloc(((size_t) n + 1) * sizeof *copies);
     uint8_t **outs = calloc((size_t) n, sizeof *outs);
     uint8_t *dst = NULL, *frame = NULL;
     bool any_frame = false;
@@ -132,7 +205,7 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     int code = 0;
 
     zmq_msg_init(&result);
-    if (!srcs || !blk || !outs) {
+    if (!srcs || !copies || !outs) {
         code = MLXD_ENOMEM;
         goto out;
     }
@@ -163,18 +236,16 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     }
     // One pass over the inputs: each block is reduced into the first output,
     // then copied to the other outputs while it is still in cache.
-    size_t per = REDUCE_BLOCK / esize ? REDUCE_BLOCK / esize : 1;
-    for (size_t off = 0; off < count; off += per) {
-        size_t m = count - off < per ? count - off : per, bo = off * esize, bl = m * esize;
-        for (int r = 0; r < n; r++)
-            blk[r] = srcs[r] + bo;
-        reduce_n(rop, (mlxd_dtype) first->d.dtype, dst + bo, blk, (size_t) n, m);
-        for (int r = 0; r < n; r++)
-            if (outs[r] && outs[r] != dst)
-                memcpy(outs[r] + bo, dst + bo, bl);
-        if (frame && frame != dst)
-            memcpy(frame + bo, dst + bo, bl);
-    }
+    struct reduce_job j = { .op = rop, .t = (mlxd_dtype) first->d.dtype, .esize = esize, .count = count,
+                            .n = (size_t) n, .srcs = srcs, .dsts = &dst, .copies = copies };
+    for (int r = 0; r < n; r++)
+        if (outs[r] && outs[r] != dst)
+            copies[j.ncopies++] = outs[r];
+    if (frame && frame != dst)
+        copies[j.ncopies++] = frame;
+    code = reduce_parts(s, &j, 1);
+    if (code < 0)
+        goto out;
     struct op_desc d = first->d;
     for (int r = 0; r < n; r++)
         op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, outs[r] ? outs[r] : frame, nbytes,
@@ -182,7 +253,7 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
 out:
     zmq_msg_close(&result);
     free(srcs);
-    free(blk);
+    free(copies);
     free(outs);
     return code;
 }
@@ -200,26 +271,31 @@ static int run_gather(struct server *s, struct group *g) {
         // overlap is gathered aside first.
         staged |= overlaps_input(p, (size_t) r * each);
     }
+    const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
+    uint8_t **outs = malloc(((size_t) n + 1) * sizeof *outs);
+    size_t nouts = 0;
     zmq_msg_init(&result);
-    if ((any_frame || staged) && zmq_msg_init_size(&result, total) < 0)
+    if (!srcs || !outs || ((any_frame || staged) && zmq_msg_init_size(&result, total) < 0)) {
+        free(srcs);
+        free(outs);
         return MLXD_ENOMEM;
+    }
     uint8_t *frame = any_frame || staged ? zmq_msg_data(&result) : NULL;
+    for (int r = 0; r < n; r++)
+        srcs[r] = pending_input(g->slots[r].coll);
     if (frame)
-        for (int r = 0; r < n; r++)
-            if (each)
-                memcpy(frame + (size_t) r * each, pending_input(g->slots[r].coll), each);
+        outs[nouts++] = frame;
     // Straight into each shared-memory output (skipping a member's own
-    // block when it gathers in place).
+    // block when it gathers in place); staged, the frame is copied there
+    // when answering.
     for (int r = 0; r < n && !staged; r++) {
         struct pending *p = g->slots[r].coll;
-        if (!p->out_ptr || p->out_nbytes != total)
-            continue;
-        for (int k = 0; k < n; k++) {
-            const uint8_t *src = pending_input(g->slots[k].coll);
-            if (each && p->out_ptr + (size_t) k * each != src)
-                memcpy(p->out_ptr + (size_t) k * each, src, each);
-        }
+        if (p->out_ptr && p->out_nbytes == total)
+            outs[nouts++] = p->out_ptr;
     }
+    gather_into(s, outs, nouts, srcs, each, total);
+    free(srcs);
+    free(outs);
     struct op_desc d = first->d;
     if (d.ndim == 0) {
         d.ndim = 1;
@@ -247,7 +323,7 @@ static int run_scatter(struct server *s, struct group *g) {
         staged |= overlaps_input(g->slots[r].coll, SIZE_MAX);
     zmq_msg_t *out = calloc((size_t) n, sizeof *out);
     uint8_t **dst = calloc((size_t) n, sizeof *dst);
-    const void **srcs = malloc((size_t) n * sizeof *srcs);
+    const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
     int code = 0, made = 0;
     if (!out || !dst || !srcs) {
         code = MLXD_ENOMEM;
@@ -268,12 +344,13 @@ static int run_scatter(struct server *s, struct group *g) {
             goto done;
         }
     }
-    for (int r = 0; r < n; r++) {
-        for (int i = 0; i < n; i++)
-            srcs[i] = pending_input(g->slots[i].coll) + (size_t) r * block;
-        if (block)
-            reduce_n(REDUCE_SUM, (mlxd_dtype) first->d.dtype, dst[r], srcs, (size_t) n, block / esize);
-    }
+    for (int i = 0; i < n; i++)
+        srcs[i] = pending_input(g->slots[i].coll);
+    struct reduce_job j = { .op = REDUCE_SUM, .t = (mlxd_dtype) first->d.dtype, .esize = esize,
+                            .count = block / esize, .stride = block, .n = (size_t) n, .srcs = srcs, .dsts = dst };
+    code = reduce_parts(s, &j, (size_t) n);
+    if (code < 0)
+        goto done;
     struct op_desc d = first->d;
     d.shape[0] /= n;
     for (int r = 0; r < n; r++) {
@@ -344,6 +421,7 @@ static void run_collective(struct server *s, struct group *g) {
     } else if ((code = op_desc_check(d, g->size, err, sizeof err)) < 0) {
         log_info("Job %s: %s", g->job->id, err);
     } else {
+        uint64_t t0 = wire_now_us(), nbytes = g->slots[0].coll->nbytes;
         switch (op) {
         case MLXD__OP_TYPE__OP_ALL_SUM:
         case MLXD__OP_TYPE__OP_ALL_MAX:
@@ -366,6 +444,11 @@ static void run_collective(struct server *s, struct group *g) {
         default:
             code = MLXD_EINTERNAL;
         }
+        // What the loop spent on a bulk op (copies, reductions, replies), to
+        // see the pool at work.
+        if (nbytes >= POOL_MIN_BYTES)
+            log_debug("Job %s: %s of %llu bytes took %llu us on %u thread(s)", g->job->id, wire_op_name(op),
+                      (unsigned long long) nbytes, (unsigned long long) (wire_now_us() - t0), pool_size(s->pool));
         snprintf(err, sizeof err, code == MLXD_ENOMEM ? "out of memory running %s" : "%s is not a collective",
                  wire_op_name(op));
     }
@@ -411,19 +494,28 @@ static void message_free(struct server *s, struct group *g, struct message *m) {
     free(m);
 }
 
+// Answers the recv request p with what rank src sent (d, and nbytes at
+// bytes): copied once into p's shared memory, else a reply sharing frame
+// (NULL: a new frame with a copy of the bytes).
+static void hand_over(struct server *s, struct pending *p, int src, const struct op_desc *d, const uint8_t *bytes,
+                      size_t nbytes, zmq_msg_t *frame) {
+    if (d->dtype != p->d.dtype || d->ndim != p->d.ndim ||
+        memcmp(d->shape, p->d.shape, (size_t) p->d.ndim * sizeof p->d.shape[0]) != 0) {
+        char want[160], got[160];
+        pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", src,
+                     wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), src,
+                     wire_dtype(d->dtype)->name, shape_str(got, sizeof got, d->ndim, d->shape));
+        return;
+    }
+    op_reply_result(s, p, d->dtype, d->ndim, d->shape, bytes, nbytes, p->out_ptr ? NULL : frame);
+}
+
 // Hands m to the recv request p, then frees m (and answers a held send).
 static void deliver(struct server *s, struct group *g, struct message *m, struct pending *p) {
     struct pending *held = m->held;
-    if (m->dtype != p->d.dtype || m->ndim != p->d.ndim ||
-        memcmp(m->shape, p->d.shape, (size_t) p->d.ndim * sizeof p->d.shape[0]) != 0) {
-        char want[160], got[160];
-        pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", m->src,
-                     wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), m->src,
-                     wire_dtype(m->dtype)->name, shape_str(got, sizeof got, m->ndim, m->shape));
-    } else {
-        op_reply_result(s, p, m->dtype, m->ndim, m->shape, zmq_msg_data(&m->data), m->nbytes,
-                        p->out_ptr ? NULL : &m->data);
-    }
+    struct op_desc d = { .dtype = m->dtype, .ndim = m->ndim };
+    memcpy(d.shape, m->shape, sizeof d.shape);
+    hand_over(s, p, m->src, &d, zmq_msg_data(&m->data), m->nbytes, &m->data);
     message_free(s, g, m);
     if (held)
         op_reply_empty(s, held);
@@ -451,11 +543,17 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         pending_fail(s, p, MLXD_EPEER, "send to rank %d: rank %d left the group", p->peer, p->peer);
         return;
     }
+    if (dst->state != SLOT_REMOTE && dst->recv && dst->recv->peer == se->rank) {
+        // The receiver waits (so nothing from us is queued before this):
+        // straight from the sender's memory into the receiver's, one copy.
+        hand_over(s, dst->recv, se->rank, &p->d, pending_input(p), p->nbytes, p->in_ptr ? NULL : &p->data);
+        op_reply_empty(s, p);
+        return;
+    }
     if (p->in_ptr && zmq_msg_init_size(&p->data, p->nbytes) == 0) {
         // send returns at once and the sender may reuse its memory: the
         // daemon keeps a copy.
-        if (p->nbytes)
-            memcpy(zmq_msg_data(&p->data), p->in_ptr, p->nbytes);
+        pool_move(s->pool, zmq_msg_data(&p->data), p->in_ptr, p->nbytes);
         p->in_ptr = NULL;
     } else if (p->in_ptr) {
         pending_fail(s, p, MLXD_ENOMEM, "out of memory queueing a send");
