@@ -546,6 +546,8 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
     if (dst->state != SLOT_REMOTE && dst->recv && dst->recv->peer == se->rank) {
         // The receiver waits (so nothing from us is queued before this):
         // straight from the sender's memory into the receiver's, one copy.
+        log_debug("Job %s: rank %d's send of %llu bytes goes straight to rank %d, which waits", g->job->id,
+                  se->rank, (unsigned long long) p->nbytes, p->peer);
         hand_over(s, dst->recv, se->rank, &p->d, pending_input(p), p->nbytes, p->in_ptr ? NULL : &p->data);
         op_reply_empty(s, p);
         return;
