@@ -104,52 +104,6 @@ static void fail_collective(struct server *s, struct group *g, int code, const c
             pending_fail(s, g->slots[r].coll, code, "%s", msg);
 }
 
-/* Bulk work, in POOL_BLOCK blocks over the worker pool (small ops stay on
- * the loop thread: pool_run() decides from the bytes). */
-
-// A reduction: each of nparts parts j gets, in dsts[j], the reduction of
-// count elements of every member's input at byte offset j * stride; the
-// result of a one-part reduction is copied on to copies[] block by block,
-// while each block is still in cache.
-struct reduce_job {
-    reduce_op op;
-    mlxd_dtype t;
-    size_t esize, count, stride;
-    size_t per, chunks;             // elements per block, blocks per part
-    size_t n;                       // members
-    const uint8_t *const *srcs;
-    uint8_t *const *dsts;
-    uint8_t *const *copies;
-    size_t ncopies;
-    const void **scratch;           // n block pointers per worker
-};
-
-static void reduce_block(void *arg, size_t i, unsigned worker) {
-    struct reduce_job *j = arg;
-    size_t part = i / j->chunks, off = i % j->chunks * j->per;
-    size_t m = j->count - off < j->per ? j->count - off : j->per, bo = off * j->esize;
-    const void **blk = j->scratch + (size_t) worker * j->n;
-    for (size_t r = 0; r < j->n; r++)
-        blk[r] = j->srcs[r] + part * j->stride + bo;
-    reduce_n(j->op, j->t, j->dsts[part] + bo, blk, j->n, m);
-    for (size_t c = 0; c < j->ncopies; c++)
-        memcpy(j->copies[c] + bo, j->dsts[part] + bo, m * j->esize);
-}
-
-static int reduce_parts(struct server *s, struct reduce_job *j, size_t nparts) {
-    j->per = POOL_BLOCK / j->esize ? POOL_BLOCK / j->esize : 1;
-    j->chunks = (j->count + j->per - 1) / j->per;
-    if (!j->chunks)
-        return 0;
-    j->scratch = malloc(pool_size(s->pool) * j->n * sizeof *j->scratch);
-    if (!j->scratch)
-        return MLXD_ENOMEM;
-    size_t bytes = nparts * j->count * j->esize * (j->n + j->ncopies);
-    pool_run(s->pool, bytes, nparts * j->chunks, reduce_block, j);
-    free(j->scratch);
-    return 0;
-}
-
 // True when a member's shared-memory output overlaps its input anywhere but
 // at exactly the same place: then results must not be written into outputs
 // while inputs are still being read.
@@ -159,37 +113,6 @@ static bool overlaps_input(const struct pending *p, size_t out_offset_of_in) {
         return false;
     bool overlap = out < in + p->nbytes && in < out + p->out_nbytes;
     return overlap && in != out + out_offset_of_in;
-}
-
-// A gather: each of nouts outputs gets every member's each bytes, in rank
-// order, a block of the output at a time; a piece already in place (a member
-// gathering in place) is skipped.
-struct gather_job {
-    size_t each, total, chunks;     // chunks: blocks per output
-    const uint8_t *const *srcs;
-    uint8_t *const *outs;
-};
-
-static void gather_block(void *arg, size_t i, unsigned worker) {
-    struct gather_job *j = arg;
-    uint8_t *out = j->outs[i / j->chunks];
-    size_t lo = i % j->chunks * POOL_BLOCK, hi = lo + POOL_BLOCK < j->total ? lo + POOL_BLOCK : j->total;
-    (void) worker;
-    while (lo < hi) {
-        size_t k = lo / j->each, end = (k + 1) * j->each < hi ? (k + 1) * j->each : hi;
-        const uint8_t *src = j->srcs[k] + (lo - k * j->each);
-        if (out + lo != src)
-            memcpy(out + lo, src, end - lo);
-        lo = end;
-    }
-}
-
-static void gather_into(struct server *s, uint8_t *const *outs, size_t nouts, const uint8_t *const *srcs,
-                        size_t each, size_t total) {
-    struct gather_job j = { .each = each, .total = total, .chunks = (total + POOL_BLOCK - 1) / POOL_BLOCK,
-                            .srcs = srcs, .outs = outs };
-    if (each)
-        pool_run(s->pool, nouts * total, nouts * j.chunks, gather_block, &j);
 }
 
 static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
@@ -236,16 +159,17 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     }
     // One pass over the inputs: each block is reduced into the first output,
     // then copied to the other outputs while it is still in cache.
-    struct reduce_job j = { .op = rop, .t = (mlxd_dtype) first->d.dtype, .esize = esize, .count = count,
-                            .n = (size_t) n, .srcs = srcs, .dsts = &dst, .copies = copies };
+    struct pool_reduce j = { .op = rop, .t = (mlxd_dtype) first->d.dtype, .n = (size_t) n, .count = count,
+                             .nparts = 1, .srcs = srcs, .dsts = &dst, .copies = copies };
     for (int r = 0; r < n; r++)
         if (outs[r] && outs[r] != dst)
             copies[j.ncopies++] = outs[r];
     if (frame && frame != dst)
         copies[j.ncopies++] = frame;
-    code = reduce_parts(s, &j, 1);
-    if (code < 0)
+    if (pool_reduce(s->pool, &j) < 0) {
+        code = MLXD_ENOMEM;
         goto out;
+    }
     struct op_desc d = first->d;
     for (int r = 0; r < n; r++)
         op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, outs[r] ? outs[r] : frame, nbytes,
@@ -293,7 +217,7 @@ static int run_gather(struct server *s, struct group *g) {
         if (p->out_ptr && p->out_nbytes == total)
             outs[nouts++] = p->out_ptr;
     }
-    gather_into(s, outs, nouts, srcs, each, total);
+    pool_gather(s->pool, outs, nouts, srcs, (size_t) n, each);
     free(srcs);
     free(outs);
     struct op_desc d = first->d;
@@ -346,11 +270,12 @@ static int run_scatter(struct server *s, struct group *g) {
     }
     for (int i = 0; i < n; i++)
         srcs[i] = pending_input(g->slots[i].coll);
-    struct reduce_job j = { .op = REDUCE_SUM, .t = (mlxd_dtype) first->d.dtype, .esize = esize,
-                            .count = block / esize, .stride = block, .n = (size_t) n, .srcs = srcs, .dsts = dst };
-    code = reduce_parts(s, &j, (size_t) n);
-    if (code < 0)
+    struct pool_reduce j = { .op = REDUCE_SUM, .t = (mlxd_dtype) first->d.dtype, .n = (size_t) n,
+                             .count = block / esize, .stride = block, .nparts = (size_t) n, .srcs = srcs, .dsts = dst };
+    if (pool_reduce(s->pool, &j) < 0) {
+        code = MLXD_ENOMEM;
         goto done;
+    }
     struct op_desc d = first->d;
     d.shape[0] /= n;
     for (int r = 0; r < n; r++) {

@@ -193,3 +193,67 @@ void pool_move(struct pool *p, void *dst, const void *src, size_t n) {
     struct move_job j = { dst, src, n };
     pool_run(p, n, (n + POOL_BLOCK - 1) / POOL_BLOCK, move_block, &j);
 }
+
+struct reduce_job {
+    const struct pool_reduce *r;
+    size_t esize, per, chunks;      // element size, elements per block, blocks per part
+    const void **scratch;           // n block pointers per worker
+};
+
+static void reduce_block(void *arg, size_t i, unsigned worker) {
+    struct reduce_job *j = arg;
+    const struct pool_reduce *r = j->r;
+    size_t part = i / j->chunks, off = i % j->chunks * j->per;
+    size_t m = r->count - off < j->per ? r->count - off : j->per, bo = off * j->esize;
+    const void **blk = j->scratch + (size_t) worker * r->n;
+    for (size_t k = 0; k < r->n; k++)
+        blk[k] = r->srcs[k] + part * r->stride + bo;
+    reduce_n(r->op, r->t, r->dsts[part] + bo, blk, r->n, m);
+    for (size_t c = 0; c < r->ncopies; c++)
+        memcpy(r->copies[c] + bo, r->dsts[part] + bo, m * j->esize);
+}
+
+int pool_reduce(struct pool *p, const struct pool_reduce *r) {
+    struct reduce_job j = { .r = r, .esize = mlxd_dtype_size(r->t) };
+    if (!j.esize || !r->count || !r->nparts)
+        return 0;
+    j.per = POOL_BLOCK / j.esize ? POOL_BLOCK / j.esize : 1;
+    j.chunks = (r->count + j.per - 1) / j.per;
+    j.scratch = malloc(pool_size(p) * r->n * sizeof *j.scratch);
+    if (!j.scratch)
+        return -ENOMEM;
+    size_t bytes = r->nparts * r->count * j.esize * (r->n + r->ncopies);
+    pool_run(p, bytes, r->nparts * j.chunks, reduce_block, &j);
+    free(j.scratch);
+    return 0;
+}
+
+struct gather_job {
+    size_t each, total, chunks;     // chunks: blocks per output
+    const uint8_t *const *srcs;
+    uint8_t *const *outs;
+};
+
+static void gather_block(void *arg, size_t i, unsigned worker) {
+    struct gather_job *j = arg;
+    uint8_t *out = j->outs[i / j->chunks];
+    size_t lo = i % j->chunks * POOL_BLOCK, hi = lo + POOL_BLOCK < j->total ? lo + POOL_BLOCK : j->total;
+    (void) worker;
+    while (lo < hi) {
+        size_t k = lo / j->each, end = (k + 1) * j->each < hi ? (k + 1) * j->each : hi;
+        const uint8_t *src = j->srcs[k] + (lo - k * j->each);
+        if (out + lo != src)
+            memcpy(out + lo, src, end - lo);
+        lo = end;
+    }
+}
+
+void pool_gather(struct pool *p, uint8_t *const *outs, size_t nouts, const uint8_t *const *srcs, size_t n,
+                 size_t each) {
+    if (!each || !n)
+        return;
+    size_t total = each * n;
+    struct gather_job j = { .each = each, .total = total, .chunks = (total + POOL_BLOCK - 1) / POOL_BLOCK,
+                            .srcs = srcs, .outs = outs };
+    pool_run(p, nouts * total, nouts * j.chunks, gather_block, &j);
+}

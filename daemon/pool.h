@@ -10,6 +10,9 @@
 #define MLXD_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "reduce.h"
 
 struct pool;
 
@@ -37,6 +40,30 @@ unsigned pool_size(const struct pool *p);
 // done; bytes is what the job moves: below POOL_MIN_BYTES it all runs on the
 // caller. One job at a time: called from the loop thread only.
 void pool_run(struct pool *p, size_t bytes, size_t n, pool_fn *fn, void *arg);
+
+// A reduction (reduce_n()'s rules) in blocks: each part j < nparts gets, in
+// dsts[j], the reduction of count elements of every one of the n inputs
+// srcs[] at byte offset j * stride (all_sum: one part; sum_scatter: a part
+// per member). With one part, each reduced block is then copied on to
+// copies[0 .. ncopies) while it is still in cache. dsts[j] may be one of the
+// inputs at the same offset (in place); other overlaps are the caller's.
+struct pool_reduce {
+    reduce_op op;
+    mlxd_dtype t;
+    size_t n, count, stride, nparts;
+    const uint8_t *const *srcs;
+    uint8_t *const *dsts;
+    uint8_t *const *copies;
+    size_t ncopies;
+};
+// Returns 0, or -ENOMEM (nothing written).
+int pool_reduce(struct pool *p, const struct pool_reduce *job);
+
+// A gather in blocks: each of nouts outputs gets the n inputs srcs[] of each
+// bytes, in order; a piece already in place (an input at its own block of an
+// output) is skipped.
+void pool_gather(struct pool *p, uint8_t *const *outs, size_t nouts, const uint8_t *const *srcs, size_t n,
+                 size_t each);
 
 // memmove: over the pool when dst and src do not overlap and n is large.
 void pool_move(struct pool *p, void *dst, const void *src, size_t n);
