@@ -10,10 +10,7 @@ set(POOL_IT_ENV ${IT_ENV} POOLCHECK_BIN=$<TARGET_FILE:it_poolcheck>)
 # mlxd_pool_test(NAME TIMEOUT): runs the function NAME of pool.sh.
 function(mlxd_pool_test name timeout)
   add_test(NAME ${name} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pool.sh ${name})
-  set_tests_properties(${name} PROPERTIES
-    TIMEOUT ${timeout}
-    LABELS integration
-    ENVIRONMENT "${POOL_IT_ENV}")
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${timeout} LABELS integration ENVIRONMENT "${POOL_IT_ENV}")
 endfunction()
 
 mlxd_pool_test(every_op_is_bit_equal_on_one_thread_and_on_four 200)

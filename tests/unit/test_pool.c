@@ -56,10 +56,7 @@ static void test_null_pool_runs_on_the_caller(void **state) {
 }
 
 static void test_every_block_runs_once_in_every_job(void **state) {
-    (void) state;
-    struct pool *p = NULL;
-    assert_int_equal(pool_new(4, &p), 0);
-    assert_int_equal(pool_size(p), 4);
+    struct pool *p = *state;
     enum { BLOCKS = 257 };
     atomic_uint *runs = calloc(BLOCKS, sizeof *runs);
     assert_non_null(runs);
@@ -75,7 +72,6 @@ static void test_every_block_runs_once_in_every_job(void **state) {
         assert_int_equal(j.bad_worker, 0);
     }
     free(runs);
-    assert_null(pool_free(p));
 }
 
 struct worker_job {
@@ -158,21 +154,16 @@ static void check_reduce(struct pool *p, reduce_op op, mlxd_dtype t) {
 }
 
 static void test_reductions_equal_one_pass_on_one_thread(void **state) {
-    (void) state;
-    struct pool *p = NULL;
-    assert_int_equal(pool_new(4, &p), 0);
+    struct pool *p = *state;
     static const mlxd_dtype types[] = { MLXD_BOOL, MLXD_INT8, MLXD_UINT64, MLXD_FLOAT16,
                                         MLXD_BFLOAT16, MLXD_FLOAT32, MLXD_FLOAT64, MLXD_COMPLEX64 };
     for (size_t i = 0; i < ARRAY_LEN(types); i++)
         for (int op = REDUCE_SUM; op < REDUCE_OP_MAX; op++)
             check_reduce(p, (reduce_op) op, types[i]);
-    pool_free(p);
 }
 
 static void test_gather_fills_every_output_and_skips_in_place(void **state) {
-    (void) state;
-    struct pool *p = NULL;
-    assert_int_equal(pool_new(4, &p), 0);
+    struct pool *p = *state;
     // An odd size, so blocks straddle the members' pieces.
     enum { N = 3 };
     size_t each = (size_t) 1 << 20 | 12345, total = each * N;
@@ -199,13 +190,10 @@ static void test_gather_fills_every_output_and_skips_in_place(void **state) {
     free(a);
     free(b);
     free(want);
-    pool_free(p);
 }
 
 static void test_move_is_memmove_overlapping_or_not(void **state) {
-    (void) state;
-    struct pool *p = NULL;
-    assert_int_equal(pool_new(4, &p), 0);
+    struct pool *p = *state;
     size_t n = (size_t) 3 << 20 | 77;
     uint8_t *buf = malloc(2 * n), *want = malloc(2 * n);
     assert_true(buf && want);
@@ -219,7 +207,20 @@ static void test_move_is_memmove_overlapping_or_not(void **state) {
     assert_memory_equal(buf, want, 2 * n);
     free(buf);
     free(want);
-    pool_free(p);
+}
+
+// Four threads in all, more than the machines tests run on have cores.
+static int setup(void **state) {
+    struct pool *p = NULL;
+    if (pool_new(4, &p) < 0 || pool_size(p) != 4)
+        return -1;
+    *state = p;
+    return 0;
+}
+
+static int teardown(void **state) {
+    *state = pool_free(*state);
+    return 0;
 }
 
 int main(void) {
@@ -232,5 +233,5 @@ int main(void) {
         cmocka_unit_test(test_gather_fills_every_output_and_skips_in_place),
         cmocka_unit_test(test_move_is_memmove_overlapping_or_not),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
