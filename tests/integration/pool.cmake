@@ -13,7 +13,7 @@ function(mlxd_pool_test name timeout)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${timeout} LABELS integration ENVIRONMENT "${POOL_IT_ENV}")
 endfunction()
 
-mlxd_pool_test(every_op_is_bit_equal_on_one_thread_and_on_four 200)
+mlxd_pool_test(every_op_is_bit_equal_on_one_thread_and_on_four 400)
 mlxd_pool_test(pool_threads_do_part_of_a_large_all_sum 150)
 mlxd_pool_test(send_to_a_waiting_receiver_goes_straight_to_it 90)
 mlxd_pool_test(workers_option_refuses_bad_counts 30)
