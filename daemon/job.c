@@ -64,6 +64,8 @@ struct group *group_new(struct server *s, struct job *j, int size) {
     for (int i = 0; i < size; i++) {
         g->slots[i].token = random_token();
         g->slots[i].host = world_rank(s->world);
+        TAILQ_INIT(&g->slots[i].later);
+        TAILQ_INIT(&g->slots[i].recvs);
     }
     LIST_INSERT_HEAD(&j->groups, g, link);
     return g;
@@ -121,12 +123,7 @@ static void job_free(struct server *s, struct job *j) {
 // A group is done on this host once no local member is left and no request
 // of a member that died still waits in it.
 static bool group_done(const struct group *g) {
-    if (g->live > 0 || !TAILQ_EMPTY(&g->messages))
-        return false;
-    for (int r = 0; r < g->size; r++)
-        if (g->slots[r].coll || g->slots[r].recv)
-            return false;
-    return true;
+    return g->live == 0 && TAILQ_EMPTY(&g->messages) && !op_waiting(g);
 }
 
 void job_gc(struct server *s, struct job *j) {
@@ -242,10 +239,9 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
         session_close(s, se, MLXD_ENOMEM, "out of memory");
         return;
     }
-    pe->session = se;
     pe->rank = h->rank;
     pe->ref = &j->hellos[h->rank];
-    se->pending = pe;
+    pending_track(se, pe);
     se->rank = h->rank;
     se->job = j;
     j->hellos[h->rank] = pe;
@@ -397,9 +393,7 @@ void group_abort_now(struct server *s, struct group *g, int code, const char *te
             g->job->state = JOB_ABORTED;
         // A member leaving after the last op is how every job ends; it is
         // worth a warning only when somebody was waiting.
-        bool waiting = !TAILQ_EMPTY(&g->messages);
-        for (int r = 0; r < g->size; r++)
-            waiting |= g->slots[r].coll || g->slots[r].recv;
+        bool waiting = !TAILQ_EMPTY(&g->messages) || op_waiting(g);
         log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group " WIRE_ID_FMT " aborted: %s", g->job->id, g->id,
                 text);
     }
@@ -498,6 +492,13 @@ void job_expired(struct server *s, struct pending *p) {
     char ranks[256];
     int missing[64], n = 0;
 
+    if (p->queue && p->d.op != MLXD__OP_TYPE__OP_RECV) {
+        // A collective queued behind the member's earlier ones: those
+        // never ended, and their own deadlines were longer.
+        group_abort(s, g, MLXD_ETIMEDOUT, "%s of rank %d timed out after %.1f s behind its earlier collectives",
+                    wire_op_name(p->d.op), p->rank, secs);
+        return;
+    }
     switch (p->d.op) {
     case MLXD__OP_TYPE__OP_SEND:
         group_abort(s, g, MLXD_ETIMEDOUT, "send from rank %d to rank %d timed out after %.1f s: rank %d did not receive it",

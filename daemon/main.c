@@ -25,8 +25,10 @@ static void usage(FILE *f) {
             "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
             "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
             "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
-            "      --max-groups-per-client N  groups (connections, so ops in flight) per client\n"
-            "                           process (default 64)\n"
+            "      --max-groups-per-client N  groups (connections) per client process\n"
+            "                           (default 64)\n"
+            "      --max-inflight-per-client N  requests a client may have in flight on\n"
+            "                           one group (nonblocking ops; default 64)\n"
             "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
             "                           0.0.0.0:PORT listens on every address)\n"
@@ -51,7 +53,8 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS, OPT_METRICS, OPT_WORKERS };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
+           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_WORKERS };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -62,6 +65,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
         { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
         { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
+        { "max-inflight-per-client", required_argument, NULL, OPT_MAX_INFLIGHT },
         { "metrics", required_argument, NULL, OPT_METRICS },
         { "workers", required_argument, NULL, OPT_WORKERS },
         { "foreground", no_argument, NULL, 'f' },
@@ -101,6 +105,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         case OPT_MAX_CLIENTS:
         case OPT_MAX_JOBS:
         case OPT_MAX_GROUPS:
+        case OPT_MAX_INFLIGHT:
             if (parse_u64(optarg, 1, 1u << 20, &v) < 0) {
                 fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", opts[c - OPT_MAX_CLIENTS + 3].name, 1u << 20);
                 return -EINVAL;
@@ -109,8 +114,10 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
                 cfg->max_clients = (uint32_t) v;
             else if (c == OPT_MAX_JOBS)
                 cfg->max_jobs = (uint32_t) v;
-            else
+            else if (c == OPT_MAX_GROUPS)
                 cfg->max_groups_per_client = (uint32_t) v;
+            else
+                cfg->max_inflight_per_client = (uint32_t) v;
             break;
         case OPT_MAX_TENSOR:
         case OPT_MAX_QUEUED:
@@ -187,6 +194,7 @@ int main(int argc, char **argv) {
         .max_clients = 1024,
         .max_jobs = 256,
         .max_groups_per_client = 64,
+        .max_inflight_per_client = 64,
         .max_tensor_bytes = UINT64_C(4) << 30,
         .max_queued_bytes = UINT64_C(1) << 30,
         .max_shm_bytes = UINT64_C(16) << 30,

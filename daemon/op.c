@@ -384,6 +384,58 @@ static void run_collective(struct server *s, struct group *g) {
     g->job->ops_done++;
 }
 
+// p becomes its member's request in the current collective (g->seq); on a
+// spanning group the coordinator hears of it.
+static void make_current(struct server *s, struct group *g, struct slot *sl, struct pending *p) {
+    p->seq = g->seq;
+    p->ref = &sl->coll;
+    sl->coll = p;
+    if (g->spanning)
+        span_arrive(s, g, p);
+}
+
+// The members' next queued collectives become current, one at a time:
+// on a spanning group span_arrive() hands the engine this host's part once
+// the last local member is in, so each must see the others before it.
+static void promote(struct server *s, struct group *g) {
+    for (int r = 0; r < g->size; r++) {
+        struct slot *sl = &g->slots[r];
+        struct pending *next = TAILQ_FIRST(&sl->later);
+        if (!sl->coll && next) {
+            TAILQ_REMOVE(&sl->later, next, qlink);
+            next->queue = NULL;
+            make_current(s, g, sl, next);
+        }
+    }
+}
+
+// Runs the collectives of a group of this host alone for as long as every
+// member has its next one in.
+static void run_local(struct server *s, struct group *g) {
+    for (;;) {
+        group_check_collectives(s, g);
+        for (int r = 0; r < g->size; r++)
+            if (!g->slots[r].coll)
+                return;
+        run_collective(s, g);
+        promote(s, g);
+    }
+}
+
+void op_advance(struct server *s, struct group *g) {
+    if (g->spanning)
+        promote(s, g);
+    else
+        run_local(s, g);
+}
+
+bool op_waiting(const struct group *g) {
+    for (int r = 0; r < g->size; r++)
+        if (g->slots[r].coll || !TAILQ_EMPTY(&g->slots[r].later) || !TAILQ_EMPTY(&g->slots[r].recvs))
+            return true;
+    return false;
+}
+
 static void submit_collective(struct server *s, struct group *g, struct session *se, struct pending *p) {
     struct slot *sl = &g->slots[se->rank];
     sl->issued++;
@@ -391,20 +443,16 @@ static void submit_collective(struct server *s, struct group *g, struct session 
         pending_fail(s, p, g->coll_code, "%s", g->coll_msg);
         return;
     }
-    p->seq = g->seq;
-    p->ref = &sl->coll;
-    sl->coll = p;
-    if (g->spanning) {
-        span_arrive(s, g, p);
+    if (sl->coll) {
+        // Its earlier collective still runs: this one waits its turn, to be
+        // matched with the others' next ones.
+        TAILQ_INSERT_TAIL(&sl->later, p, qlink);
+        p->queue = &sl->later;
         return;
     }
-    for (int r = 0; r < g->size; r++)
-        if (!g->slots[r].coll) {
-            group_check_collectives(s, g);
-            return;
-        }
-    run_collective(s, g);
-    group_check_collectives(s, g);
+    make_current(s, g, sl, p);
+    if (!g->spanning)
+        run_local(s, g);
 }
 
 /* ---- send and recv ---- */
@@ -446,6 +494,16 @@ static void deliver(struct server *s, struct group *g, struct message *m, struct
         op_reply_empty(s, held);
 }
 
+// The first receive of sl waiting for a message from src: receives from one
+// rank are matched with its sends in order.
+static struct pending *waiting_recv(struct slot *sl, int src) {
+    struct pending *p;
+    TAILQ_FOREACH(p, &sl->recvs, qlink)
+        if (p->peer == src)
+            return p;
+    return NULL;
+}
+
 static bool peer_ok(struct server *s, struct group *g, struct session *se, struct pending *p) {
     if (p->peer < 0 || p->peer >= g->size) {
         pending_fail(s, p, MLXD_EINVAL, "%s: rank %d is outside the group (size %d)", wire_op_name(p->d.op), p->peer,
@@ -468,12 +526,13 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         pending_fail(s, p, MLXD_EPEER, "send to rank %d: rank %d left the group", p->peer, p->peer);
         return;
     }
-    if (dst->state != SLOT_REMOTE && dst->recv && dst->recv->peer == se->rank) {
+    struct pending *waiting = dst->state != SLOT_REMOTE ? waiting_recv(dst, se->rank) : NULL;
+    if (waiting) {
         // The receiver waits (so nothing from us is queued before this):
         // straight from the sender's memory into the receiver's, one copy.
         log_debug("Job %s: rank %d's send of %llu bytes goes straight to rank %d, which waits", g->job->id,
                   se->rank, (unsigned long long) p->nbytes, p->peer);
-        hand_over(s, dst->recv, se->rank, &p->d, pending_input(p), p->nbytes, p->in_ptr ? NULL : &p->data);
+        hand_over(s, waiting, se->rank, &p->d, pending_input(p), p->nbytes, p->in_ptr ? NULL : &p->data);
         op_reply_empty(s, p);
         return;
     }
@@ -522,14 +581,8 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         m->held = p;
         p->ref = &m->held;
     }
-    if (dst->recv && dst->recv->peer == m->src) {
-        if (!hold) {
-            m->held = NULL;
-            op_reply_empty(s, p);
-        }
-        deliver(s, g, m, dst->recv);
-        return;
-    }
+    // No receive waits for it (one would have taken it above): it stays
+    // queued until one comes.
     if (!hold)
         op_reply_empty(s, p);
 }
@@ -547,9 +600,11 @@ static void submit_recv(struct server *s, struct group *g, struct session *se, s
         pending_fail(s, p, MLXD_EPEER, "recv from rank %d: rank %d left the group without sending", p->peer, p->peer);
         return;
     }
+    // A receive from the same rank already waits, so no message of that
+    // rank is queued: this one waits behind it.
     struct slot *sl = &g->slots[se->rank];
-    sl->recv = p;
-    p->ref = &sl->recv;
+    TAILQ_INSERT_TAIL(&sl->recvs, p, qlink);
+    p->queue = &sl->recvs;
 }
 
 void op_submit(struct server *s, struct session *se, struct pending *p) {
@@ -575,14 +630,13 @@ void op_submit(struct server *s, struct session *se, struct pending *p) {
 
 void op_fail_group(struct server *s, struct group *g) {
     struct message *m;
+    struct pending *p;
     int code = g->abort_code ? g->abort_code : MLXD_EPEER;
     const char *msg = g->abort_code ? g->abort_msg : "the group is gone";
-    for (int r = 0; r < g->size; r++) {
-        if (g->slots[r].coll)
-            pending_fail(s, g->slots[r].coll, code, "%s", msg);
-        if (g->slots[r].recv)
-            pending_fail(s, g->slots[r].recv, code, "%s", msg);
-    }
+    op_fail_collectives(s, g, code, msg);
+    for (int r = 0; r < g->size; r++)
+        while ((p = TAILQ_FIRST(&g->slots[r].recvs)))
+            pending_fail(s, p, code, "%s", msg);
     while ((m = TAILQ_FIRST(&g->messages))) {
         struct pending *held = m->held;
         message_free(s, g, m);
@@ -592,9 +646,14 @@ void op_fail_group(struct server *s, struct group *g) {
 }
 
 void op_fail_collectives(struct server *s, struct group *g, int code, const char *msg) {
-    for (int r = 0; r < g->size; r++)
+    struct pending *p;
+    for (int r = 0; r < g->size; r++) {
+        // The queued ones first, so that none becomes current meanwhile.
+        while ((p = TAILQ_LAST(&g->slots[r].later, pending_list)))
+            pending_fail(s, p, code, "%s", msg);
         if (g->slots[r].coll)
             pending_fail(s, g->slots[r].coll, code, "%s", msg);
+    }
 }
 
 void op_depart(struct server *s, struct group *g, int rank, struct session *se, const char *why) {
@@ -614,10 +673,10 @@ void op_depart(struct server *s, struct group *g, int rank, struct session *se, 
             pending_fail(s, held, MLXD_EPEER, "send to rank %d: rank %d %s before receiving it", rank, rank, why);
     }
     for (int r = 0; r < g->size; r++) {
-        struct pending *p = g->slots[r].recv;
         // A receive from it still waiting has no message: none will come.
-        if (p && p->peer == rank)
-            pending_fail(s, p, MLXD_EPEER, "recv from rank %d: rank %d %s without sending", p->peer, rank, why);
+        struct pending *p;
+        while ((p = waiting_recv(&g->slots[r], rank)))
+            pending_fail(s, p, MLXD_EPEER, "recv from rank %d: rank %d %s without sending", rank, rank, why);
     }
 }
 
@@ -643,7 +702,7 @@ void op_deliver_remote(struct server *s, struct group *g, int src, int dst, cons
     zmq_msg_close(data);
     m->nbytes = zmq_msg_size(&m->data);
     TAILQ_INSERT_TAIL(&g->messages, m, link);
-    struct pending *recv = g->slots[dst].recv;
-    if (recv && recv->peer == src)
+    struct pending *recv = waiting_recv(&g->slots[dst], src);
+    if (recv)
         deliver(s, g, m, recv);
 }

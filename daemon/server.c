@@ -318,12 +318,27 @@ void pending_free(struct server *s, struct pending *p) {
     LIST_REMOVE(p, link);
     if (p->ref)
         *p->ref = NULL;
-    if (p->session && p->session->pending == p)
-        p->session->pending = NULL;
+    if (p->queue)
+        TAILQ_REMOVE(p->queue, p, qlink);
+    pending_orphan(p);
     zmq_msg_close(&p->data);
     shm_unref(p->in_seg);
     shm_unref(p->out_seg);
     free(p);
+}
+
+void pending_track(struct session *se, struct pending *p) {
+    p->session = se;
+    TAILQ_INSERT_TAIL(&se->pendings, p, slink);
+    se->inflight++;
+}
+
+void pending_orphan(struct pending *p) {
+    if (!p->session)
+        return;
+    TAILQ_REMOVE(&p->session->pendings, p, slink);
+    p->session->inflight--;
+    p->session = NULL;
 }
 
 const uint8_t *pending_input(const struct pending *p) {
@@ -363,11 +378,13 @@ void pending_fail(struct server *s, struct pending *p, int code, const char *fmt
 
 static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
                       int nframes) {
-    if (se->pending) {
-        server_reply_error(s, &se->peer, req->id, MLXD_EPROTO,
-                           "request %llu arrived while request %llu is in flight on this connection; "
-                           "a group runs one op at a time",
-                           (unsigned long long) req->id, (unsigned long long) se->pending->req_id);
+    // Several requests may be in flight on a connection (nonblocking ops);
+    // each member's are matched in the order it sent them.
+    if (se->inflight >= s->cfg.max_inflight_per_client) {
+        server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM,
+                           "too many requests in flight on this group (the daemon's limit is %u, "
+                           "--max-inflight-per-client): wait for some first",
+                           s->cfg.max_inflight_per_client);
         return;
     }
     struct pending *p = pending_new(s, PENDING_OP, req->id, req->timeout_ms);
@@ -375,8 +392,7 @@ static void handle_op(struct server *s, struct session *se, const Mlxd__Request 
         server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM, "out of memory");
         return;
     }
-    p->session = se;
-    se->pending = p;
+    pending_track(se, p);
     request_fill_pending(req->op, p);
     // The one inline tensor, if any, moves into the pending request.
     const Mlxd__Tensor *in = req->op->input;

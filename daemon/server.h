@@ -33,7 +33,8 @@ struct config {
     int log_level;
     uint32_t op_timeout_ms;         // default deadline of every request
     uint32_t max_clients;           // connected sessions
-    uint32_t max_groups_per_client; // sessions of one process: its ops in flight
+    uint32_t max_groups_per_client; // sessions of one process
+    uint32_t max_inflight_per_client; // requests in flight on one session
     uint32_t max_jobs;
     uint64_t max_tensor_bytes;      // one tensor, and one frame
     uint64_t max_queued_bytes;      // sent but not yet received, per session
@@ -57,10 +58,15 @@ enum pending_kind {
     PENDING_OP,                     // a collective, send or recv
 };
 
+TAILQ_HEAD(pending_list, pending);
+
 // A request that is waiting: for the other members, a message, or the job to
 // form. Owns its input frame. Exactly one reply ends it (pending_finish).
 struct pending {
     LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
+    TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
+    TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
+    struct pending_list *queue;
     enum pending_kind kind;
     struct session *session;        // who to answer; NULL once it died
     struct group *group;            // an op's group, and the member's rank in it
@@ -91,7 +97,8 @@ struct session {
     struct job *job;                // the job it joined (forming or formed)
     struct group *group;            // once formed or attached
     int rank;                       // in group
-    struct pending *pending;        // the request in flight, at most one
+    struct pending_list pendings;   // its requests in flight, oldest first...
+    unsigned inflight;              // ...and how many (--max-inflight-per-client)
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
@@ -165,6 +172,10 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
 void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pending_free(struct server *s, struct pending *p);
+// p belongs to session se (se answers it) / no longer does: nobody will be
+// answered (its member died), but the request stays and completes.
+void pending_track(struct session *se, struct pending *p);
+void pending_orphan(struct pending *p);
 // The bytes of a pending op's input, wherever they are.
 const uint8_t *pending_input(const struct pending *p);
 

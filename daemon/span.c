@@ -243,6 +243,7 @@ static void go_done(struct server *s, struct world_event *e) {
     }
     g->seq++;
     g->job->ops_done++;
+    op_advance(s, g);
     job_gc(s, g->job);
 }
 
