@@ -65,8 +65,7 @@ void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int nd
         zmq_msg_init(&f);
         zmq_msg_copy(&f, shared);
     } else if (zmq_msg_init_size(&f, n) == 0) {
-        if (n)
-            memcpy(zmq_msg_data(&f), bytes, n);
+        pool_move(s->pool, zmq_msg_data(&f), bytes, n);
     } else {
         pending_fail(s, p, MLXD_ENOMEM, "out of memory answering %s", wire_op_name(p->d.op));
         return;
