@@ -35,6 +35,8 @@ static void usage(FILE *f) {
             "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
             "                           0.0.0.0:PORT listens on every address)\n"
+            "      --workers N          threads for bulk copies and reductions, the event loop's\n"
+            "                           counted (default 0: one per CPU; 1: the loop alone)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -55,7 +57,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
-           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL };
+           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL, OPT_WORKERS };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -69,6 +71,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-inflight-per-client", required_argument, NULL, OPT_MAX_INFLIGHT },
         { "max-mpi-stall", required_argument, NULL, OPT_MAX_MPI_STALL },
         { "metrics", required_argument, NULL, OPT_METRICS },
+        { "workers", required_argument, NULL, OPT_WORKERS },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -147,6 +150,13 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
             snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", optarg);
             break;
         }
+        case OPT_WORKERS:
+            if (parse_u64(optarg, 0, 256, &v) < 0) {
+                fprintf(stderr, "mlxd: --workers takes a number of threads from 0 (one per CPU) to 256\n");
+                return -EINVAL;
+            }
+            cfg->workers = (unsigned) v;
+            break;
         case 'f':
             break;
         case 'h':

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "pool.h"
 #include "request.h"
 #include "service.h"
 #include "world.h"
@@ -206,6 +207,10 @@ int server_init(struct server *s, const struct config *cfg) {
             return r;
         status_publish_metrics(s, wire_now_us());
     }
+    r = pool_new(s->cfg.workers, &s->pool);
+    if (r < 0)
+        log_errno(LOG_WARNING, r, "Failed to start the worker pool, bulk work stays on one thread: %m");
+    log_debug("Bulk copies and reductions run on %u thread(s)", pool_size(s->pool));
     service_ready(s);
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
@@ -237,6 +242,7 @@ void server_fini(struct server *s) {
     if (lock_fd >= 0)
         close(lock_fd);
     lock_fd = -1;
+    s->pool = pool_free(s->pool);
     world_stop(s->world);            // finalizes MPI, reaps its helpers
     s->world = NULL;
     if (s->zctx)

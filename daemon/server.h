@@ -19,6 +19,7 @@ struct world;
 struct job;
 struct group;
 struct http;
+struct pool;
 
 // mlxctl status keeps the last STATUS_RECENT_JOBS jobs that ended here.
 #define STATUS_RECENT_JOBS 32
@@ -41,6 +42,7 @@ struct config {
     int max_group_size;
     uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
     char metrics_addr[256];         // --metrics HOST:PORT; "" when off
+    unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
 
 // The peer of one request: who sent it and how to answer.
@@ -146,6 +148,7 @@ struct server {
     struct http *http;              // --metrics: the HTTP server, reading what we publish
     uint64_t metrics_next_us;       // when the next snapshot may be published
     uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
+    struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
     bool stopping;
 };
 
