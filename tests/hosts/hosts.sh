@@ -210,6 +210,13 @@ hosts_rate() {
 # daemons talk TCP only, on the hosts' network.
 # With N (processes in all), each host gets N/H slots (rounded up), filled
 # host after host, as mlxctl launch places ranks in blocks.
+# The hosts share this machine's cores, but each one's slots look free to
+# Open MPI, so it would not know it is oversubscribed and would spin at full
+# speed inside every blocking call: three daemons in a collective then fight
+# over two cores, and a group over three hosts runs several times slower than
+# one over two (opcheck's parity split: the odd ranks' side done, the even
+# ranks' one still running after --op-timeout, the world's next all_sum timed
+# out). mpi_yield_when_idle is what Open MPI sets by itself when it knows.
 hosts_mpi_options() {
     local n=${1:-${#HOSTS[@]}} h list=""
     for h in "${HOSTS[@]}"; do
@@ -217,7 +224,8 @@ hosts_mpi_options() {
     done
     echo --host "$list" --map-by slot --bind-to none \
         --mca plm_rsh_agent "$HOSTS_AGENT" --mca plm_rsh_no_tree_spawn 1 \
-        --mca btl tcp,self --mca btl_tcp_if_include "$HOSTS_NET.0/24" --mca oob_tcp_if_include "$HOSTS_NET.0/24"
+        --mca btl tcp,self --mca btl_tcp_if_include "$HOSTS_NET.0/24" --mca oob_tcp_if_include "$HOSTS_NET.0/24" \
+        --mca mpi_yield_when_idle 1
 }
 
 # hosts_mpirun_cmd [N]: sets HOSTS_MPIRUN to mpirun on the head (its network
