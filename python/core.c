@@ -113,14 +113,18 @@ struct blocking {
     bool interruptible;
 };
 
-static void blocking_begin(struct blocking *b, PyThread_type_lock lock) {
+static void blocking_begin_as(struct blocking *b, PyThread_type_lock lock, bool interruptible) {
     b->lock = lock;
-    b->interruptible = PyThread_get_thread_ident() == main_thread;
+    b->interruptible = interruptible;
     b->ts = PyEval_SaveThread();
     if (lock)
         PyThread_acquire_lock(lock, WAIT_LOCK);
     if (b->interruptible)
         mlxd_set_interrupt(check_signals, NULL);
+}
+
+static void blocking_begin(struct blocking *b, PyThread_type_lock lock) {
+    blocking_begin_as(b, lock, PyThread_get_thread_ident() == main_thread);
 }
 
 static void blocking_end(struct blocking *b) {
@@ -587,6 +591,17 @@ typedef struct {
 
 static PyTypeObject RequestType;
 
+// mlxd_wait(r) as a blocking call on g (interruptible: may a signal handler
+// end it, on the main thread only). A failure's detail goes to err.
+static int wait_on(GroupObject *g, mlxd_request *r, bool interruptible, char *err, size_t size) {
+    struct blocking b;
+    blocking_begin_as(&b, g->lock, interruptible && PyThread_get_thread_ident() == main_thread);
+    int rc = mlxd_wait(r);
+    PyOS_snprintf(err, size, "%s", rc < 0 ? mlxd_last_error(g->g) : "");
+    blocking_end(&b);
+    return rc;
+}
+
 // A Request for r, issued on g; takes the references to input and result
 // (either may be NULL: result NULL returns None). On failure r is waited
 // for here.
@@ -594,11 +609,8 @@ static PyObject *request_new(GroupObject *g, const char *name, mlxd_request *r, 
     RequestObject *o = PyObject_New(RequestObject, &RequestType);
     PyThread_type_lock lock = o ? PyThread_allocate_lock() : NULL;
     if (!lock) {
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(g->lock, WAIT_LOCK);
-        mlxd_wait(r);
-        PyThread_release_lock(g->lock);
-        Py_END_ALLOW_THREADS
+        char err[8];
+        wait_on(g, r, false, err, sizeof err);
         Py_XDECREF(input);
         Py_XDECREF(result);
         if (o)
@@ -621,21 +633,9 @@ static PyObject *request_new(GroupObject *g, const char *name, mlxd_request *r, 
 // see the exception there). Keeps the result or the exception.
 static void request_finish(RequestObject *o, bool interruptible) {
     mlxd_request *r = o->r;
-    char err[512] = "";
-    struct blocking b;
+    char err[512];
     o->r = NULL;
-    if (interruptible) {
-        blocking_begin(&b, o->g->lock);
-    } else {
-        b.ts = PyEval_SaveThread();
-        PyThread_acquire_lock(o->g->lock, WAIT_LOCK);
-        b.lock = o->g->lock;
-        b.interruptible = false;
-    }
-    int rc = mlxd_wait(r);
-    if (rc < 0)
-        PyOS_snprintf(err, sizeof err, "%s", mlxd_last_error(o->g->g));
-    blocking_end(&b);
+    int rc = wait_on(o->g, r, interruptible, err, sizeof err);
     Py_CLEAR(o->input);
     if (rc < 0 && interruptible) {
         PyObject *t, *v, *tb;

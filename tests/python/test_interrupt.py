@@ -33,6 +33,16 @@ def pending_op(pid):
     return ""
 
 
+def pid_pending(name, op):
+    """The pid rank 0 wrote to file name, once the daemon shows it in op."""
+    pid = int(read(name))
+    deadline = time.monotonic() + 60
+    while not pending_op(pid).startswith(op):
+        assert time.monotonic() < deadline, f"rank 0 never waited in {op}"
+        time.sleep(0.01)
+    return pid
+
+
 KEEP = []  # the group rank 0 left, which rank 1 still uses
 
 
@@ -54,12 +64,7 @@ def test_sigint_interrupts_request_wait_as_a_blocking_op():
         with pytest.raises(mx.Error):
             mx.barrier(group=sub)
     else:
-        pid = int(read("req-pid"))
-        deadline = time.monotonic() + 60
-        while not pending_op(pid).startswith("all_sum"):
-            assert time.monotonic() < deadline, "rank 0 never issued its all_sum"
-            time.sleep(0.01)
-        os.kill(pid, signal.SIGINT)
+        os.kill(pid_pending("req-pid", "all_sum"), signal.SIGINT)
         read("req-interrupted")
         assert np.all(mx.all_sum(np.ones(4), group=sub) == 2)
         with pytest.raises(mx.PeerError):
@@ -81,11 +86,7 @@ def test_sigint_interrupts_a_waiting_op_and_leaves_the_group():
         with pytest.raises(mx.Error):
             mx.barrier()
     else:
-        pid = int(read("pid"))
-        deadline = time.monotonic() + 60
-        while not pending_op(pid).startswith("all_sum"):
-            assert time.monotonic() < deadline, "rank 0 never waited in all_sum"
-            time.sleep(0.01)
+        pid = pid_pending("pid", "all_sum")
         t0 = time.monotonic()
         os.kill(pid, signal.SIGINT)
         t1 = float(read("interrupted"))
