@@ -802,7 +802,14 @@ soak_two_daemons_random_ops_and_kills() {
     log "soak for $secs s: $slots concurrent jobs, random kills"
     for ((s = 0; s < slots; s++)); do soak_start_job "$s"; done
     end=$(( $(now_ms) + secs * 1000 ))
+    local next_sample=$(( $(now_ms) + 60000 )) minute=0
     while (( (now = $(now_ms)) < end )); do
+        if (( now >= next_sample )); then
+            minute=$((minute + 1)) next_sample=$((next_sample + 60000))
+            log "soak minute $minute: $S_JOBS jobs, $S_KILLS kills, $S_OPS ops;" \
+                "RssAnon $(rss_anon_kb "${DPID[0]}") kB, $(rss_anon_kb "${DPID[1]}") kB;" \
+                "fds $(fd_count "${DPID[0]}"), $(fd_count "${DPID[1]}")"
+        fi
         for ((s = 0; s < slots; s++)); do
             if slot_done "$s"; then
                 soak_collect "$s"
