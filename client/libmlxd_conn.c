@@ -114,7 +114,7 @@ static void close_sockets(struct conn *c) {
 // Makes the connection unusable after silence or a disconnect. Closing the
 // socket drops any request still queued, so that ZeroMQ lets go of the
 // caller's tensor before the op returns to the caller.
-static void conn_break(struct conn *c) {
+void conn_break(struct conn *c) {
     c->broken = true;
     close_sockets(c);
     if (c->tracker && !tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u))
@@ -390,12 +390,15 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             return r;
         }
         long wait_ms = (long) ((deadline_us - now + 999u) / 1000u);
-        if (zmq_poll(items, 2, wait_ms) < 0 && zmq_errno() != EINTR) {
+        int n = zmq_poll(items, 2, lib_wait_slice(wait_ms));
+        if (n < 0 && zmq_errno() != EINTR) {
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "cannot wait for mlxd at %s: %s", c->endpoint,
                            zmq_strerror(zmq_errno()));
             conn_break(c);
             return r;
         }
+        if (n <= 0 && lib_interrupted())
+            return conn_interrupted(c, err);
         if ((items[1].revents & ZMQ_POLLIN) && monitor_saw_disconnect(c)) {
             if (take_last_reply(c, id, &got, err) > 0)
                 break;

@@ -158,6 +158,23 @@ int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struc
 // Frees what a reply holds.
 void reply_done(struct reply *r);
 
+// Makes the connection unusable: closes the socket (dropping whatever is
+// still queued) and waits for ZeroMQ to let go of the caller's tensor.
+void conn_break(struct conn *c);
+
+/* libmlxd_intr.c */
+
+// How long conn_wait() may poll before it checks for an interrupt: ms, or
+// less while this thread has an interrupt check.
+long lib_wait_slice(long ms);
+
+// True when this thread's interrupt check (if any) says stop.
+bool lib_interrupted(void);
+
+// The wait on c was interrupted: says Goodbye (briefly waiting for its
+// answer), breaks c, and returns MLXD_EINTR with the reason in err.
+int conn_interrupted(struct conn *c, char *err);
+
 /* shm.c */
 
 // Where a tensor in shared memory is: what Tensor.segment and Tensor.offset say.

@@ -77,34 +77,67 @@ static const char wait_help[] =
     "Exit status: 0 once a daemon answers, 1 after the timeout, 2 usage error.\n";
 
 static const char launch_help[] =
-    "Start N processes of CMD, ranks 0..N-1 of one job. Each gets MLXD_JOB,\n"
-    "MLXD_RANK, MLXD_SIZE and MLXD_SOCKET in its environment.\n"
+    "Start N processes of CMD, ranks 0..N-1 of one job, here or (with --hosts or\n"
+    "--hostfile) on other hosts. Each gets MLXD_JOB, MLXD_RANK, MLXD_SIZE,\n"
+    "MLXD_ATTEMPT and MLXD_SOCKET in its environment. Every daemon the ranks use\n"
+    "here must answer, else launch refuses to start (exit status 1).\n"
     "\n"
     "Options:\n"
-    "  -n, --np N           the number of ranks (required)\n"
+    "  -n, --np N           the number of ranks in all (required without hosts;\n"
+    "                       with them, the hosts' slots together by default)\n"
     "  --job ID             the job id (default: unique per launch, from the host\n"
-    "                       name, pid, time and random bits)\n"
+    "                       name, pid, time and random bits); attempt K > 0 of\n"
+    "                       --max-restarts uses ID.K\n"
+    "  --socket EP          the daemon's endpoint for every rank here, or on each\n"
+    "                       host with --hosts (default: see 'mlxctl --help')\n"
     "  --daemons EP1,EP2,.. spread the ranks over these daemons in contiguous\n"
-    "                       blocks (default: every rank uses $MLXD_SOCKET or the\n"
-    "                       default endpoint)\n"
+    "                       blocks; every one must answer\n"
+    "  --allow-singleton    start even where no daemon answers: the ranks run as\n"
+    "                       groups of one\n"
+    "  --max-restarts N     after a rank fails, start the whole job again, up to\n"
+    "                       N times, each time with a new job id (default 0)\n"
+    "  --hosts H1[:S],...   run the ranks on these hosts, S ranks each (default\n"
+    "                       1), in contiguous blocks\n"
+    "  --hostfile FILE      the hosts from FILE: 'host slots=S' lines, # comments\n"
+    "  --repeat-hosts K     K ranks on every host, whatever its slots say\n"
+    "  --rsh CMD            how to reach a host: run as CMD HOST COMMANDLINE\n"
+    "                       (default ssh; CMD may carry options, split at blanks)\n"
+    "  --env K=V            set K=V for every rank (repeatable)\n"
+    "  --cwd DIR            run every rank in DIR (default: the current directory,\n"
+    "                       on a host where it exists)\n"
     "  --prefix             start each line of output with \"[rank] \"\n"
-    "  --timeout S          stop the job after S seconds (exit status 1)\n"
+    "  --timeout S          stop the job after S seconds, restarts included\n"
+    "                       (exit status 1)\n"
     "  -h, --help           show this help\n"
     "\n"
     "Output passes through as it is (with --prefix, line by line). Each rank runs\n"
-    "in its own process group. Standard input goes to rank 0 (to no rank when it\n"
-    "is a terminal); the other ranks read /dev/null. When a rank exits non-zero\n"
-    "or dies of a signal, the others get SIGTERM and, 2 s later, SIGKILL. SIGINT,\n"
-    "SIGTERM, SIGHUP and SIGQUIT sent to mlxctl are passed on to the ranks. Once\n"
-    "every rank has exited, what they left running in their process groups is\n"
-    "stopped the same way, so that a job leaves nothing behind.\n"
+    "in its own process group. Standard input goes to rank 0 here (to no rank when\n"
+    "it is a terminal); the other ranks and remote ranks read /dev/null. When a\n"
+    "rank exits non-zero or dies of a signal, the others get SIGTERM and, 2 s\n"
+    "later, SIGKILL, and mlxctl says \"rank R exited with code C\"; while attempts\n"
+    "of --max-restarts are left it adds \"; restarting (attempt 2 of 3)\" and\n"
+    "starts the job again on the same daemons. SIGINT (Ctrl-C), SIGTERM, SIGHUP\n"
+    "and SIGQUIT sent to mlxctl are passed on to the ranks, which are then stopped\n"
+    "the same way; mlxctl says \"interrupted: stopped N ranks\" and starts nothing\n"
+    "again. Once every rank has exited, what they left running in their process\n"
+    "groups is stopped too, so that a job leaves nothing behind.\n"
     "\n"
-    "Example:\n"
+    "On each host, the agent runs a shell command line that sets the rank's\n"
+    "environment and --env, changes to the directory and execs\n"
+    "'mlxctl launch --remote-rank HOST -- CMD...' (this mlxctl's path, else\n"
+    "mlxctl from $PATH there). That fails the rank when the host's daemon (its\n"
+    "default endpoint, or --socket) does not answer, runs CMD, and stops it when\n"
+    "the agent's connection closes: stopping mlxctl stops every rank everywhere.\n"
+    "\n"
+    "Examples:\n"
     "  mlxctl launch -n 4 --prefix -- python3 train.py --epochs 3\n"
+    "  mlxctl launch --hostfile hosts.txt --max-restarts 2 -- python3 train.py\n"
     "\n"
-    "Exit status: 0 when every rank exits 0; else the first failing rank's code\n"
-    "(128 + N for signal N); 127 when CMD is not found, 126 when it cannot be\n"
-    "executed; 1 on a timeout or another failure; 2 usage error.\n";
+    "Exit status: 0 when every rank exits 0; else the last attempt's first failing\n"
+    "rank's code (128 + N for signal N); 128 + N when signal N stopped mlxctl\n"
+    "(130 for Ctrl-C); 127 when CMD is not found, 126 when it cannot be executed;\n"
+    "1 when a daemon does not answer, on a timeout or another failure; 2 usage\n"
+    "error.\n";
 
 static const char help_help[] = "Show the help of COMMAND, or mlxctl's own help without one.\n";
 
@@ -118,7 +151,10 @@ static const struct command commands[] = {
       status_main },
     { "wait", "mlxctl wait [--socket EP] [--timeout S]", wait_help, wait_main },
     { "launch",
-      "mlxctl launch -n N [--job ID] [--daemons EP1,EP2,...] [--prefix] [--timeout S] [--] CMD [ARGS...]",
+      "mlxctl launch -n N [--job ID] [--socket EP | --daemons EP1,EP2,...]\n"
+      "         [--allow-singleton] [--hosts H1[:S],... | --hostfile FILE]\n"
+      "         [--repeat-hosts K] [--rsh CMD] [--env K=V]... [--cwd DIR]\n"
+      "         [--max-restarts N] [--prefix] [--timeout S] [--] CMD [ARGS...]",
       launch_help, launch_main },
     { "help", "mlxctl help [COMMAND]", help_help, help_main },
 };
@@ -385,71 +421,188 @@ static int parse_daemons(const struct command *c, const char *list, char ***ret_
     return 0;
 }
 
+// launch's own options, beside the ones it shares with status and wait.
+enum {
+    OPT_ALLOW_SINGLETON = 0x200,
+    OPT_MAX_RESTARTS,
+    OPT_HOSTS,
+    OPT_HOSTFILE,
+    OPT_REPEAT_HOSTS,
+    OPT_RSH,
+    OPT_ENV,
+    OPT_CWD,
+    OPT_REMOTE_RANK,
+};
+
+// launch's hosts: --hosts or --hostfile read, --repeat-hosts applied, -n
+// checked against the slots (or set to them). Returns 0 or a usage error.
+static int launch_hosts(const struct command *c, struct launch_opts *o, const char *hosts, const char *hostfile,
+                        int repeat) {
+    char err[512];
+    int r;
+    if (hosts && hostfile)
+        return usage_error(c, "give either --hosts or --hostfile, not both");
+    if (!hosts && !hostfile)
+        return repeat ? usage_error(c, "--repeat-hosts needs --hosts or --hostfile") : 0;
+    if (o->daemons)
+        return usage_error(c, "--daemons is for ranks here; with hosts, each rank uses its host's daemon");
+    r = hosts ? launch_parse_hosts(hosts, &o->hosts, &o->n_hosts, err, sizeof err)
+              : launch_read_hostfile(hostfile, &o->hosts, &o->n_hosts, err, sizeof err);
+    if (r < 0)
+        return usage_error(c, "%s", err);
+    for (size_t i = 0; repeat && i < o->n_hosts; i++)
+        o->hosts[i].slots = repeat;
+    int total = launch_total_slots(o->hosts, o->n_hosts);
+    if (o->n == 0 && total > MLXCTL_MAX_RANKS)
+        return usage_error(c, "the hosts have more than %d slots; say how many ranks to start with -n N",
+                           MLXCTL_MAX_RANKS);
+    if (o->n == 0)
+        o->n = total;
+    if (o->n > total)
+        return usage_error(c, "-n %d is more ranks than the hosts' %d slots; give each host more "
+                           "(H:S, slots=S, --repeat-hosts K)", o->n, total);
+    return 0;
+}
+
 static int launch_main(const struct command *c, int argc, char **argv) {
     static const struct option longopts[] = {
         { "np", required_argument, NULL, 'n' },
         { "job", required_argument, NULL, OPT_JOB },
+        { "socket", required_argument, NULL, OPT_SOCKET },
         { "daemons", required_argument, NULL, OPT_DAEMONS },
+        { "allow-singleton", no_argument, NULL, OPT_ALLOW_SINGLETON },
+        { "max-restarts", required_argument, NULL, OPT_MAX_RESTARTS },
+        { "hosts", required_argument, NULL, OPT_HOSTS },
+        { "hostfile", required_argument, NULL, OPT_HOSTFILE },
+        { "repeat-hosts", required_argument, NULL, OPT_REPEAT_HOSTS },
+        { "rsh", required_argument, NULL, OPT_RSH },
+        { "env", required_argument, NULL, OPT_ENV },
+        { "cwd", required_argument, NULL, OPT_CWD },
         { "prefix", no_argument, NULL, OPT_PREFIX },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "remote-rank", required_argument, NULL, OPT_REMOTE_RANK },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     struct launch_opts o = { .n = 0 };
-    const char *daemons = NULL;
-    int opt, r;
+    const char *daemons = NULL, *socket = NULL, *hosts = NULL, *hostfile = NULL, *rsh = "ssh";
+    char **env = calloc((size_t) argc + 1, sizeof *env);
+    int opt, r, repeat = 0;
+    bool rsh_given = false;
 
+    if (!env) {
+        fprintf(stderr, "mlxctl: out of memory\n");
+        return MLXCTL_EXIT_FAILURE;
+    }
+    o.env = env;
     while ((opt = getopt_long(argc, argv, "+:hn:", longopts, NULL)) != -1) {
+        r = 0;
         switch (opt) {
         case 'n':
             if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &o.n) < 0)
-                return usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'",
-                                   MLXCTL_MAX_RANKS, optarg);
+                r = usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'", MLXCTL_MAX_RANKS, optarg);
             break;
         case OPT_JOB:
             if (!launch_job_id_is_valid(optarg))
-                return usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
-                                   "A-Z a-z 0-9 . _ : @ + -", optarg);
+                r = usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
+                                "A-Z a-z 0-9 . _ : @ + -", optarg);
             o.job = optarg;
+            break;
+        case OPT_SOCKET:
+            socket = optarg;
             break;
         case OPT_DAEMONS:
             daemons = optarg;
+            break;
+        case OPT_ALLOW_SINGLETON:
+            o.allow_singleton = true;
+            break;
+        case OPT_MAX_RESTARTS:
+            if (parse_int(optarg, 0, 1000, &o.max_restarts) < 0)
+                r = usage_error(c, "--max-restarts wants a number from 0 to 1000, not '%s'", optarg);
+            break;
+        case OPT_HOSTS:
+            hosts = optarg;
+            break;
+        case OPT_HOSTFILE:
+            hostfile = optarg;
+            break;
+        case OPT_REPEAT_HOSTS:
+            if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &repeat) < 0)
+                r = usage_error(c, "--repeat-hosts wants a number of ranks per host from 1 to %d, not '%s'",
+                                MLXCTL_MAX_RANKS, optarg);
+            break;
+        case OPT_RSH:
+            rsh = optarg;
+            rsh_given = true;
+            break;
+        case OPT_ENV:
+            if (!launch_env_is_valid(optarg))
+                r = usage_error(c, "--env '%s' is not K=V with K a variable name (MLXD_JOB, MLXD_RANK, "
+                                "MLXD_SIZE, MLXD_ATTEMPT and MLXD_SOCKET are launch's own)", optarg);
+            env[o.n_env++] = optarg;
+            break;
+        case OPT_CWD:
+            o.cwd = optarg;
             break;
         case OPT_PREFIX:
             o.prefix = true;
             break;
         case OPT_TIMEOUT:
             if (parse_seconds(optarg, &o.timeout_ms) < 0)
-                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+                r = usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+            break;
+        case OPT_REMOTE_RANK:
+            o.remote_host = optarg;
             break;
         case 'h':
             print_help(c);
-            return MLXCTL_EXIT_OK;
+            r = -1;
+            break;
         default:
-            return option_error(c, opt, argv);
+            r = option_error(c, opt, argv);
         }
+        if (r != 0)
+            goto out;
     }
-    if (o.n == 0)
-        return usage_error(c, "say how many ranks to start with -n N");
-    if (optind >= argc)
-        return usage_error(c, "give the command to run after the options (and an optional --)");
+    r = 0;
+    if (o.remote_host)
+        o.n = 1;
+    if (o.n == 0 && !hosts && !hostfile)
+        r = usage_error(c, "say how many ranks to start with -n N");
+    else if (optind >= argc)
+        r = usage_error(c, "give the command to run after the options (and an optional --)");
+    else if (socket && daemons)
+        r = usage_error(c, "give either --socket or --daemons, not both");
+    else if (o.job && o.max_restarts > 0 && strlen(o.job) + 6 > 128)
+        r = usage_error(c, "--job with --max-restarts must leave room for '.K': at most 122 characters");
+    else if (!hosts && !hostfile && rsh_given)
+        r = usage_error(c, "--rsh is for --hosts or --hostfile");
+    if (r != 0)
+        goto out;
     o.argv = argv + optind;
 
-    if (daemons) {
+    // With hosts, the default endpoint is each host's own.
+    if (daemons)
         r = parse_daemons(c, daemons, &o.daemons, &o.n_daemons);
-        if (r != 0)
-            return r;
-    } else {
-        r = resolve_endpoint(c, NULL, o.default_endpoint, sizeof o.default_endpoint);
-        if (r != 0)
-            return r;
-    }
-    r = launch_run(&o);
+    else if (socket || (!hosts && !hostfile))
+        r = resolve_endpoint(c, socket, o.default_endpoint, sizeof o.default_endpoint);
+    o.endpoint_given = socket != NULL;
+    if (r == 0 && !o.remote_host)
+        r = launch_hosts(c, &o, hosts, hostfile, repeat);
+    if (r == 0 && o.hosts && launch_split_rsh(rsh, &o.rsh) < 0)
+        r = usage_error(c, "--rsh '%s' names no command", rsh);
+    if (r == 0)
+        r = launch_run(&o);
+out:
     if (o.daemons) {
         free(o.daemons[0]);
         free(o.daemons);
     }
-    return r;
+    launch_hosts_free(o.hosts, o.n_hosts);
+    free(o.rsh);
+    free(env);
+    return r < 0 ? MLXCTL_EXIT_OK : r;
 }
 
 static int help_main(const struct command *c, int argc, char **argv) {

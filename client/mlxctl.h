@@ -44,14 +44,31 @@ struct wait_opts {
     int timeout_ms;
 };
 
+// A host of --hosts or --hostfile: its name, as the rsh agent takes it, and
+// how many ranks it runs.
+struct launch_host {
+    char *name;
+    int slots;
+};
+
 struct launch_opts {
     int n;                          // ranks, 1..MLXCTL_MAX_RANKS
     const char *job;                // NULL: make a unique id
     char **daemons;                 // NULL or n_daemons endpoints, owned by the caller
     size_t n_daemons;
-    char default_endpoint[MLXCTL_ENDPOINT_MAX];  // MLXD_SOCKET without --daemons
+    char default_endpoint[MLXCTL_ENDPOINT_MAX];  // --socket or MLXD_SOCKET, without --daemons
+    bool endpoint_given;            // --socket: remote ranks use it too
     bool prefix;                    // tag each output line with "[rank] "
     int timeout_ms;                 // 0: no limit
+    bool allow_singleton;           // start even where no daemon answers
+    int max_restarts;               // attempts after the first one
+    struct launch_host *hosts;      // NULL: every rank runs here; else n_hosts, owned by the caller
+    size_t n_hosts;
+    char **rsh;                     // the agent's words (NULL-terminated), with hosts
+    char **env;                     // --env K=V entries, n_env of them, owned by argv
+    size_t n_env;
+    const char *cwd;                // --cwd: where every rank runs; NULL: here (and there if it exists)
+    const char *remote_host;        // internal --remote-rank HOST: the remote side of one rank
     char *const *argv;              // the command and its arguments, NULL-terminated
 };
 
@@ -87,8 +104,46 @@ char *status_term_clean(const char *s);
 // True when s is a valid job id: 1 to 128 characters of [A-Za-z0-9._:@+-].
 bool launch_job_id_is_valid(const char *s);
 
-// `mlxctl launch`: runs the job to its end; returns the first failing rank's
-// status (128 + signal for a signal), 1 on a timeout or a launch failure.
+// `mlxctl launch`: runs the job to its end, again after a failure while
+// --max-restarts allows; returns the last attempt's first failing rank's
+// status (128 + signal for a signal), 128 + the signal that interrupted
+// mlxctl, 1 on a timeout, a launch failure or a missing daemon.
 int launch_run(const struct launch_opts *o);
+
+/* launch_hosts.c */
+
+// Parses --hosts "H1[:S],H2[:S],..." (S defaults to 1) into a new array.
+// Returns 0, or -EINVAL / -ENOMEM with the reason in err.
+int launch_parse_hosts(const char *list, struct launch_host **ret_hosts, size_t *ret_n, char *err, size_t errsize);
+
+// Reads a hostfile: "host [slots=S]" lines, # comments, blank lines.
+// Returns 0, or a negative errno with the reason (file and line) in err.
+int launch_read_hostfile(const char *path, struct launch_host **ret_hosts, size_t *ret_n, char *err,
+                         size_t errsize);
+
+// Frees what launch_parse_hosts() or launch_read_hostfile() made. NULL is fine.
+void launch_hosts_free(struct launch_host *hosts, size_t n);
+
+// The slots of every host together (capped at MLXCTL_MAX_RANKS + 1).
+int launch_total_slots(const struct launch_host *hosts, size_t n);
+
+// Splits --rsh "CMD [ARGS...]" at blanks into a new NULL-terminated array
+// (one allocation: free it with free()). -EINVAL when it has no word.
+int launch_split_rsh(const char *cmd, char ***ret_words);
+
+// True when s is "NAME=VALUE" with NAME a shell variable name other than
+// the MLXD_* variables launch sets itself.
+bool launch_env_is_valid(const char *s);
+
+// The host (index into o->hosts) of rank r: contiguous blocks of slots.
+size_t launch_host_of_rank(const struct launch_opts *o, int rank);
+
+// The shell command line that runs rank r on its host: it sets the rank's
+// environment and the --env variables, changes to --cwd (or to here, when
+// that exists there), and execs `SELF launch --remote-rank HOST ... -- CMD`
+// (mlxctl from $PATH when SELF does not exist there). NULL without memory;
+// free() it.
+char *launch_remote_cmdline(const struct launch_opts *o, const char *self, const char *here, const char *job,
+                            int rank, int attempt);
 
 #endif

@@ -1,7 +1,8 @@
-/* sum: the second seed program of MLX's distributed blog post, on libmlxd.
- * The list [1, 2, 3, 4] is split between the ranks (rank r takes the
- * elements i with i % size == r), each rank sums its part, and all_sum
- * gives every rank the total. */
+/* sum: the second seed program of MLX's distributed blog post, on libmlxd,
+ * printing what examples/sum.py prints. The list [1, 2, 3, 4] is split
+ * into contiguous parts (rank r takes elements r * n / size up to
+ * (r + 1) * n / size: with 2 ranks [1, 2] and [3, 4]), each rank sums its
+ * part, and all_sum gives every rank the total. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,10 @@ int main(void) {
     if (r < 0)
         die(r, mlxd_init_error());
     int rank = mlxd_group_rank(g), size = mlxd_group_size(g);
+    printf("Process %d/%d initialized.\n", rank + 1, size);
 
     int32_t local = 0, total = 0;
-    for (int i = rank; i < n; i += size)
+    for (int i = rank * n / size; i < (rank + 1) * n / size; i++)
         local += data[i];
     printf("Process %d computed data sum to be %d\n", rank, (int) local);
     fflush(stdout);

@@ -80,6 +80,7 @@ static const struct {
     { "MLXD_EPROTO", "protocol error" },
     { "MLXD_EDENIED", "permission denied" },
     { "MLXD_EINTERNAL", "internal error" },
+    { "MLXD_EINTR", "interrupted" },
 };
 
 #define N_ERRORS ((int) (sizeof errors / sizeof errors[0]))
@@ -101,6 +102,7 @@ const char *mlxd_strerror(int err) {
         "MLXD_EPROTO: protocol error",
         "MLXD_EDENIED: permission denied",
         "MLXD_EINTERNAL: internal error",
+        "MLXD_EINTR: interrupted",
     };
     _Static_assert(sizeof strings / sizeof strings[0] == N_ERRORS, "one string per error");
     return err <= 0 && err > -N_ERRORS ? strings[-err] : "MLXD_EUNKNOWN: unknown error code";

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shows mlxd at work: builds it, starts a daemon on a private socket, runs the
-# `sum` example as a job of 2 ranks with `mlxctl launch`, shows
-# `mlxctl status`, and stops the daemon. Cleans up after itself, also when a
+# `sum` example as a job of 2 ranks with `mlxctl launch`, in C and then in
+# Python (examples/sum.py, `import mlxd as mx`), shows `mlxctl status`, and
+# stops the daemon. Cleans up after itself, also when a
 # step fails.
 set -euo pipefail
 
@@ -16,6 +17,13 @@ fi
 echo "== building"
 cmake -S "$root" -B "$build" >/dev/null
 cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target mlxd mlxctl sum
+# The Python module is configured only where python3-dev and numpy are.
+python=/usr/bin/python3
+have_python=0
+if [[ -f $build/python/mlxd/__init__.py ]]; then
+    cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" --target mlxd_python
+    have_python=1
+fi
 
 # ipc:// paths are limited to 103 bytes: a short directory under /tmp.
 tmp=$(mktemp -d /tmp/mlxd-demo.XXXXXX)
@@ -63,6 +71,18 @@ n=$(grep -c '^Data sum total = 10$' "$tmp/sum.out" || true)
 if [[ $n != 2 ]]; then
     echo "demo.sh: expected 'Data sum total = 10' from both ranks, got it $n times" >&2
     exit 1
+fi
+
+if ((have_python)); then
+    echo "== mlxctl launch -n 2 -- $python examples/sum.py"
+    PYTHONPATH=$build/python "$build/mlxctl" launch -n 2 -- "$python" "$root/examples/sum.py" | tee "$tmp/sum.py.out"
+    n=$(grep -c '^Data sum total = 10$' "$tmp/sum.py.out" || true)
+    if [[ $n != 2 ]]; then
+        echo "demo.sh: expected 'Data sum total = 10' from both Python ranks, got it $n times" >&2
+        exit 1
+    fi
+else
+    echo "== examples/sum.py skipped: the Python module was not built (needs python3-dev and python3-numpy)"
 fi
 
 echo "== mlxctl status"

@@ -90,6 +90,7 @@ enum {
     MLXD_EPROTO = -7,           // a protocol error (version, malformed message)
     MLXD_EDENIED = -8,          // not allowed (credentials, another user's job)
     MLXD_EINTERNAL = -9,        // a bug or an MPI failure in the daemon
+    MLXD_EINTR = -10,           // the wait was interrupted (mlxd_set_interrupt)
 };
 
 // Bytes of one element of type t; 0 for a value that is not a dtype.
@@ -194,6 +195,18 @@ MLXD_API const char *mlxd_strerror(int err);
 // such as which ranks are missing); "" when there was none. Valid until the
 // next call on g.
 MLXD_API const char *mlxd_last_error(const mlxd_group *g);
+
+// An interrupt check for the blocking calls of the calling thread. While a
+// call waits for the daemon it calls fn(arg) at least every
+// MLXD_INTERRUPT_SLICE_MS; when fn returns true the call stops waiting and
+// fails with MLXD_EINTR, and this process leaves the group it waited on (it
+// says Goodbye, so the other members' ops that can no longer complete fail
+// with MLXD_EPEER); that group can then only be freed. fn is called on the
+// calling thread, with nothing of the library's locked. NULL turns the check
+// off. The Python module uses it for Ctrl-C.
+#define MLXD_INTERRUPT_SLICE_MS 20
+typedef bool (*mlxd_interrupt_fn)(void *arg);
+MLXD_API void mlxd_set_interrupt(mlxd_interrupt_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

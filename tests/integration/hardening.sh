@@ -69,11 +69,6 @@ fd_count() { ls "/proc/$1/fd" | wc -l; }
 # at_ms FILE KEY: the number after KEY's "at_ms=" in a client's output.
 at_ms() { grep -F "$2" "$1" | grep -oE 'at_ms=[0-9]+' | head -n 1 | cut -d= -f2; }
 
-files_exist() {
-    local f
-    for f in "$@"; do [[ -e "$f" ]] || return 1; done
-}
-
 # expect_rank WHAT PID TIMEOUT_S WANT: a client's exit status must be WANT.
 expect_rank() {
     local rc=0

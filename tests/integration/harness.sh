@@ -42,6 +42,11 @@ T_PIDS=()
 declare -A T_OUT=()
 T_JOBS=0
 export MLXD_SOCKET="$T_SOCK" MLXT_DIR="$T_DIR"
+# Open MPI's session directories of the test's daemons in a directory of the
+# test (open to the other user some tests run a daemon as): singletons started
+# at once by tests running in parallel otherwise race to create the same
+# /tmp/ompi.HOST.UID/jf.0 ("File exists", MPI_Init fails).
+mkdir -m 1777 "$T_DIR/ompi" && export OMPI_MCA_orte_tmpdir_base="$T_DIR/ompi"
 unset MLXD_JOB MLXD_RANK MLXD_SIZE
 
 source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"

@@ -12,11 +12,12 @@ T_ERRF="$T_DIR/err"
 # ---- launch ----
 
 launch_gives_each_rank_its_environment() {
-    "$MLXCTL_BIN" launch -n 3 --job envjob -- sh -c 'echo "$MLXD_RANK/$MLXD_SIZE $MLXD_JOB $MLXD_SOCKET"' >"$T_OUTF" \
-        || fail "launch of 3 plain ranks failed"
-    [[ "$(sort "$T_OUTF")" == "0/3 envjob $T_SOCK
-1/3 envjob $T_SOCK
-2/3 envjob $T_SOCK" ]] || fail "wrong environment: $(cat "$T_OUTF")"
+    start_daemon
+    "$MLXCTL_BIN" launch -n 3 --job envjob -- sh -c 'echo "$MLXD_RANK/$MLXD_SIZE $MLXD_JOB $MLXD_SOCKET $MLXD_ATTEMPT"' \
+        >"$T_OUTF" || fail "launch of 3 plain ranks failed"
+    [[ "$(sort "$T_OUTF")" == "0/3 envjob $T_SOCK 0
+1/3 envjob $T_SOCK 0
+2/3 envjob $T_SOCK 0" ]] || fail "wrong environment: $(cat "$T_OUTF")"
     # Without --job, every launch gets a job id of its own.
     local a b
     a=$("$MLXCTL_BIN" launch -n 1 -- sh -c 'echo $MLXD_JOB')
@@ -26,7 +27,7 @@ launch_gives_each_rank_its_environment() {
 }
 
 launch_spreads_ranks_over_daemons_in_blocks() {
-    "$MLXCTL_BIN" launch -n 5 --daemons tcp://h:1,tcp://h:2,tcp://h:3 -- sh -c 'echo "$MLXD_RANK $MLXD_SOCKET"' \
+    "$MLXCTL_BIN" launch -n 5 --allow-singleton --daemons tcp://h:1,tcp://h:2,tcp://h:3 -- sh -c 'echo "$MLXD_RANK $MLXD_SOCKET"' \
         >"$T_OUTF" || fail "launch with --daemons failed"
     [[ "$(sort "$T_OUTF")" == "0 tcp://h:1
 1 tcp://h:1
@@ -38,7 +39,7 @@ launch_spreads_ranks_over_daemons_in_blocks() {
 launch_failing_rank_stops_the_others_and_sets_status() {
     local rc=0 t0
     t0=$(now_ms)
-    "$MLXCTL_BIN" launch -n 3 -- sh -c '[ $MLXD_RANK = 1 ] && exit 3; exec sleep 60' 2>"$T_ERRF" || rc=$?
+    "$MLXCTL_BIN" launch --allow-singleton -n 3 -- sh -c '[ $MLXD_RANK = 1 ] && exit 3; exec sleep 60' 2>"$T_ERRF" || rc=$?
     expect_status "launch with a failing rank" 3 "$rc"
     grep -qx 'mlxctl: rank 1 exited with code 3' "$T_ERRF" || fail "no failure message: $(cat "$T_ERRF")"
     (( $(now_ms) - t0 < 10000 )) || fail "the other ranks were not stopped"
@@ -46,49 +47,51 @@ launch_failing_rank_stops_the_others_and_sets_status() {
 
 launch_rank_killed_by_signal_gives_128_plus_signal() {
     local rc=0
-    "$MLXCTL_BIN" launch -n 2 -- sh -c '[ $MLXD_RANK = 0 ] && kill -KILL $$; exec sleep 60' 2>"$T_ERRF" || rc=$?
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 -- sh -c '[ $MLXD_RANK = 0 ] && kill -KILL $$; exec sleep 60' 2>"$T_ERRF" || rc=$?
     expect_status "launch with a rank killed by SIGKILL" 137 "$rc"
     grep -qx 'mlxctl: rank 0 killed by signal SIGKILL' "$T_ERRF" || fail "no signal message: $(cat "$T_ERRF")"
 }
 
 launch_rank_ignoring_sigterm_gets_sigkill() {
     local rc=0
-    "$MLXCTL_BIN" launch -n 2 -- sh -c 'trap "" TERM; [ $MLXD_RANK = 0 ] && exit 5; sleep 60' 2>/dev/null || rc=$?
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 -- sh -c 'trap "" TERM; [ $MLXD_RANK = 0 ] && exit 5; sleep 60' 2>/dev/null || rc=$?
     expect_status "launch with a rank that ignores SIGTERM" 5 "$rc"
 }
 
 launch_prefix_tags_every_line_and_flushes_partial_lines() {
-    "$MLXCTL_BIN" launch -n 2 --prefix -- sh -c 'echo out$MLXD_RANK; echo err$MLXD_RANK >&2; printf tail$MLXD_RANK' \
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 --prefix -- sh -c 'echo out$MLXD_RANK; echo err$MLXD_RANK >&2; printf tail$MLXD_RANK' \
         >"$T_OUTF" 2>"$T_ERRF" || fail "launch --prefix failed"
     [[ "$(sort "$T_OUTF")" == "[0] out0
 [0] tail0
 [1] out1
 [1] tail1" ]] || fail "wrong stdout: $(cat "$T_OUTF")"
-    [[ "$(grep -v '^mlxctl: warning' "$T_ERRF" | sort)" == "[0] err0
+    [[ "$(sort "$T_ERRF")" == "[0] err0
 [1] err1" ]] || fail "wrong stderr: $(cat "$T_ERRF")"
 }
 
 launch_timeout_stops_the_job() {
     local rc=0
-    "$MLXCTL_BIN" launch -n 2 --timeout 0.5 -- sleep 60 2>"$T_ERRF" || rc=$?
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 --timeout 0.5 -- sleep 60 2>"$T_ERRF" || rc=$?
     expect_status "launch --timeout" 1 "$rc"
     grep -q 'did not finish within 0.5 s' "$T_ERRF" || fail "no timeout message: $(cat "$T_ERRF")"
 }
 
 launch_of_missing_command_exits_127() {
     local rc=0
-    "$MLXCTL_BIN" launch -n 2 -- /nonexistent/cmd 2>"$T_ERRF" || rc=$?
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 -- /nonexistent/cmd 2>"$T_ERRF" || rc=$?
     expect_status "launch of a missing command" 127 "$rc"
     grep -q "cannot run '/nonexistent/cmd'" "$T_ERRF" || fail "no message: $(cat "$T_ERRF")"
 }
 
 launch_forwards_sigterm_to_ranks() {
-    "$MLXCTL_BIN" launch -n 2 -- sh -c 'echo $$ > "$MLXT_DIR/rank$MLXD_RANK.pid"; exec sleep 60' &
+    "$MLXCTL_BIN" launch --allow-singleton -n 2 -- sh -c 'echo $$ > "$MLXT_DIR/rank$MLXD_RANK.pid"; exec sleep 60' \
+        2>"$T_ERRF" &
     local pid=$! rc=0
     wait_until 10 test -s "$T_DIR/rank1.pid" -a -s "$T_DIR/rank0.pid" || fail "ranks did not start"
     kill -TERM "$pid"
     wait "$pid" || rc=$?
     expect_status "launch after SIGTERM" 143 "$rc"
+    grep -qx 'mlxctl: interrupted: stopped 2 ranks' "$T_ERRF" || fail "not reported as an interrupt: $(cat "$T_ERRF")"
     ! kill -0 "$(cat "$T_DIR/rank0.pid")" 2>/dev/null || fail "rank 0 outlived mlxctl"
     ! kill -0 "$(cat "$T_DIR/rank1.pid")" 2>/dev/null || fail "rank 1 outlived mlxctl"
 }
@@ -140,7 +143,12 @@ PY
 usage_errors_exit_2() {
     local args rc
     for args in "" "bogus" "launch" "launch -n 0 true" "launch -n 2" "status --timeout x" "status --bogus" \
-                "launch -n 2 --job bad/id true" "launch -n 2 --daemons a,,b true" "help nope"; do
+                "launch -n 2 --job bad/id true" "launch -n 2 --daemons a,,b true" "help nope" \
+                "launch -n 2 --socket ipc:///tmp/x.sock --daemons ipc:///tmp/y.sock true" \
+                "launch --hosts a, true" "launch --hosts a --hostfile /dev/null true" "launch -n 3 --hosts a:2 true" \
+                "launch --hosts a:0 true" "launch --hosts -a true" "launch --hostfile /nonexistent true" \
+                "launch -n 2 --repeat-hosts 2 true" "launch -n 2 --rsh ssh true" "launch -n 2 --env 1X=y true" \
+                "launch -n 2 --env MLXD_RANK=1 true" "launch -n 2 --max-restarts x true"; do
         rc=0
         # shellcheck disable=SC2086
         "$MLXCTL_BIN" $args >/dev/null 2>"$T_ERRF" || rc=$?

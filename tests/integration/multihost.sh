@@ -48,11 +48,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
-files_exist() {
-    local f
-    for f in "$@"; do [[ -e "$f" ]] || return 1; done
-}
-
 # jget EXPR [ARGS...]: the value of the Python expression EXPR over the JSON
 # document on stdin (d), with the ARGS as the list a.
 jget() {
@@ -219,14 +214,6 @@ wait_rank() {
     rc=$?
     [[ -n "$out" ]] && sed "s/^/  [pid $pid] /" "$out"
     return $rc
-}
-
-# expect_exit WHAT PID TIMEOUT_S WANT: waits for a client, fails unless it
-# exits with WANT.
-expect_exit() {
-    local rc=0
-    wait_rank "$2" "$3" || rc=$?
-    [[ "$rc" == "$4" ]] || fail "$1: exit status $rc, expected $4"
 }
 
 # launch_on N TIMEOUT_S HOSTS -- CMD...: one job of N ranks through mlxctl
@@ -583,6 +570,18 @@ idle_world_sleeps() {
     new_job
     launch_on 3 30 "0 1 2" -- "$ERRCASE_BIN" smoke || fail "a job of 3 over 3 daemons"
     idle_cpu "idle after a job" 5
+    world_alive
+}
+
+# ---- MLX's own mpi backend (mpi/, libmlxd_mpi.so) over several daemons ----
+
+mpi_backend_four_ranks_two_daemons() {
+    : "${LOADER_BIN:?}" "${MLX_MPI_LIBNAME:?}"
+    start_world 2
+    new_job
+    launch_on 4 200 "0 1" -- "$LOADER_BIN" check || fail "MLX's mpi calls in a job of 4 over 2 daemons (2+2)"
+    expect_hellos "$JOB" 0 0 1
+    expect_hellos "$JOB" 1 2 3
     world_alive
 }
 

@@ -38,3 +38,17 @@ needs() {
         fi
     done
 }
+
+# files_exist FILE...: every one of them exists.
+files_exist() {
+    local f
+    for f in "$@"; do [[ -e "$f" ]] || return 1; done
+}
+
+# expect_exit WHAT PID TIMEOUT_S WANT: waits for a client (wait_rank, which
+# each harness defines), fails unless it exits with WANT.
+expect_exit() {
+    local rc=0
+    wait_rank "$2" "$3" || rc=$?
+    [[ "$rc" == "$4" ]] || fail "$1: exit status $rc, expected $4"
+}
