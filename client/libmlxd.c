@@ -460,6 +460,11 @@ void mlxd_group_free(mlxd_group *g) {
     if (!g)
         return;
     struct member *m = g->m;
+    // Its requests in flight complete first (their memory must stay valid
+    // until mlxd_wait(), which the caller still calls).
+    pthread_mutex_lock(&m->lock);
+    lib_requests_complete(g);
+    pthread_mutex_unlock(&m->lock);
     // The registry's lock also covers refs: mlxd_init() may be handing out
     // a new handle on this member right now.
     pthread_mutex_lock(&registry_lock);

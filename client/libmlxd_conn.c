@@ -1,8 +1,10 @@
 /* libmlxd's connection to its daemon: one ZeroMQ DEALER socket per group,
  * the framing of requests (protobuf frame + raw tensor frames), and waiting
- * for the one reply each request gets. Everything here runs on the thread
- * that uses the group, except tensor_released(), which ZeroMQ calls from its
- * I/O thread. */
+ * for the one reply each request gets. Several requests may be in flight
+ * (nonblocking ops): replies come in any order and are kept, by request id,
+ * until their request is waited for. Everything here runs under the
+ * member's lock, except tensor_released(), which ZeroMQ calls from its I/O
+ * thread. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,20 +15,29 @@
 
 #include "libmlxd_impl.h"
 
-// Counts the caller's tensors that ZeroMQ still references. Shared with
-// ZeroMQ's I/O thread, hence the lock; allocated apart from the conn so that
-// it can outlive a conn whose tensor ZeroMQ never gave back (then it leaks
-// rather than being written after free).
+// Counts the caller's tensors of one request that ZeroMQ still references.
+// Shared with ZeroMQ's I/O thread, hence the lock; allocated apart from the
+// conn so that it can outlive a conn whose tensor ZeroMQ never gave back
+// (then it leaks rather than being written after free).
 struct tracker {
     pthread_mutex_t lock;
     pthread_cond_t cond;                // signalled when inflight drops
     unsigned inflight;
 };
 
+// A request sent and not yet waited for, with its reply once it came.
+struct outstanding {
+    struct outstanding *next;           // in conn.out, oldest first
+    uint64_t id;
+    struct tracker *tracker;            // its zero-copy tensor; NULL without one
+    struct reply rep;
+    bool replied;
+};
+
 struct conn {
     void *sock;                         // DEALER; NULL once broken
     void *mon;                          // PAIR receiving sock's disconnect events
-    struct tracker *tracker;
+    struct outstanding *out;
     uint64_t next_id;
     bool broken;
     char endpoint[LIB_ENDPOINT_MAX];
@@ -111,14 +122,47 @@ static void close_sockets(struct conn *c) {
     }
 }
 
+// Waits (until deadline_us) for ZeroMQ to let go of the tensor of o, and
+// frees its tracker; one ZeroMQ keeps is leaked rather than freed. False
+// when ZeroMQ kept it.
+static bool release_tensor(struct outstanding *o, uint64_t deadline_us) {
+    if (!o->tracker)
+        return true;
+    bool idle = tracker_wait(o->tracker, deadline_us);
+    if (idle)
+        tracker_free(o->tracker);
+    o->tracker = NULL;
+    return idle;
+}
+
 // Makes the connection unusable after silence or a disconnect. Closing the
 // socket drops any request still queued, so that ZeroMQ lets go of the
-// caller's tensor before the op returns to the caller.
+// callers' tensors before their ops return.
 void conn_break(struct conn *c) {
     c->broken = true;
     close_sockets(c);
-    if (c->tracker && !tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u))
-        c->tracker = NULL;  // still referenced by ZeroMQ: leak it rather than free it
+    uint64_t deadline = wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u;
+    for (struct outstanding *o = c->out; o; o = o->next)
+        release_tensor(o, deadline);
+}
+
+static struct outstanding *find_outstanding(struct conn *c, uint64_t id) {
+    for (struct outstanding *o = c->out; o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+// Forgets o (its reply, if any, is the caller's now or freed).
+static void drop_outstanding(struct conn *c, struct outstanding *o) {
+    for (struct outstanding **p = &c->out; *p; p = &(*p)->next)
+        if (*p == o) {
+            *p = o->next;
+            break;
+        }
+    release_tensor(o, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u);
+    reply_done(&o->rep);
+    free(o);
 }
 
 int conn_open(const char *endpoint, struct conn **ret_conn, char *err) {
@@ -131,10 +175,9 @@ int conn_open(const char *endpoint, struct conn **ret_conn, char *err) {
         return lib_errorf(err, MLXD_ENOMEM, "out of memory");
     c->next_id = 1;
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
-    c->tracker = tracker_new();
     c->sock = zmq_socket(z, ZMQ_DEALER);
     c->mon = zmq_socket(z, ZMQ_PAIR);
-    if (!c->tracker || !c->sock || !c->mon) {
+    if (!c->sock || !c->mon) {
         int r = lib_errorf(err, MLXD_ENOMEM, "cannot create a ZeroMQ socket: %s",
                            zmq_strerror(zmq_errno()));
         conn_free(c);
@@ -172,8 +215,8 @@ void conn_free(struct conn *c) {
     if (!c)
         return;
     close_sockets(c);
-    if (c->tracker && tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u))
-        tracker_free(c->tracker);
+    while (c->out)
+        drop_outstanding(c, c->out);
     free(c);
 }
 
@@ -216,6 +259,17 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
     if (n > WIRE_MAX_PB_FRAME)
         return lib_errorf(err, MLXD_EINVAL, "request of %zu bytes exceeds the limit of %u", n,
                           WIRE_MAX_PB_FRAME);
+    struct outstanding *o = calloc(1, sizeof *o);
+    if (!o || (tensor && nbytes > 0 && !(o->tracker = tracker_new()))) {
+        free(o);
+        return lib_errorf(err, MLXD_ENOMEM, "out of memory");
+    }
+    o->id = id;
+    // Kept from here on, so that the tracker is waited for whatever happens.
+    struct outstanding **tail = &c->out;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = o;
     int r = wire_send_pb(c->sock, &req->base, tensor ? ZMQ_SNDMORE : 0);
     if (r < 0)
         goto fail;
@@ -226,11 +280,11 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
         } else {
             // Zero-copy: the caller's buffer goes out as it is. The tracker
             // learns when ZeroMQ is done with it; conn_wait() waits for that.
-            pthread_mutex_lock(&c->tracker->lock);
-            c->tracker->inflight++;
-            pthread_mutex_unlock(&c->tracker->lock);
-            if (zmq_msg_init_data(&msg, (void *) data, nbytes, tensor_released, c->tracker) < 0) {
-                tensor_released(NULL, c->tracker);
+            pthread_mutex_lock(&o->tracker->lock);
+            o->tracker->inflight++;
+            pthread_mutex_unlock(&o->tracker->lock);
+            if (zmq_msg_init_data(&msg, (void *) data, nbytes, tensor_released, o->tracker) < 0) {
+                tensor_released(NULL, o->tracker);
                 r = -ENOMEM;
                 goto fail;
             }
@@ -250,6 +304,7 @@ fail:
     lib_errorf(err, MLXD_EUNAVAILABLE, "cannot send to mlxd at %s: %s", c->endpoint,
                zmq_strerror(-r));
     conn_break(c);
+    drop_outstanding(c, o);
     return r == -ENOMEM ? MLXD_ENOMEM : MLXD_EUNAVAILABLE;
 }
 
@@ -321,21 +376,28 @@ static int recv_reply(struct conn *c, struct reply *ret, char *err) {
     return 1;
 }
 
-// The daemon closed the connection. Its last reply may have arrived just
-// before the event: take it if it is ours.
-static int take_last_reply(struct conn *c, uint64_t id, struct reply *ret, char *err) {
+// Takes every reply that has arrived and keeps each with its request. A
+// reply with id 0 answers a request the daemon could not decode: the
+// oldest one without a reply. Replies to requests given up on are dropped.
+// Returns 0, or a negative MLXD_E* code for a socket that failed or a reply
+// that breaks the protocol.
+static int pump(struct conn *c, char *err) {
     for (;;) {
         struct reply r = { 0 };
         int k = recv_reply(c, &r, err);
         if (k <= 0)
-            break;
-        if (r.pb->id == id) {
-            reply_move(ret, &r);
-            return 1;
+            return k;
+        struct outstanding *o = find_outstanding(c, r.pb->id);
+        if (!o && r.pb->id == 0 && r.pb->code < 0)
+            for (o = c->out; o && o->replied; o = o->next)
+                ;
+        if (o && !o->replied) {
+            reply_move(&o->rep, &r);
+            o->replied = true;
+        } else {
+            reply_done(&r);
         }
-        reply_done(&r);
     }
-    return 0;
 }
 
 static bool monitor_saw_disconnect(struct conn *c) {
@@ -359,26 +421,58 @@ static bool monitor_saw_disconnect(struct conn *c) {
     }
 }
 
+// Reads what the socket has (replies, the monitor's news) without waiting.
+// Returns 0, or a negative MLXD_E* code once the connection is unusable
+// (then broken).
+static int take_news(struct conn *c, char *err) {
+    int r = pump(c, err);
+    if (r < 0) {
+        if (r == MLXD_EUNAVAILABLE)
+            conn_break(c);
+        return r;
+    }
+    if (monitor_saw_disconnect(c)) {
+        // Its last replies may have arrived just before the event.
+        pump(c, err);
+        conn_break(c);
+        return lib_errorf(err, MLXD_EUNAVAILABLE,
+                          "mlxd at %s closed the connection (it exited or dropped this client)", c->endpoint);
+    }
+    return 0;
+}
+
+// The reply of o, once it came: waits until ZeroMQ has let go of the
+// request's tensor (it does right after the daemon read it all), then
+// hands the reply over and forgets o.
+static int finish(struct conn *c, struct outstanding *o, struct reply *ret, char *err) {
+    if (!release_tensor(o, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u)) {
+        conn_break(c);
+        drop_outstanding(c, o);
+        return lib_errorf(err, MLXD_EINTERNAL, "ZeroMQ kept a request's tensor after the reply");
+    }
+    reply_move(ret, &o->rep);
+    drop_outstanding(c, o);
+    return 0;
+}
+
 int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err) {
     uint64_t start = wire_now_us();
-    int r = 0;
-    struct reply got = { 0 };
+    struct outstanding *o = find_outstanding(c, id);
+    if (!o)
+        return lib_errorf(err, MLXD_EINTERNAL, "request %llu is not in flight on this connection",
+                          (unsigned long long) id);
 
     for (;;) {
-        int k = recv_reply(c, &got, err);
-        if (k < 0) {
-            r = k;
-            if (r == MLXD_EUNAVAILABLE)
-                conn_break(c);
-            break;
-        }
-        if (k > 0) {
-            // A reply with id 0 answers a request the daemon could not decode;
-            // only one of ours is in flight, so it is this one.
-            if (got.pb->id == id || (got.pb->id == 0 && got.pb->code < 0))
-                break;
-            reply_done(&got);  // stale: the answer to a request we gave up on
-            continue;
+        if (o->replied)
+            return finish(c, o, ret, err);
+        int r = c->broken ? lib_errorf(err, MLXD_EUNAVAILABLE,
+                                       "the connection to mlxd at %s was lost; free this group", c->endpoint)
+                          : take_news(c, err);
+        if (o->replied)
+            return finish(c, o, ret, err);
+        if (r < 0) {
+            drop_outstanding(c, o);
+            return r;
         }
 
         zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
@@ -387,6 +481,7 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s did not answer within %llu ms",
                            c->endpoint, (unsigned long long) ((now - start) / 1000u));
             conn_break(c);
+            drop_outstanding(c, o);
             return r;
         }
         long wait_ms = (long) ((deadline_us - now + 999u) / 1000u);
@@ -395,48 +490,29 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "cannot wait for mlxd at %s: %s", c->endpoint,
                            zmq_strerror(zmq_errno()));
             conn_break(c);
+            drop_outstanding(c, o);
             return r;
         }
-        if (n <= 0 && lib_interrupted())
+        if (n <= 0 && lib_interrupted()) {
+            drop_outstanding(c, o);
             return conn_interrupted(c, err);
-        if ((items[1].revents & ZMQ_POLLIN) && monitor_saw_disconnect(c)) {
-            if (take_last_reply(c, id, &got, err) > 0)
-                break;
-            r = lib_errorf(err, MLXD_EUNAVAILABLE,
-                           "mlxd at %s closed the connection (it exited or dropped this client)",
-                           c->endpoint);
-            conn_break(c);
-            return r;
         }
     }
-
-    // The reply came, so the daemon has read the whole request; ZeroMQ lets go
-    // of the tensor right after. The caller may reuse the buffer (or get the
-    // result written into it) only once it has.
-    if (!c->broken && !tracker_wait(c->tracker, wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u)) {
-        conn_break(c);
-        if (r == 0) {
-            reply_done(&got);
-            r = lib_errorf(err, MLXD_EINTERNAL, "ZeroMQ kept a request's tensor after the reply");
-        }
-    }
-    if (r < 0)
-        return r;
-    reply_move(ret, &got);
-    return 0;
 }
 
-int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
-              char *err) {
-    uint64_t id;
+bool conn_ready(struct conn *c, uint64_t id) {
+    struct outstanding *o = find_outstanding(c, id);
+    char err[LIB_ERR_MAX];
+    if (!o || o->replied || c->broken)
+        return true;
+    take_news(c, err);
+    // A broken connection answers at once too (with its error).
+    return o->replied || c->broken;
+}
+
+int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err) {
     struct reply rep;
-    req->timeout_ms = (uint32_t) call->timeout_ms;
-    int r = conn_send(c, req, call->tensor, call->data, call->nbytes, &id, err);
-    if (r < 0)
-        return r;
-    uint64_t deadline = lib_deadline_us(call->timeout_ms, (uint64_t) call->nbytes + call->reply_nbytes +
-                                                              call->shm_nbytes);
-    r = conn_wait(c, id, deadline, &rep, err);
+    int r = conn_wait(c, id, deadline_us, &rep, err);
     if (r < 0)
         return r;
     if (rep.pb->code != 0) {
@@ -450,4 +526,22 @@ int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struc
     }
     reply_move(ret, &rep);
     return 0;
+}
+
+int conn_issue(struct conn *c, Mlxd__Request *req, const struct call *call, uint64_t *ret_id,
+               uint64_t *ret_deadline_us, char *err) {
+    req->timeout_ms = (uint32_t) call->timeout_ms;
+    int r = conn_send(c, req, call->tensor, call->data, call->nbytes, ret_id, err);
+    if (r < 0)
+        return r;
+    *ret_deadline_us = lib_deadline_us(call->timeout_ms, (uint64_t) call->nbytes + call->reply_nbytes +
+                                                             call->shm_nbytes);
+    return 0;
+}
+
+int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
+              char *err) {
+    uint64_t id, deadline;
+    int r = conn_issue(c, req, call, &id, &deadline, err);
+    return r < 0 ? r : conn_finish(c, id, deadline, ret, err);
 }

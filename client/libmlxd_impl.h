@@ -80,6 +80,8 @@ struct member {
                                         // endpoint, rank and size; "" for a split's
     size_t shm_threshold;               // staging above this many bytes; 0: never
     struct staging staging;
+    bool staging_busy;                  // a request in flight uses it
+    struct mlxd_request *outstanding;   // nonblocking requests not yet completed, in issue order
     struct member *next;                // in the registry, when job is set
 };
 
@@ -110,6 +112,13 @@ int lib_errorf(char *err, int code, const char *fmt, ...) __attribute__((format(
 // through the socket both ways together.
 uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes);
 
+/* libmlxd_ops.c */
+
+// Completes every outstanding request issued through handle g (waiting for
+// each), so that g can be freed; they stay the caller's until mlxd_wait().
+// Under g's member's lock.
+void lib_requests_complete(mlxd_group *g);
+
 /* libmlxd_conn.c */
 
 // Opens a DEALER socket (with a monitor that reports the daemon closing the
@@ -131,12 +140,17 @@ bool conn_is_broken(const struct conn *c);
 int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data, size_t nbytes,
               uint64_t *ret_id, char *err);
 
-// Waits until deadline_us (wire_now_us() clock) for the reply to request id,
-// discarding stale replies, and until ZeroMQ has let go of the request's
-// tensor. Returns 0 and the reply in *ret (its code may still be an error;
-// free it with reply_done()), or a negative MLXD_E* code with the reason in
-// err; silence or a closed connection breaks c.
+// Waits until deadline_us (wire_now_us() clock) for the reply to request id
+// (keeping the replies of the other requests in flight for their own wait),
+// and until ZeroMQ has let go of the request's tensor. Returns 0 and the
+// reply in *ret (its code may still be an error; free it with
+// reply_done()), or a negative MLXD_E* code with the reason in err; silence
+// or a closed connection breaks c. Either way id is no longer in flight.
 int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err);
+
+// Whether conn_wait() for id would return at once (its reply came, or the
+// connection is lost). Never blocks.
+bool conn_ready(struct conn *c, uint64_t id);
 
 // What a request carries besides its protobuf, and what its reply should.
 struct call {
@@ -149,9 +163,17 @@ struct call {
                                         // memory: they lengthen the wait like the others
 };
 
-// conn_send() then conn_wait() with the deadline lib_deadline_us() gives;
-// then, for a reply whose code is an error, returns that code with the
-// daemon's message in err (the reply is freed).
+// conn_send() with the request's deadline and the tensor of call; the
+// client-side deadline to wait until (lib_deadline_us()) in
+// *ret_deadline_us.
+int conn_issue(struct conn *c, Mlxd__Request *req, const struct call *call, uint64_t *ret_id,
+               uint64_t *ret_deadline_us, char *err);
+
+// conn_wait(); then, for a reply whose code is an error, returns that code
+// with the daemon's message in err (the reply is freed).
+int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *ret, char *err);
+
+// conn_issue() then conn_finish().
 int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
               char *err);
 

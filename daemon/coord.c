@@ -370,7 +370,7 @@ static int break_at(const struct group *g, uint64_t seq, char **ret) {
     for (int r = 0; g->left && r < g->size; r++) {
         if (g->left[r] > seq)
             continue;
-        char buf[MESSAGE_MAX + 64];
+        char buf[MESSAGE_MAX + 1];          // relayed messages stay within MESSAGE_MAX
         snprintf(buf, sizeof buf, "%s before collective #%llu of the group",
                  g->left_msg[r] ? g->left_msg[r] : "a member left", (unsigned long long) seq + 1);
         return (*ret = strdup(buf)) ? 1 : -ENOMEM;

@@ -83,9 +83,7 @@ void group_break_collectives(struct server *s, struct group *g, int code, const 
         g->coll_code = code;
         snprintf(g->coll_msg, sizeof g->coll_msg, "%s", text);
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
-        bool waiting = false;
-        for (int r = 0; r < g->size; r++)
-            waiting |= g->slots[r].coll != NULL;
+        bool waiting = op_waiting(g);
         log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %016llx: no more collectives: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }

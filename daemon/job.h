@@ -37,7 +37,8 @@ struct slot {
     int job_rank;
     uint64_t token;                 // proves an attach comes from this member
     struct pending *coll;           // its request in the current collective
-    struct pending *recv;           // its waiting recv
+    struct pending_list later;      // its collectives after that one, in its order
+    struct pending_list recvs;      // its waiting receives, in its order
     uint64_t issued;                // collectives it issued (here: its next one's seq)
     bool left;                      // it left (freed the group, exited, died), on any host...
     uint64_t left_seq;              // ...after issuing this many collectives
@@ -123,6 +124,10 @@ struct group *group_new(struct server *s, struct job *j, int size);
 struct group *group_find(struct server *s, uint64_t id);
 // Frees groups whose members are all gone, and jobs with no groups left.
 void job_gc(struct server *s, struct job *j);
+// The daemon of world rank host is gone or unreachable (the watch says so):
+// every group with members there ends for this host's members with
+// MLXD_EPEER naming the host.
+void job_host_lost(struct server *s, int host, const char *why);
 // A pending request's deadline passed.
 void job_expired(struct server *s, struct pending *p);
 void job_free_all(struct server *s);
@@ -151,6 +156,12 @@ void group_check_collectives(struct server *s, struct group *g);
 void op_submit(struct server *s, struct session *se, struct pending *p);
 // Answers every waiting request of g with g's abort error, drops its queue.
 void op_fail_group(struct server *s, struct group *g);
+// g->seq moved on: the members' next queued collectives become current
+// (and run, on a group of this host alone).
+void op_advance(struct server *s, struct group *g);
+// Whether any request of g's members waits (a collective, queued or
+// current, or a receive).
+bool op_waiting(const struct group *g);
 // Fails every collective request of g (current and queued) with (code, msg).
 void op_fail_collectives(struct server *s, struct group *g, int code, const char *msg);
 // The point-to-point side of member rank leaving g: messages queued for it

@@ -28,11 +28,18 @@ static void usage(FILE *f) {
             "      --max-tensor-bytes N largest tensor (default 4 GiB)\n"
             "      --max-queued-bytes N bytes a client may have sent and not yet received (default 1 GiB)\n"
             "      --max-shm-bytes N    shared memory per client process (default 16 GiB)\n"
-            "      --max-groups-per-client N  groups (connections, so ops in flight) per client\n"
-            "                           process (default 64)\n"
+            "      --max-groups-per-client N  groups (connections) per client process\n"
+            "                           (default 64)\n"
+            "      --max-inflight-per-client N  requests a client may have in flight on\n"
+            "                           one group (nonblocking ops; default 64)\n"
+            "      --max-mpi-stall SECS exit with status 3 when one MPI call between hosts has not\n"
+            "                           returned for SECS, so that the world is started again\n"
+            "                           (default 4 times --op-timeout)\n"
             "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
             "                           0.0.0.0:PORT listens on every address)\n"
+            "      --workers N          threads for bulk copies and reductions, the event loop's\n"
+            "                           counted (default 0: one per CPU; 1: the loop alone)\n"
             "  -f, --foreground         stay in the foreground (mlxd never daemonizes; accepted for scripts)\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -52,7 +59,8 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS, OPT_METRICS };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
+           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL, OPT_WORKERS };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -63,7 +71,10 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
         { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
         { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
+        { "max-inflight-per-client", required_argument, NULL, OPT_MAX_INFLIGHT },
+        { "max-mpi-stall", required_argument, NULL, OPT_MAX_MPI_STALL },
         { "metrics", required_argument, NULL, OPT_METRICS },
+        { "workers", required_argument, NULL, OPT_WORKERS },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -88,19 +99,22 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
                 return -EINVAL;
             }
             break;
-        case 't': {
+        case 't':
+        case OPT_MAX_MPI_STALL: {
             char *end;
             double secs = strtod(optarg, &end);
             if (end == optarg || *end || !(secs > 0) || secs > 86400 * 7) {
-                fprintf(stderr, "mlxd: --op-timeout takes seconds, more than 0 (got '%s')\n", optarg);
+                fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n",
+                        c == 't' ? "op-timeout" : "max-mpi-stall", optarg);
                 return -EINVAL;
             }
-            cfg->op_timeout_ms = (uint32_t) (secs * 1000 + 0.5);
+            *(c == 't' ? &cfg->op_timeout_ms : &cfg->mpi_stall_ms) = (uint32_t) (secs * 1000 + 0.5);
             break;
         }
         case OPT_MAX_CLIENTS:
         case OPT_MAX_JOBS:
         case OPT_MAX_GROUPS:
+        case OPT_MAX_INFLIGHT:
             if (parse_u64(optarg, 1, 1u << 20, &v) < 0) {
                 fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", opts[c - OPT_MAX_CLIENTS + 3].name, 1u << 20);
                 return -EINVAL;
@@ -109,8 +123,10 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
                 cfg->max_clients = (uint32_t) v;
             else if (c == OPT_MAX_JOBS)
                 cfg->max_jobs = (uint32_t) v;
-            else
+            else if (c == OPT_MAX_GROUPS)
                 cfg->max_groups_per_client = (uint32_t) v;
+            else
+                cfg->max_inflight_per_client = (uint32_t) v;
             break;
         case OPT_MAX_TENSOR:
         case OPT_MAX_QUEUED:
@@ -137,6 +153,13 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
             snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", optarg);
             break;
         }
+        case OPT_WORKERS:
+            if (parse_u64(optarg, 0, 256, &v) < 0) {
+                fprintf(stderr, "mlxd: --workers takes a number of threads from 0 (one per CPU) to 256\n");
+                return -EINVAL;
+            }
+            cfg->workers = (unsigned) v;
+            break;
         case 'f':
             break;
         case 'h':
@@ -196,6 +219,7 @@ int main(int argc, char **argv) {
         .max_clients = 1024,
         .max_jobs = 256,
         .max_groups_per_client = 64,
+        .max_inflight_per_client = 64,
         .max_tensor_bytes = UINT64_C(4) << 30,
         .max_queued_bytes = UINT64_C(1) << 30,
         .max_shm_bytes = UINT64_C(16) << 30,

@@ -14,11 +14,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "pool.h"
 #include "request.h"
 #include "service.h"
 #include "world.h"
@@ -205,6 +207,10 @@ int server_init(struct server *s, const struct config *cfg) {
             return r;
         status_publish_metrics(s, wire_now_us());
     }
+    r = pool_new(s->cfg.workers, &s->pool);
+    if (r < 0)
+        log_errno(LOG_WARNING, r, "Failed to start the worker pool, bulk work stays on one thread: %m");
+    log_debug("Bulk copies and reductions run on %u thread(s)", pool_size(s->pool));
     service_ready(s);
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
@@ -236,6 +242,7 @@ void server_fini(struct server *s) {
     if (lock_fd >= 0)
         close(lock_fd);
     lock_fd = -1;
+    s->pool = pool_free(s->pool);
     world_stop(s->world);            // finalizes MPI, reaps its helpers
     s->world = NULL;
     if (s->zctx)
@@ -312,12 +319,27 @@ void pending_free(struct server *s, struct pending *p) {
     LIST_REMOVE(p, link);
     if (p->ref)
         *p->ref = NULL;
-    if (p->session && p->session->pending == p)
-        p->session->pending = NULL;
+    if (p->queue)
+        TAILQ_REMOVE(p->queue, p, qlink);
+    pending_orphan(p);
     zmq_msg_close(&p->data);
     shm_unref(p->in_seg);
     shm_unref(p->out_seg);
     free(p);
+}
+
+void pending_track(struct session *se, struct pending *p) {
+    p->session = se;
+    TAILQ_INSERT_TAIL(&se->pendings, p, slink);
+    se->inflight++;
+}
+
+void pending_orphan(struct pending *p) {
+    if (!p->session)
+        return;
+    TAILQ_REMOVE(&p->session->pendings, p, slink);
+    p->session->inflight--;
+    p->session = NULL;
 }
 
 const uint8_t *pending_input(const struct pending *p) {
@@ -357,11 +379,13 @@ void pending_fail(struct server *s, struct pending *p, int code, const char *fmt
 
 static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
                       int nframes) {
-    if (se->pending) {
-        server_reply_error(s, &se->peer, req->id, MLXD_EPROTO,
-                           "request %llu arrived while request %llu is in flight on this connection; "
-                           "a group runs one op at a time",
-                           (unsigned long long) req->id, (unsigned long long) se->pending->req_id);
+    // Several requests may be in flight on a connection (nonblocking ops);
+    // each member's are matched in the order it sent them.
+    if (se->inflight >= s->cfg.max_inflight_per_client) {
+        server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM,
+                           "too many requests in flight on this group (the daemon's limit is %u, "
+                           "--max-inflight-per-client): wait for some first",
+                           s->cfg.max_inflight_per_client);
         return;
     }
     struct pending *p = pending_new(s, PENDING_OP, req->id, req->timeout_ms);
@@ -369,8 +393,7 @@ static void handle_op(struct server *s, struct session *se, const Mlxd__Request 
         server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM, "out of memory");
         return;
     }
-    p->session = se;
-    se->pending = p;
+    pending_track(se, p);
     request_fill_pending(req->op, p);
     // The one inline tensor, if any, moves into the pending request.
     const Mlxd__Tensor *in = req->op->input;
@@ -587,8 +610,48 @@ static void drain_signals(struct server *s) {
     }
 }
 
+// The world cannot make progress: its engine has been stuck in one MPI call
+// for the stall limit. Every request in flight gets its answer, then the
+// daemon exits at once with status 3 (the engine cannot be joined, nor MPI
+// finalized), so that mpirun ends the world and mlxd-world.service or
+// whoever started it starts it again.
+static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
+    char text[256];
+    snprintf(text, sizeof text,
+             "mlxd exits: the world cannot make progress (%s for %.1f s, more than --max-mpi-stall)", ev->why,
+             (double) ev->stuck_ms / 1000);
+    log_error("%s", text);
+    struct pending *p;
+    while ((p = LIST_FIRST(&s->pendings)))
+        pending_fail(s, p, MLXD_EUNAVAILABLE, text);
+    // A moment for the replies to leave, and the socket file goes.
+    struct timespec ts = { 0, 200 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    if (s->unlink_on_exit)
+        unlink(wire_ipc_path(s->cfg.endpoint));
+    _exit(3);
+}
+
+static void watch_events(struct server *s) {
+    struct world_watch_event ev;
+    while (world_watch_read(s->world, &ev)) {
+        switch (ev.type) {
+        case WORLD_HOST_LOST:
+            log_warning("Lost host %s (world rank %d): %s", world_host(s->world, ev.rank), ev.rank, ev.why);
+            job_host_lost(s, ev.rank, ev.why);
+            break;
+        case WORLD_HOST_BACK:
+            log_notice("Host %s (world rank %d) answers again", world_host(s->world, ev.rank), ev.rank);
+            break;
+        case WORLD_WEDGED:
+            exit_wedged(s, &ev);
+            break;
+        }
+    }
+}
+
 // Fixed poll items before the side channel's and the sessions' descriptors.
-enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_FIXED };
+enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_WATCH, ITEM_FIXED };
 
 int server_run(struct server *s) {
     zmq_pollitem_t *items = NULL;
@@ -618,6 +681,7 @@ int server_run(struct server *s) {
         items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
         items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
         items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
+        items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
         size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
         for (size_t i = 0; i < nf; i++)
             items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
@@ -636,6 +700,8 @@ int server_run(struct server *s) {
         drain_signals(s);
         if (s->stopping)
             break;
+        if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
+            watch_events(s);
         if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
             world_dispatch(s->world, s);
         if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))

@@ -19,6 +19,7 @@ struct world;
 struct job;
 struct group;
 struct http;
+struct pool;
 
 // mlxctl status keeps the last STATUS_RECENT_JOBS jobs that ended here.
 #define STATUS_RECENT_JOBS 32
@@ -32,13 +33,16 @@ struct config {
     int log_level;
     uint32_t op_timeout_ms;         // default deadline of every request
     uint32_t max_clients;           // connected sessions
-    uint32_t max_groups_per_client; // sessions of one process: its ops in flight
+    uint32_t max_groups_per_client; // sessions of one process
+    uint32_t max_inflight_per_client; // requests in flight on one session
     uint32_t max_jobs;
     uint64_t max_tensor_bytes;      // one tensor, and one frame
     uint64_t max_queued_bytes;      // sent but not yet received, per session
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
+    uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
     char metrics_addr[256];         // --metrics HOST:PORT; "" when off
+    unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
 
 // The peer of one request: who sent it and how to answer.
@@ -55,10 +59,15 @@ enum pending_kind {
     PENDING_OP,                     // a collective, send or recv
 };
 
+TAILQ_HEAD(pending_list, pending);
+
 // A request that is waiting: for the other members, a message, or the job to
 // form. Owns its input frame. Exactly one reply ends it (pending_finish).
 struct pending {
     LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
+    TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
+    TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
+    struct pending_list *queue;
     enum pending_kind kind;
     struct session *session;        // who to answer; NULL once it died
     struct group *group;            // an op's group, and the member's rank in it
@@ -79,6 +88,7 @@ struct pending {
     int peer;                       // send dst / recv src
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
+    bool coord_asked;               // its deadline passed and the coordinator was told
 };
 
 // One connection (one group of one client process), created by Hello.
@@ -89,7 +99,8 @@ struct session {
     struct job *job;                // the job it joined (forming or formed)
     struct group *group;            // once formed or attached
     int rank;                       // in group
-    struct pending *pending;        // the request in flight, at most one
+    struct pending_list pendings;   // its requests in flight, oldest first...
+    unsigned inflight;              // ...and how many (--max-inflight-per-client)
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
@@ -137,6 +148,7 @@ struct server {
     struct http *http;              // --metrics: the HTTP server, reading what we publish
     uint64_t metrics_next_us;       // when the next snapshot may be published
     uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
+    struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
     bool stopping;
 };
 
@@ -162,6 +174,10 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
 void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pending_free(struct server *s, struct pending *p);
+// p belongs to session se (se answers it) / no longer does: nobody will be
+// answered (its member died), but the request stays and completes.
+void pending_track(struct session *se, struct pending *p);
+void pending_orphan(struct pending *p);
 // The bytes of a pending op's input, wherever they are.
 const uint8_t *pending_input(const struct pending *p);
 

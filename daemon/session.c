@@ -94,6 +94,7 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     }
     se->peer = *p;
     se->pidfd = fd;
+    TAILQ_INIT(&se->pendings);
     read_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
     se->rank = -1;
     LIST_INSERT_HEAD(&s->sessions, se, link);
@@ -118,19 +119,19 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     bool died = strncmp(why, "died", 4) == 0;
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
-    // Nothing it handed over is lost: its collective in flight and its send
-    // held over the cap stay, without anyone to answer, and complete with
-    // the others (on a spanning group the other hosts may already run the
-    // op, which needs its input here). A receive of its own is answered now
-    // (a dead peer just won't read it).
-    struct pending *p = se->pending;
-    bool keep = p && p->kind == PENDING_OP && se->group && p->d.op != MLXD__OP_TYPE__OP_RECV &&
-                (code == MLXD_EPEER || se->group->spanning);
-    if (keep) {
-        p->session = NULL;
-        se->pending = NULL;
-    } else if (p) {
-        pending_fail(s, p, code, "%s", why);
+    // Nothing it handed over is lost: its collectives in flight and its
+    // sends held over the cap stay, without anyone to answer, and complete
+    // with the others (on a spanning group the other hosts may already run
+    // the op, which needs its input here). Its receives are answered now (a
+    // dead peer just won't read them).
+    struct pending *p;
+    while ((p = TAILQ_FIRST(&se->pendings))) {
+        bool keep = p->kind == PENDING_OP && se->group && p->d.op != MLXD__OP_TYPE__OP_RECV &&
+                    (code == MLXD_EPEER || se->group->spanning);
+        if (keep)
+            pending_orphan(p);
+        else
+            pending_fail(s, p, code, "%s", why);
     }
     job_session_gone(s, se, code, why);
     LIST_REMOVE(se, link);

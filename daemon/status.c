@@ -35,7 +35,8 @@ static Mlxd__ClientStatus *client_status(struct server *s, const struct session 
     c->rank = se->rank;
     c->group = se->group ? se->group->id : 0;
     c->ops = se->ops;
-    c->pending = dup_str(se->pending ? (se->pending->kind == PENDING_HELLO ? "hello" : wire_op_name(se->pending->d.op)) : "");
+    const struct pending *sp = TAILQ_FIRST(&se->pendings);
+    c->pending = dup_str(sp ? (sp->kind == PENDING_HELLO ? "hello" : wire_op_name(sp->d.op)) : "");
     c->cmdline = dup_str(se->cmdline);
     unsigned segs;
     shm_usage(s, se->peer.pid, &segs, &c->shm_bytes);
@@ -80,7 +81,7 @@ static Mlxd__JobStatus *job_status(const struct job *j) {
         const struct pending *first = NULL;
         for (int r = 0; r < g->size; r++) {
             local += g->slots[r].state == SLOT_ATTACHED;
-            const struct pending *p = g->slots[r].coll ? g->slots[r].coll : g->slots[r].recv;
+            const struct pending *p = g->slots[r].coll ? g->slots[r].coll : TAILQ_FIRST(&g->slots[r].recvs);
             if (p && (!first || p->start_us < first->start_us))
                 first = p;
         }

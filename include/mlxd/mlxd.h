@@ -55,7 +55,8 @@ typedef enum mlxd_dtype {
 } mlxd_dtype;
 
 // A dense, row-major array in memory the caller owns. The library never keeps
-// a pointer to it past the call it was passed to.
+// a pointer to it past the call it was passed to (a nonblocking op keeps
+// using ->data until mlxd_wait(), but never the descriptor itself).
 typedef struct mlxd_array {
     mlxd_dtype dtype;
     int ndim;                   // 0 (a scalar) .. MLXD_MAX_NDIM
@@ -172,6 +173,38 @@ MLXD_API int mlxd_recv_like(mlxd_group *g, const mlxd_array *like, mlxd_array *o
 
 // Returns once every member has called it.
 MLXD_API int mlxd_barrier(mlxd_group *g);
+
+// Nonblocking ops. Each starts the op of the same name and returns at once
+// with a request in *ret (on failure, *ret is untouched and nothing was
+// started), to be finished with mlxd_wait(). The library copies the array
+// descriptors (and fills out's dtype, ndim and shape at once, as the
+// blocking op would on success); only the memory behind ->data (x's and
+// out's) must stay valid, and unread and unwritten by the caller, until
+// mlxd_wait() returns. Several requests may be in flight on one group, up
+// to the daemon's cap (--max-inflight-per-client; over it the op's result
+// is MLXD_ENOMEM); every member's ops, blocking or not, are matched in the
+// order it issued them. The blocking calls are these followed by
+// mlxd_wait(). mlxd_group_free() waits for the requests issued on that
+// handle first (mlxd_wait() must still be called on each).
+typedef struct mlxd_request mlxd_request;
+MLXD_API int mlxd_iall_sum(mlxd_group *g, const mlxd_array *x, mlxd_array *out, mlxd_request **ret);
+MLXD_API int mlxd_iall_max(mlxd_group *g, const mlxd_array *x, mlxd_array *out, mlxd_request **ret);
+MLXD_API int mlxd_iall_min(mlxd_group *g, const mlxd_array *x, mlxd_array *out, mlxd_request **ret);
+MLXD_API int mlxd_iall_gather(mlxd_group *g, const mlxd_array *x, mlxd_array *out, mlxd_request **ret);
+MLXD_API int mlxd_isum_scatter(mlxd_group *g, const mlxd_array *x, mlxd_array *out, mlxd_request **ret);
+MLXD_API int mlxd_isend(mlxd_group *g, const mlxd_array *x, int dst, mlxd_request **ret);
+MLXD_API int mlxd_irecv(mlxd_group *g, mlxd_array *out, int src, mlxd_request **ret);
+
+// Waits until r's op ended, frees r and returns the op's result (0 or an
+// MLXD_E* code, with the detail in mlxd_last_error() of the group r was
+// issued on, if it still exists). Called exactly once per request, from
+// one thread at a time with the group's other calls.
+MLXD_API int mlxd_wait(mlxd_request *r);
+
+// Sets *ret_done to whether r's op ended (mlxd_wait() would return at
+// once). Never blocks and never frees r. Returns 0, or MLXD_EINVAL for a
+// NULL argument.
+MLXD_API int mlxd_test(mlxd_request *r, bool *ret_done);
 
 // Memory the daemon reads and writes in place, so tensors in it never travel
 // through the socket: a memfd shared with this process's daemon only (no other

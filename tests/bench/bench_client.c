@@ -5,10 +5,19 @@
  *
  * Tensors are float32, allocated with mlxd_alloc (--heap: malloc), filled
  * with rank + 1; after the timed loop a few elements of the last result are
- * checked, so a wrong answer fails the run instead of being timed. */
+ * checked, so a wrong answer fails the run instead of being timed.
+ *
+ * --overlap (first argument) times, instead, communication overlapping
+ * compute: an all_sum of the first --sizes size, blocking (comm), then the
+ * same all_sum in flight (mlxd_iall_sum) while the rank sleeps as long as
+ * the blocking one took (compute: a sleep leaves the CPU idle, standing in
+ * for a GPU kernel), then mlxd_wait (total). Rank 0 prints one `overlap
+ * ...` line with the medians of the slowest rank; total / (comm + compute)
+ * is the figure (1: no overlap; 0.5: perfect). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mlxd/mlxd.h>
 
@@ -142,9 +151,90 @@ static void bench_one(struct bench *b, enum bench_op op, size_t nominal, double 
     buf_free(b, od);
 }
 
+static void sleep_us(double us) {
+    long long ns = (long long) (us * 1e3);
+    struct timespec ts = { .tv_sec = (time_t) (ns / 1000000000), .tv_nsec = (long) (ns % 1000000000) };
+    while (nanosleep(&ts, &ts) < 0)
+        ;
+}
+
+// The slowest rank's value of each of n iterations, in place.
+static void slowest(struct bench *b, double *v, int n, const char *what) {
+    mlxd_array t = {.dtype = MLXD_FLOAT64, .ndim = 1, .data = v};
+    t.shape[0] = n;
+    int r = mlxd_all_max(b->g, &t, &t);
+    if (r < 0)
+        die(b, r, what);
+}
+
+static void bench_overlap(struct bench *b, size_t nominal, double *times) {
+    struct bench_shape s = bench_shape_of(BENCH_ALL_SUM, nominal, b->size);
+    int iters = bench_iters(b->o, s.bytes), r;
+    double *total = malloc((size_t) iters * sizeof *total), *slept = malloc((size_t) iters * sizeof *slept);
+    float *xd = buf_alloc(b, s.x_count * sizeof(float));
+    float *od = buf_alloc(b, s.out_count * sizeof(float));
+    mlxd_array x = vec(xd, s.x_count), out = vec(od, s.out_count);
+    if (!total || !slept)
+        exit(EXIT_FAILURE);
+    bench_fill(xd, s.x_count, (float) (b->rank + 1));
+    // Communication alone, blocking.
+    for (int i = 0; i < b->o->warmup + iters; i++) {
+        if ((r = mlxd_barrier(b->g)) < 0)
+            die(b, r, "barrier");
+        double t0 = bench_now_us();
+        if ((r = mlxd_all_sum(b->g, &x, &out)) < 0)
+            die(b, r, "all_sum");
+        if (i >= b->o->warmup)
+            times[i - b->o->warmup] = bench_now_us() - t0;
+    }
+    slowest(b, times, iters, "all_max of the times");
+    double comm, comm_min;
+    bench_stats(times, iters, &comm, &comm_min);
+    // The same in flight while the rank "computes" for as long.
+    for (int i = 0; i < b->o->warmup + iters; i++) {
+        mlxd_request *req;
+        if ((r = mlxd_barrier(b->g)) < 0)
+            die(b, r, "barrier");
+        double t0 = bench_now_us();
+        if ((r = mlxd_iall_sum(b->g, &x, &out, &req)) < 0)
+            die(b, r, "iall_sum");
+        sleep_us(comm);
+        double t1 = bench_now_us();
+        if ((r = mlxd_wait(req)) < 0)
+            die(b, r, "mlxd_wait");
+        if (i >= b->o->warmup) {
+            total[i - b->o->warmup] = bench_now_us() - t0;
+            slept[i - b->o->warmup] = t1 - t0;
+        }
+    }
+    if (bench_check(BENCH_ALL_SUM, b->rank, b->size, od, s.out_count, s.x_count) < 0)
+        exit(EXIT_FAILURE);
+    slowest(b, total, iters, "all_max of the times");
+    slowest(b, slept, iters, "all_max of the times");
+    if (b->rank == 0) {
+        double tot, tot_min, sl, sl_min;
+        bench_stats(total, iters, &tot, &tot_min);
+        bench_stats(slept, iters, &sl, &sl_min);
+        printf("overlap impl=mlxd op=all_sum bytes=%zu ranks=%d iters=%d comm_us=%.3f compute_us=%.3f total_us=%.3f "
+               "total_min_us=%.3f\n",
+               s.bytes, b->size, iters, comm, sl, tot, tot_min);
+        fflush(stdout);
+    }
+    buf_free(b, xd);
+    buf_free(b, od);
+    free(total);
+    free(slept);
+}
+
 int main(int argc, char **argv) {
     struct bench_opts o;
     int ex, r;
+    bool overlap = argc > 1 && strcmp(argv[1], "--overlap") == 0;
+    if (overlap) {
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (bench_parse_args("bench_client", argc, argv, &o, &ex) < 0)
         return ex;
 
@@ -173,7 +263,9 @@ int main(int argc, char **argv) {
         printf("info impl=mlxd ranks=%d memory=%s mapping=%s\n", b.size, o.heap ? "heap" : "mlxd_alloc", where);
         fflush(stdout);
     }
-    for (int op = 0; op < BENCH_OP_MAX; op++)
+    if (overlap)
+        bench_overlap(&b, o.sizes[o.n_sizes - 1], times);
+    for (int op = 0; !overlap && op < BENCH_OP_MAX; op++)
         for (int i = 0; o.ops[op] && i < o.n_sizes; i++)
             bench_one(&b, (enum bench_op) op, o.sizes[i], times);
 

@@ -64,6 +64,7 @@ static void mgroup_free(struct mgroup *g) {
     free(g->host);
     free(g->in);
     free(g->d);
+    free(g->left);
     free(g);
 }
 
@@ -81,7 +82,9 @@ static void add_group(struct oracle *o, const char *job, uint64_t id, size_t n, 
     g->host = xcalloc(n, sizeof *g->host);
     g->in = xcalloc(n, sizeof *g->in);
     g->d = xcalloc(n, sizeof *g->d);
+    g->left = xcalloc(n, sizeof *g->left);
     for (size_t k = 0; k < n; k++) {
+        g->left[k] = UINT64_MAX;
         CHECK(host[k] >= 0 && host[k] < o->world_size);
         g->host[k] = host[k];
         if (host_index(g, host[k]) < 0) {
@@ -153,6 +156,21 @@ static void check_abort(const struct sent *s, const struct mgroup *g, int code) 
     CHECK(a->group == g->id);
     CHECK(a->code == code);
     CHECK(a->message && a->message[0] && strlen(a->message) <= MESSAGE_MAX);
+}
+
+// The Abort of a group's collectives only (a member left before issuing
+// the one being gathered): MLXD_EPEER, and the group goes on otherwise.
+static void check_break(const struct sent *s, const struct mgroup *g) {
+    check_abort(s, g, MLXD_EPEER);
+    CHECK(s->m->abort->collectives);
+}
+
+// Whether collective seq of g waits for a member that left before issuing it.
+static bool breaks_at(const struct mgroup *g, uint64_t seq) {
+    for (int r = 0; r < g->size; r++)
+        if (g->left[r] <= seq)
+            return true;
+    return false;
 }
 
 /* ---- agreement and splits, as desc.h states them ---- */
@@ -305,6 +323,12 @@ static void after_arrive(struct oracle *o, int from, const Mlxd__Ctl__Arrive *a,
         // The member must not wait: the group's abort, again, to its host.
         CHECK(!ignored && n == 1 && s[0].dest == from);
         check_abort(&s[0], g, g->code);
+        CHECK(!s[0].m->abort->collectives);
+        return;
+    }
+    if (!ignore && g->broken) {
+        CHECK(!ignored && n == 1 && s[0].dest == from);
+        check_break(&s[0], g);
         return;
     }
     ignore = ignore || a->seq != g->seq || g->in[d->rank];
@@ -324,9 +348,16 @@ static void after_arrive(struct oracle *o, int from, const Mlxd__Ctl__Arrive *a,
         return;
     }
 
-    // The last member arrived: Go, the same to every host.
-    CHECK(n == (size_t) g->nhosts);
+    // The last member arrived: Go, the same to every host; then, if a member
+    // left before issuing the next collective, the Abort of the collectives.
+    bool breaks = breaks_at(g, g->seq + 1);
+    CHECK(n == (size_t) g->nhosts * (breaks ? 2 : 1));
     check_to_hosts(s, n, 0, g);
+    if (breaks) {
+        check_to_hosts(s, n, (size_t) g->nhosts, g);
+        check_break(&s[g->nhosts], g);
+        g->broken = true;
+    }
     CHECK(s[0].m->body_case == MLXD__CTL__CTL__BODY_GO);
     const Mlxd__Ctl__Go *go = s[0].m->go;
     CHECK(go->group == g->id && go->seq == g->seq);
@@ -345,7 +376,7 @@ static void after_arrive(struct oracle *o, int from, const Mlxd__Ctl__Arrive *a,
 static void after_timeout(struct oracle *o, int from, const Mlxd__Ctl__Timeout *t, const char *ignored,
                           const struct sent *s, size_t n) {
     struct mgroup *g = oracle_group(o, t->group);
-    bool ignore = !g || host_index(g, from) < 0 || g->code || t->seq != g->seq;
+    bool ignore = !g || host_index(g, from) < 0 || g->code || g->broken || t->seq != g->seq;
     CHECK(!ignored == !ignore);
     if (ignore) {
         CHECK(n == 0);
@@ -376,6 +407,28 @@ static void after_abort_req(struct oracle *o, int from, const Mlxd__Ctl__AbortRe
     if (a->message && a->message[0])
         CHECK(strncmp(s[0].m->abort->message, a->message, MESSAGE_MAX) == 0);
     g->code = code;
+    clear_arrivals(g);
+}
+
+static void after_depart(struct oracle *o, int from, const Mlxd__Ctl__Depart *m, const char *ignored,
+                         const struct sent *s, size_t n) {
+    struct mgroup *g = oracle_group(o, m->group);
+    bool ignore = !g || m->rank < 0 || m->rank >= g->size || g->host[m->rank] != from ||
+                  g->left[m->rank] != UINT64_MAX;
+    CHECK(!ignored == !ignore);
+    if (ignore) {
+        CHECK(n == 0);
+        return;
+    }
+    g->left[m->rank] = m->seq;
+    if (g->code || g->broken || !breaks_at(g, g->seq)) {
+        CHECK(n == 0);
+        return;
+    }
+    CHECK(n == (size_t) g->nhosts);
+    check_to_hosts(s, n, 0, g);
+    check_break(&s[0], g);
+    g->broken = true;
     clear_arrivals(g);
 }
 
@@ -468,6 +521,9 @@ void oracle_step(struct oracle *o, int from, const Mlxd__Ctl__Ctl *m, uint64_t n
             break;
         case MLXD__CTL__CTL__BODY_GROUP_GONE:
             after_group_gone(o, from, m->group_gone, ignored, s, n);
+            break;
+        case MLXD__CTL__CTL__BODY_DEPART:
+            after_depart(o, from, m->depart, ignored, s, n);
             break;
         default:
             CHECK(ignored);             // meant for hosts

@@ -44,6 +44,10 @@ struct mgroup {
     struct mdesc *d;                    // per member: what it said
     int narrived;
     int code;                           // aborted when nonzero
+    uint64_t *left;                     // per member: collectives it issued before it
+                                        // left (Depart); UINT64_MAX while it is there
+    bool broken;                        // no collective completes any more (a member
+                                        // left before issuing the one gathered)
 };
 
 struct oracle {

@@ -300,6 +300,18 @@ static void step(struct reader *r, struct oracle *o, uint64_t *now) {
         send_packed(o, from, &m, *now);
         break;
     }
+    case FUZZ_STEP_DEPART: {
+        Mlxd__Ctl__Depart d = MLXD__CTL__DEPART__INIT;
+        d.group = pick_group(r, o, &g);
+        d.rank = pick_rank(r, g ? g->size : 4);
+        from = pick_host(r, g, d.rank);
+        d.seq = pick_seq(r, g);
+        d.message = (char *) messages[u8(r) % N(messages)];
+        m.body_case = MLXD__CTL__CTL__BODY_DEPART;
+        m.depart = &d;
+        send_packed(o, from, &m, *now);
+        break;
+    }
     default:
         odd_step(r, o, now);
         break;

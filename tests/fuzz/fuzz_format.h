@@ -71,6 +71,7 @@ enum fuzz_step {
     FUZZ_STEP_ABORT_REQ,    // group, from, code, message
     FUZZ_STEP_GROUP_GONE,   // group, from
     FUZZ_STEP_ODD,          // what, from: host-bound kinds, empty bodies, senders outside the world
+    FUZZ_STEP_DEPART,       // group, rank, from, seq (last: the kinds above keep their values)
     FUZZ_STEP_MAX,
 };
 

@@ -45,24 +45,8 @@ static struct tc T;
 #define fail(...) tc_fail(&T, __VA_ARGS__)
 #define note(...) tc_note(&T, __VA_ARGS__)
 
-static mlxd_group *init_or_die(void) {
-    mlxd_group *g = NULL;
-    int rc = mlxd_init(NULL, &g);
-    if (rc < 0) {
-        fail("mlxd_init: %s: %s", mlxd_strerror(rc), mlxd_init_error());
-        exit(1);
-    }
-    return g;
-}
-
-// Checks rc against want (0 or an MLXD_E* code).
-static bool expect(mlxd_group *g, const char *what, int rc, int want) {
-    if (rc == want)
-        return true;
-    fail("%s: returned %s, expected %s; last_error: \"%s\"", what, mlxd_strerror(rc), mlxd_strerror(want),
-         mlxd_last_error(g));
-    return false;
-}
+#define init_or_die() tc_init_or_die(&T)
+#define expect(g, what, rc, want) tc_expect(&T, g, what, rc, want)
 
 // all_sum of int32 [4], x[i] = (rank + 1) * 100 + i: the result names who
 // took part (sum of (rank + 1) * 100 over the members, plus n * i).
@@ -248,10 +232,7 @@ static int mode_contrib_kill(void) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
-    const char *dir = getenv("MLXT_DIR") ? getenv("MLXT_DIR") : "/tmp";
-    const char *job = getenv("MLXD_JOB") ? getenv("MLXD_JOB") : "nojob";
-    snprintf(T.prefix, sizeof T.prefix, "lifecheck %s rank %s", mode, getenv("MLXD_RANK") ? getenv("MLXD_RANK") : "?");
-    snprintf(T.files, sizeof T.files, "%s/%s.", dir, job);
+    tc_setup(&T, "lifecheck", mode);
     if (strcmp(mode, "init_twice") == 0)
         return mode_init_twice();
     if (strcmp(mode, "intruder") == 0)

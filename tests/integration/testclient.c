@@ -92,3 +92,29 @@ bool tc_smoke_sum(struct tc *t, mlxd_group *g, const char *what) {
     }
     return true;
 }
+
+void tc_setup(struct tc *t, const char *prog, const char *mode) {
+    const char *dir = getenv("MLXT_DIR") ? getenv("MLXT_DIR") : "/tmp";
+    const char *job = getenv("MLXD_JOB") ? getenv("MLXD_JOB") : "nojob";
+    const char *rank = getenv("MLXD_RANK") ? getenv("MLXD_RANK") : "?";
+    snprintf(t->prefix, sizeof t->prefix, "%s %s rank %s", prog, mode, rank);
+    snprintf(t->files, sizeof t->files, "%s/%s.", dir, job);
+}
+
+mlxd_group *tc_init_or_die(struct tc *t) {
+    mlxd_group *g = NULL;
+    int rc = mlxd_init(NULL, &g);
+    if (rc < 0) {
+        tc_fail(t, "mlxd_init: %s: %s", mlxd_strerror(rc), mlxd_init_error());
+        exit(1);
+    }
+    return g;
+}
+
+bool tc_expect(struct tc *t, mlxd_group *g, const char *what, int rc, int want) {
+    if (rc == want)
+        return true;
+    tc_fail(t, "%s: returned %s, expected %s; last_error: \"%s\"", what, mlxd_strerror(rc), mlxd_strerror(want),
+            mlxd_last_error(g));
+    return false;
+}

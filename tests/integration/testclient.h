@@ -32,6 +32,17 @@ bool tc_mentions(const char *s, const char *word);
 void tc_touch(struct tc *t, const char *name);
 void tc_wait_file(struct tc *t, const char *name, double timeout_ms);
 
+// Sets t's prefix ("PROG MODE rank R", R from $MLXD_RANK) and its
+// rendezvous files ($MLXT_DIR/$MLXD_JOB.NAME), as the programs share them.
+void tc_setup(struct tc *t, const char *prog, const char *mode);
+
+// mlxd_init() with default options; on failure reports it and exits 1.
+mlxd_group *tc_init_or_die(struct tc *t);
+
+// Checks rc against want (0 or an MLXD_E* code); reports a difference with
+// g's last_error (g may be NULL). True when they agree.
+bool tc_expect(struct tc *t, mlxd_group *g, const char *what, int rc, int want);
+
 // An all_sum of int32 [5] with a known result: true when the group works;
 // what names the group and the moment in the failure.
 bool tc_smoke_sum(struct tc *t, mlxd_group *g, const char *what);
