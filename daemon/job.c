@@ -463,6 +463,10 @@ void job_process_gone(struct server *s, pid_t pid) {
 
 /* ---- deadlines ---- */
 
+// How long after a member's deadline a host waits for the coordinator to end
+// a spanning group before it fails its own members itself.
+#define COORD_GRACE_MS 1000
+
 // "1, 3" (at most a few dozen, then "…") into buf.
 static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
     size_t off = 0;
@@ -474,12 +478,60 @@ static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
     return buf;
 }
 
+// Ends a spanning group for this host's members now, and asks the
+// coordinator to end it on every host (group_abort), for a failure this host
+// sees on its own while the control plane may be unreachable.
+static void group_abort_here(struct server *s, struct group *g, int code, const char *text) {
+    group_abort(s, g, code, "%s", text);
+    group_abort_now(s, g, code, text);
+}
+
+void job_host_lost(struct server *s, int host, const char *why) {
+    struct job *j;
+    struct group *g;
+    char text[512];
+    snprintf(text, sizeof text, "host %s (world rank %d) was lost: %s", world_host(s->world, host), host, why);
+    LIST_FOREACH(j, &s->jobs, link)
+        LIST_FOREACH(g, &j->groups, link) {
+            bool there = false;
+            for (int r = 0; r < g->size && !there; r++)
+                there = g->slots[r].host == host;
+            if (g->spanning && there && !g->abort_code)
+                group_abort_here(s, g, MLXD_EPEER, text);
+        }
+}
+
+// The coordinator did not end a spanning group within COORD_GRACE_MS of a
+// member's deadline: world rank 0 is unreachable from here (or an engine is
+// stuck in MPI). This host fails its own members now, naming that host,
+// and still asks the coordinator to end the group everywhere (the request
+// leaves once the link is back).
+static void coord_silent(struct server *s, struct pending *p, double secs) {
+    struct group *g = p->group;
+    char text[512];
+    snprintf(text, sizeof text,
+             "%s timed out after %.1f s; world rank 0 (host %s), which ends it on every host, did not answer "
+             "within %.1f s: that host is unreachable from %s, or stuck",
+             wire_op_name(p->d.op), secs, world_host(s->world, 0), COORD_GRACE_MS / 1000.0,
+             world_host(s->world, world_rank(s->world)));
+    group_abort_here(s, g, MLXD_ETIMEDOUT, text);
+}
+
 void job_expired(struct server *s, struct pending *p) {
     uint64_t waited = wire_now_us() - p->start_us;
     double secs = (double) waited / 1e6;
     // Whatever happens next is decided elsewhere (the coordinator, or the
-    // abort below): this deadline has done its work.
+    // abort below): this deadline has done its work. On a spanning group, the
+    // coordinator gets COORD_GRACE_MS to decide, then this host does.
     p->deadline_us = UINT64_MAX;
+    if (p->kind == PENDING_OP && p->coord_asked) {
+        coord_silent(s, p, secs);
+        return;
+    }
+    if (p->kind == PENDING_OP && p->group->spanning) {
+        p->coord_asked = true;
+        p->deadline_us = wire_now_us() + COORD_GRACE_MS * 1000;
+    }
 
     if (p->kind == PENDING_HELLO) {
         struct session *se = p->session;

@@ -124,6 +124,10 @@ struct group *group_new(struct server *s, struct job *j, int size);
 struct group *group_find(struct server *s, uint64_t id);
 // Frees groups whose members are all gone, and jobs with no groups left.
 void job_gc(struct server *s, struct job *j);
+// The daemon of world rank host is gone or unreachable (the watch says so):
+// every group with members there ends for this host's members with
+// MLXD_EPEER naming the host.
+void job_host_lost(struct server *s, int host, const char *why);
 // A pending request's deadline passed.
 void job_expired(struct server *s, struct pending *p);
 void job_free_all(struct server *s);

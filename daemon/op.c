@@ -7,6 +7,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "pool.h"
 #include "reduce.h"
 #include "span.h"
 #include "world.h"
@@ -56,8 +57,7 @@ void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int nd
                          (unsigned long long) p->out_nbytes, wire_op_name(p->d.op), n);
             return;
         }
-        if (p->out_ptr != bytes && n)
-            memmove(p->out_ptr, bytes, n);
+        pool_move(s->pool, p->out_ptr, bytes, n);
         op_reply_tensor(s, p, dtype, ndim, shape, NULL);
         return;
     }
@@ -65,8 +65,7 @@ void op_reply_result(struct server *s, struct pending *p, uint32_t dtype, int nd
         zmq_msg_init(&f);
         zmq_msg_copy(&f, shared);
     } else if (zmq_msg_init_size(&f, n) == 0) {
-        if (n)
-            memcpy(zmq_msg_data(&f), bytes, n);
+        pool_move(s->pool, zmq_msg_data(&f), bytes, n);
     } else {
         pending_fail(s, p, MLXD_ENOMEM, "out of memory answering %s", wire_op_name(p->d.op));
         return;
@@ -104,10 +103,6 @@ static void fail_collective(struct server *s, struct group *g, int code, const c
             pending_fail(s, g->slots[r].coll, code, "%s", msg);
 }
 
-// Bytes a reduction's kernels handle between copies: large enough to run at
-// memory speed, small enough that a block is still in cache when copied.
-#define REDUCE_BLOCK (UINT64_C(256) << 10)
-
 // True when a member's shared-memory output overlaps its input anywhere but
 // at exactly the same place: then results must not be written into outputs
 // while inputs are still being read.
@@ -124,7 +119,7 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     struct pending *first = g->slots[0].coll;
     size_t esize = wire_dtype(first->d.dtype)->size, nbytes = first->nbytes, count = nbytes / esize;
     const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
-    const void **blk = malloc((size_t) n * sizeof *blk);
+    uint8_t **copies = malloc(((size_t) n + 1) * sizeof *copies);
     uint8_t **outs = calloc((size_t) n, sizeof *outs);
     uint8_t *dst = NULL, *frame = NULL;
     bool any_frame = false;
@@ -132,7 +127,7 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     int code = 0;
 
     zmq_msg_init(&result);
-    if (!srcs || !blk || !outs) {
+    if (!srcs || !copies || !outs) {
         code = MLXD_ENOMEM;
         goto out;
     }
@@ -163,17 +158,16 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
     }
     // One pass over the inputs: each block is reduced into the first output,
     // then copied to the other outputs while it is still in cache.
-    size_t per = REDUCE_BLOCK / esize ? REDUCE_BLOCK / esize : 1;
-    for (size_t off = 0; off < count; off += per) {
-        size_t m = count - off < per ? count - off : per, bo = off * esize, bl = m * esize;
-        for (int r = 0; r < n; r++)
-            blk[r] = srcs[r] + bo;
-        reduce_n(rop, (mlxd_dtype) first->d.dtype, dst + bo, blk, (size_t) n, m);
-        for (int r = 0; r < n; r++)
-            if (outs[r] && outs[r] != dst)
-                memcpy(outs[r] + bo, dst + bo, bl);
-        if (frame && frame != dst)
-            memcpy(frame + bo, dst + bo, bl);
+    struct pool_reduce j = { .op = rop, .t = (mlxd_dtype) first->d.dtype, .n = (size_t) n, .count = count,
+                             .nparts = 1, .srcs = srcs, .dsts = &dst, .copies = copies };
+    for (int r = 0; r < n; r++)
+        if (outs[r] && outs[r] != dst)
+            copies[j.ncopies++] = outs[r];
+    if (frame && frame != dst)
+        copies[j.ncopies++] = frame;
+    if (pool_reduce(s->pool, &j) < 0) {
+        code = MLXD_ENOMEM;
+        goto out;
     }
     struct op_desc d = first->d;
     for (int r = 0; r < n; r++)
@@ -182,7 +176,7 @@ static int run_reduce(struct server *s, struct group *g, reduce_op rop) {
 out:
     zmq_msg_close(&result);
     free(srcs);
-    free(blk);
+    free(copies);
     free(outs);
     return code;
 }
@@ -200,26 +194,31 @@ static int run_gather(struct server *s, struct group *g) {
         // overlap is gathered aside first.
         staged |= overlaps_input(p, (size_t) r * each);
     }
+    const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
+    uint8_t **outs = malloc(((size_t) n + 1) * sizeof *outs);
+    size_t nouts = 0;
     zmq_msg_init(&result);
-    if ((any_frame || staged) && zmq_msg_init_size(&result, total) < 0)
+    if (!srcs || !outs || ((any_frame || staged) && zmq_msg_init_size(&result, total) < 0)) {
+        free(srcs);
+        free(outs);
         return MLXD_ENOMEM;
+    }
     uint8_t *frame = any_frame || staged ? zmq_msg_data(&result) : NULL;
+    for (int r = 0; r < n; r++)
+        srcs[r] = pending_input(g->slots[r].coll);
     if (frame)
-        for (int r = 0; r < n; r++)
-            if (each)
-                memcpy(frame + (size_t) r * each, pending_input(g->slots[r].coll), each);
+        outs[nouts++] = frame;
     // Straight into each shared-memory output (skipping a member's own
-    // block when it gathers in place).
+    // block when it gathers in place); staged, the frame is copied there
+    // when answering.
     for (int r = 0; r < n && !staged; r++) {
         struct pending *p = g->slots[r].coll;
-        if (!p->out_ptr || p->out_nbytes != total)
-            continue;
-        for (int k = 0; k < n; k++) {
-            const uint8_t *src = pending_input(g->slots[k].coll);
-            if (each && p->out_ptr + (size_t) k * each != src)
-                memcpy(p->out_ptr + (size_t) k * each, src, each);
-        }
+        if (p->out_ptr && p->out_nbytes == total)
+            outs[nouts++] = p->out_ptr;
     }
+    pool_gather(s->pool, outs, nouts, srcs, (size_t) n, each);
+    free(srcs);
+    free(outs);
     struct op_desc d = first->d;
     if (d.ndim == 0) {
         d.ndim = 1;
@@ -247,7 +246,7 @@ static int run_scatter(struct server *s, struct group *g) {
         staged |= overlaps_input(g->slots[r].coll, SIZE_MAX);
     zmq_msg_t *out = calloc((size_t) n, sizeof *out);
     uint8_t **dst = calloc((size_t) n, sizeof *dst);
-    const void **srcs = malloc((size_t) n * sizeof *srcs);
+    const uint8_t **srcs = malloc((size_t) n * sizeof *srcs);
     int code = 0, made = 0;
     if (!out || !dst || !srcs) {
         code = MLXD_ENOMEM;
@@ -268,11 +267,13 @@ static int run_scatter(struct server *s, struct group *g) {
             goto done;
         }
     }
-    for (int r = 0; r < n; r++) {
-        for (int i = 0; i < n; i++)
-            srcs[i] = pending_input(g->slots[i].coll) + (size_t) r * block;
-        if (block)
-            reduce_n(REDUCE_SUM, (mlxd_dtype) first->d.dtype, dst[r], srcs, (size_t) n, block / esize);
+    for (int i = 0; i < n; i++)
+        srcs[i] = pending_input(g->slots[i].coll);
+    struct pool_reduce j = { .op = REDUCE_SUM, .t = (mlxd_dtype) first->d.dtype, .n = (size_t) n,
+                             .count = block / esize, .stride = block, .nparts = (size_t) n, .srcs = srcs, .dsts = dst };
+    if (pool_reduce(s->pool, &j) < 0) {
+        code = MLXD_ENOMEM;
+        goto done;
     }
     struct op_desc d = first->d;
     d.shape[0] /= n;
@@ -344,6 +345,7 @@ static void run_collective(struct server *s, struct group *g) {
     } else if ((code = op_desc_check(d, g->size, err, sizeof err)) < 0) {
         log_info("Job %s: %s", g->job->id, err);
     } else {
+        uint64_t t0 = wire_now_us(), nbytes = g->slots[0].coll->nbytes;
         switch (op) {
         case MLXD__OP_TYPE__OP_ALL_SUM:
         case MLXD__OP_TYPE__OP_ALL_MAX:
@@ -366,6 +368,11 @@ static void run_collective(struct server *s, struct group *g) {
         default:
             code = MLXD_EINTERNAL;
         }
+        // What the loop spent on a bulk op (copies, reductions, replies), to
+        // see the pool at work.
+        if (nbytes >= POOL_MIN_BYTES)
+            log_debug("Job %s: %s of %llu bytes took %llu us on %u thread(s)", g->job->id, wire_op_name(op),
+                      (unsigned long long) nbytes, (unsigned long long) (wire_now_us() - t0), pool_size(s->pool));
         snprintf(err, sizeof err, code == MLXD_ENOMEM ? "out of memory running %s" : "%s is not a collective",
                  wire_op_name(op));
     }
@@ -459,19 +466,28 @@ static void message_free(struct server *s, struct group *g, struct message *m) {
     free(m);
 }
 
+// Answers the recv request p with what rank src sent (d, and nbytes at
+// bytes): copied once into p's shared memory, else a reply sharing frame
+// (NULL: a new frame with a copy of the bytes).
+static void hand_over(struct server *s, struct pending *p, int src, const struct op_desc *d, const uint8_t *bytes,
+                      size_t nbytes, zmq_msg_t *frame) {
+    if (d->dtype != p->d.dtype || d->ndim != p->d.ndim ||
+        memcmp(d->shape, p->d.shape, (size_t) p->d.ndim * sizeof p->d.shape[0]) != 0) {
+        char want[160], got[160];
+        pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", src,
+                     wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), src,
+                     wire_dtype(d->dtype)->name, shape_str(got, sizeof got, d->ndim, d->shape));
+        return;
+    }
+    op_reply_result(s, p, d->dtype, d->ndim, d->shape, bytes, nbytes, p->out_ptr ? NULL : frame);
+}
+
 // Hands m to the recv request p, then frees m (and answers a held send).
 static void deliver(struct server *s, struct group *g, struct message *m, struct pending *p) {
     struct pending *held = m->held;
-    if (m->dtype != p->d.dtype || m->ndim != p->d.ndim ||
-        memcmp(m->shape, p->d.shape, (size_t) p->d.ndim * sizeof p->d.shape[0]) != 0) {
-        char want[160], got[160];
-        pending_fail(s, p, MLXD_EMISMATCH, "recv from rank %d expected %s %s, but rank %d sent %s %s", m->src,
-                     wire_dtype(p->d.dtype)->name, shape_str(want, sizeof want, p->d.ndim, p->d.shape), m->src,
-                     wire_dtype(m->dtype)->name, shape_str(got, sizeof got, m->ndim, m->shape));
-    } else {
-        op_reply_result(s, p, m->dtype, m->ndim, m->shape, zmq_msg_data(&m->data), m->nbytes,
-                        p->out_ptr ? NULL : &m->data);
-    }
+    struct op_desc d = { .dtype = m->dtype, .ndim = m->ndim };
+    memcpy(d.shape, m->shape, sizeof d.shape);
+    hand_over(s, p, m->src, &d, zmq_msg_data(&m->data), m->nbytes, &m->data);
     message_free(s, g, m);
     if (held)
         op_reply_empty(s, held);
@@ -509,11 +525,20 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         pending_fail(s, p, MLXD_EPEER, "send to rank %d: rank %d left the group", p->peer, p->peer);
         return;
     }
+    struct pending *waiting = dst->state != SLOT_REMOTE ? waiting_recv(dst, se->rank) : NULL;
+    if (waiting) {
+        // The receiver waits (so nothing from us is queued before this):
+        // straight from the sender's memory into the receiver's, one copy.
+        log_debug("Job %s: rank %d's send of %llu bytes goes straight to rank %d, which waits", g->job->id,
+                  se->rank, (unsigned long long) p->nbytes, p->peer);
+        hand_over(s, waiting, se->rank, &p->d, pending_input(p), p->nbytes, p->in_ptr ? NULL : &p->data);
+        op_reply_empty(s, p);
+        return;
+    }
     if (p->in_ptr && zmq_msg_init_size(&p->data, p->nbytes) == 0) {
         // send returns at once and the sender may reuse its memory: the
         // daemon keeps a copy.
-        if (p->nbytes)
-            memcpy(zmq_msg_data(&p->data), p->in_ptr, p->nbytes);
+        pool_move(s->pool, zmq_msg_data(&p->data), p->in_ptr, p->nbytes);
         p->in_ptr = NULL;
     } else if (p->in_ptr) {
         pending_fail(s, p, MLXD_ENOMEM, "out of memory queueing a send");
@@ -555,15 +580,8 @@ static void submit_send(struct server *s, struct group *g, struct session *se, s
         m->held = p;
         p->ref = &m->held;
     }
-    struct pending *recv = waiting_recv(dst, m->src);
-    if (recv) {
-        if (!hold) {
-            m->held = NULL;
-            op_reply_empty(s, p);
-        }
-        deliver(s, g, m, recv);
-        return;
-    }
+    // No receive waits for it (one would have taken it above): it stays
+    // queued until one comes.
     if (!hold)
         op_reply_empty(s, p);
 }

@@ -14,11 +14,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "pool.h"
 #include "request.h"
 #include "service.h"
 #include "world.h"
@@ -205,6 +207,10 @@ int server_init(struct server *s, const struct config *cfg) {
             return r;
         status_publish_metrics(s, wire_now_us());
     }
+    r = pool_new(s->cfg.workers, &s->pool);
+    if (r < 0)
+        log_errno(LOG_WARNING, r, "Failed to start the worker pool, bulk work stays on one thread: %m");
+    log_debug("Bulk copies and reductions run on %u thread(s)", pool_size(s->pool));
     service_ready(s);
     log_notice("mlxd %s serving %s (world rank %d of %d, pid %d)", MLXD_VERSION_STRING, s->cfg.endpoint,
                world_rank(s->world), world_size(s->world), (int) getpid());
@@ -236,6 +242,7 @@ void server_fini(struct server *s) {
     if (lock_fd >= 0)
         close(lock_fd);
     lock_fd = -1;
+    s->pool = pool_free(s->pool);
     world_stop(s->world);            // finalizes MPI, reaps its helpers
     s->world = NULL;
     if (s->zctx)
@@ -603,8 +610,48 @@ static void drain_signals(struct server *s) {
     }
 }
 
+// The world cannot make progress: its engine has been stuck in one MPI call
+// for the stall limit. Every request in flight gets its answer, then the
+// daemon exits at once with status 3 (the engine cannot be joined, nor MPI
+// finalized), so that mpirun ends the world and mlxd-world.service or
+// whoever started it starts it again.
+static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
+    char text[256];
+    snprintf(text, sizeof text,
+             "mlxd exits: the world cannot make progress (%s for %.1f s, more than --max-mpi-stall)", ev->why,
+             (double) ev->stuck_ms / 1000);
+    log_error("%s", text);
+    struct pending *p;
+    while ((p = LIST_FIRST(&s->pendings)))
+        pending_fail(s, p, MLXD_EUNAVAILABLE, text);
+    // A moment for the replies to leave, and the socket file goes.
+    struct timespec ts = { 0, 200 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    if (s->unlink_on_exit)
+        unlink(wire_ipc_path(s->cfg.endpoint));
+    _exit(3);
+}
+
+static void watch_events(struct server *s) {
+    struct world_watch_event ev;
+    while (world_watch_read(s->world, &ev)) {
+        switch (ev.type) {
+        case WORLD_HOST_LOST:
+            log_warning("Lost host %s (world rank %d): %s", world_host(s->world, ev.rank), ev.rank, ev.why);
+            job_host_lost(s, ev.rank, ev.why);
+            break;
+        case WORLD_HOST_BACK:
+            log_notice("Host %s (world rank %d) answers again", world_host(s->world, ev.rank), ev.rank);
+            break;
+        case WORLD_WEDGED:
+            exit_wedged(s, &ev);
+            break;
+        }
+    }
+}
+
 // Fixed poll items before the side channel's and the sessions' descriptors.
-enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_FIXED };
+enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_WATCH, ITEM_FIXED };
 
 int server_run(struct server *s) {
     zmq_pollitem_t *items = NULL;
@@ -634,6 +681,7 @@ int server_run(struct server *s) {
         items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
         items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
         items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
+        items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
         size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
         for (size_t i = 0; i < nf; i++)
             items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
@@ -652,6 +700,8 @@ int server_run(struct server *s) {
         drain_signals(s);
         if (s->stopping)
             break;
+        if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
+            watch_events(s);
         if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
             world_dispatch(s->world, s);
         if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))

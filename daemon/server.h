@@ -19,6 +19,7 @@ struct world;
 struct job;
 struct group;
 struct http;
+struct pool;
 
 // mlxctl status keeps the last STATUS_RECENT_JOBS jobs that ended here.
 #define STATUS_RECENT_JOBS 32
@@ -39,7 +40,9 @@ struct config {
     uint64_t max_queued_bytes;      // sent but not yet received, per session
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
+    uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
     char metrics_addr[256];         // --metrics HOST:PORT; "" when off
+    unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
 
 // The peer of one request: who sent it and how to answer.
@@ -85,6 +88,7 @@ struct pending {
     int peer;                       // send dst / recv src
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
+    bool coord_asked;               // its deadline passed and the coordinator was told
 };
 
 // One connection (one group of one client process), created by Hello.
@@ -144,6 +148,7 @@ struct server {
     struct http *http;              // --metrics: the HTTP server, reading what we publish
     uint64_t metrics_next_us;       // when the next snapshot may be published
     uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
+    struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
     bool stopping;
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pool.h"
 #include "reduce.h"
 
 static bool same_op(const struct op_desc *a, const struct op_desc *b) {
@@ -16,7 +17,7 @@ static bool same_op(const struct op_desc *a, const struct op_desc *b) {
 // the local reduction (into the first local member's buffer), the local
 // inputs in rank order (gather), or nothing (barrier, split, or members here
 // that disagree, which the coordinator will report to everyone).
-static int local_part(struct group *g, zmq_msg_t *ret) {
+static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
     struct pending *first = NULL;
     int n = 0;
     for (int r = 0; r < g->size; r++) {
@@ -29,7 +30,7 @@ static int local_part(struct group *g, zmq_msg_t *ret) {
             return 0;
         n++;
     }
-    const void **srcs = NULL;
+    const uint8_t **srcs = NULL;
     switch (first->d.op) {
     case MLXD__OP_TYPE__OP_ALL_SUM:
     case MLXD__OP_TYPE__OP_ALL_MAX:
@@ -56,21 +57,27 @@ static int local_part(struct group *g, zmq_msg_t *ret) {
         for (int r = 0; r < g->size; r++)
             if (g->slots[r].coll && g->slots[r].coll != first)
                 srcs[k++] = pending_input(g->slots[r].coll);
-        if (count)
-            reduce_n(op, (mlxd_dtype) first->d.dtype, zmq_msg_data(ret), srcs, (size_t) n, count);
+        uint8_t *dst = zmq_msg_data(ret);
+        struct pool_reduce j = { .op = op, .t = (mlxd_dtype) first->d.dtype, .n = (size_t) n, .count = count,
+                                 .nparts = 1, .srcs = srcs, .dsts = &dst };
+        int r = pool_reduce(s->pool, &j);
         free(srcs);
-        return 1;
+        return r < 0 ? MLXD_ENOMEM : 1;
     }
     case MLXD__OP_TYPE__OP_ALL_GATHER: {
-        size_t each = first->nbytes, off = 0;
-        if (zmq_msg_init_size(ret, each * (size_t) n) < 0)
+        size_t each = first->nbytes;
+        const uint8_t **in = malloc((size_t) n * sizeof *in);
+        if (!in || zmq_msg_init_size(ret, each * (size_t) n) < 0) {
+            free(in);
             return MLXD_ENOMEM;
+        }
+        int k = 0;
         for (int r = 0; r < g->size; r++)
-            if (g->slots[r].coll) {
-                if (each)
-                    memcpy((char *) zmq_msg_data(ret) + off, pending_input(g->slots[r].coll), each);
-                off += each;
-            }
+            if (g->slots[r].coll)
+                in[k++] = pending_input(g->slots[r].coll);
+        uint8_t *out = zmq_msg_data(ret);
+        pool_gather(s->pool, &out, 1, in, (size_t) n, each);
+        free(in);
         return 1;
     }
     default:
@@ -92,7 +99,7 @@ void span_arrive(struct server *s, struct group *g, struct pending *p) {
     if (all) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        int r = local_part(g, &part);
+        int r = local_part(s, g, &part);
         if (r < 0)
             log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
                       (unsigned long long) g->seq + 1);

@@ -77,4 +77,33 @@ void world_event_free(struct world_event *e);
 void *world_socket(struct world *w);
 void world_dispatch(struct world *w, struct server *s);
 
+/* The watch: a thread of its own (not the engine, which can sit in a long
+ * MPI call) keeps a connection to every other daemon of the world, with
+ * ZeroMQ heartbeats, and watches the engine. A connection that closes (the
+ * host's processes died) or stays silent for WORLD_SILENCE_MS is a lost host;
+ * an engine stuck in one step for the stall limit is a wedged world. The
+ * connections are CURVE-encrypted to keys that only the world's members
+ * learn (exchanged over MPI at start-up), bound to the address MPI's TCP
+ * transport uses (OMPI_MCA_btl_tcp_if_include), or loopback when the world
+ * is on one machine. */
+#define WORLD_SILENCE_MS 2000
+
+enum world_watch_type {
+    WORLD_HOST_LOST,                // rank's daemon is gone or unreachable
+    WORLD_HOST_BACK,                // ... and answers again
+    WORLD_WEDGED,                   // the engine is stuck: stuck_ms in one step
+};
+
+struct world_watch_event {
+    enum world_watch_type type;
+    int rank;
+    uint64_t stuck_ms;
+    char why[128];
+};
+
+// The loop polls this socket too; world_watch_read() takes its events, one at
+// a time, false when there are none left.
+void *world_watch_socket(struct world *w);
+bool world_watch_read(struct world *w, struct world_watch_event *ev);
+
 #endif

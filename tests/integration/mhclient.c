@@ -30,6 +30,18 @@
  *       Splits that keep subgroups on one host and splits whose subgroups
  *       span hosts (checked from the members' host numbers, at least one of
  *       each), ops on every subgroup interleaved with the parent's.
+ *   mhclient resplit ROUNDS
+ *       ROUNDS times: splits the job (by parity, then all ranks in one
+ *       group, so that both stay on and span hosts), an all_sum on the new
+ *       group, frees it and at once splits again, with no pause between: a
+ *       split right after a freed split must work on every host.
+ *   mhclient doomed FILE|- TEXT [MIB]
+ *       Joins, runs an all_sum, creates ready.RANK, waits for FILE (unless
+ *       "-"), then calls all_sum (of 4 floats, or MIB MiB) while the test
+ *       breaks the world (kills a host, cuts a link): it must fail, with
+ *       MLXD_EPEER, MLXD_ETIMEDOUT or MLXD_EUNAVAILABLE, its message naming
+ *       TEXT (a host; or one of several, "a|b"); prints "error_at_ms=T" (CLOCK_REALTIME).
+ *       $MH_TIMEOUT_MS, if set, is its deadline.
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -85,10 +97,14 @@ static long long realtime_ms(void) {
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-// The N of ".../d-N.sock" in $MLXD_SOCKET; -1 when it is not named so.
+// The daemon's number: $MH_HOST when set (on test hosts every daemon has the
+// same endpoint), else the N of ".../d-N.sock" in $MLXD_SOCKET; -1 when
+// neither says.
 static int host_of_socket(void) {
     const char *s = getenv("MLXD_SOCKET"), *p = s ? strrchr(s, '/') : NULL;
     int n = -1;
+    if (getenv("MH_HOST"))
+        return atoi(getenv("MH_HOST"));
     if (p && sscanf(p, "/d-%d.sock", &n) == 1)
         return n;
     return -1;
@@ -582,6 +598,85 @@ static int mode_split(struct ctx *c) {
     return finish(c);
 }
 
+/* ---------- resplit ---------- */
+
+static int color_all(const int *hosts, int r) {
+    (void) hosts;
+    (void) r;
+    return 0;
+}
+
+static int mode_resplit(struct ctx *c, int rounds) {
+    mlxd_group *w = init_or_die(c, NULL);
+    int n = mlxd_group_size(w), hosts[MAX_RANKS];
+    int32_t h32[MAX_RANKS];
+    if (n > MAX_RANKS || !gather_int(c, w, "hosts", c->host, h32)) {
+        fail(c, "needs a job of at most %d ranks", MAX_RANKS);
+        return finish(c);
+    }
+    for (int i = 0; i < n; i++)
+        hosts[i] = h32[i];
+    for (int round = 0; round < rounds && !c->t.failures; round++) {
+        struct sub s;
+        char what[64];
+        snprintf(what, sizeof what, "round %d %s", round, round % 2 ? "all" : "by_parity");
+        if (!do_split(c, w, hosts, what, round % 2 ? color_all : color_parity, false, &s))
+            break;
+        smoke_sum(c, s.g, what);
+        mlxd_group_free(s.g);
+    }
+    smoke_sum(c, w, "world after the splits");
+    mlxd_group_free(w);
+    return finish(c);
+}
+
+/* ---------- doomed ---------- */
+
+// Whether s mentions one of the '|'-separated words of any.
+static bool mentions_any(const char *s, const char *any) {
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", any);
+    for (char *w = strtok_r(buf, "|", &save); w; w = strtok_r(NULL, "|", &save))
+        if (mentions(s, w))
+            return true;
+    return false;
+}
+
+static int mode_doomed(struct ctx *c, const char *file, const char *host, int mib) {
+    mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
+    if (getenv("MH_TIMEOUT_MS"))
+        o.timeout_ms = atoi(getenv("MH_TIMEOUT_MS"));
+    mlxd_group *g = init_or_die(c, &o);
+    smoke_sum(c, g, "before");
+    char ready[64];
+    snprintf(ready, sizeof ready, "ready.%d", c->rank);
+    touch(c, ready);
+    if (strcmp(file, "-") != 0)
+        wait_file(c, file);
+    int64_t n = mib > 0 ? (int64_t) mib << 18 : 4;
+    float *x = calloc((size_t) n, sizeof *x), *out = calloc((size_t) n, sizeof *out);
+    if (!x || !out) {
+        fail(c, "out of memory");
+        return finish(c);
+    }
+    mlxd_array xa = { MLXD_FLOAT32, 1, { n }, x }, oa = { MLXD_FLOAT32, 1, { n }, out };
+    double t0 = now_s();
+    int rc = mlxd_all_sum(g, &xa, &oa);
+    long long at = realtime_ms();
+    const char *msg = mlxd_last_error(g);
+    if (rc != MLXD_EPEER && rc != MLXD_ETIMEDOUT && rc != MLXD_EUNAVAILABLE)
+        fail(c, "all_sum while the world breaks: returned %d (%s), expected an error naming %s; last_error \"%s\"", rc,
+             mlxd_strerror(rc), host, msg);
+    else if (!mentions_any(msg, host))
+        fail(c, "all_sum while the world breaks: %s, but last_error \"%s\" does not name host %s", mlxd_strerror(rc),
+             msg, host);
+    note(c, "all_sum returned %s after %.3f s, error_at_ms=%lld: \"%s\"", mlxd_strerror(rc), now_s() - t0, at, msg);
+    free(x);
+    free(out);
+    mlxd_group_free(g);
+    return finish(c);
+}
+
 /* ---------- hold ---------- */
 
 static int mode_hold(struct ctx *c) {
@@ -599,7 +694,9 @@ static int mode_hold(struct ctx *c) {
 static int usage(void) {
     fprintf(stderr, "usage: mhclient opposite ITERS KIB lead|follow NAME\n"
                     "       mhclient mismatch | victim | waiter | split | hold\n"
-                    "       mhclient timeout MISSING MS\n");
+                    "       mhclient timeout MISSING MS\n"
+                    "       mhclient resplit ROUNDS\n"
+                    "       mhclient doomed FILE|- TEXT [MIB]\n");
     return 2;
 }
 
@@ -631,5 +728,9 @@ int main(int argc, char **argv) {
         return mode_split(&c);
     if (strcmp(m, "hold") == 0)
         return mode_hold(&c);
+    if (strcmp(m, "doomed") == 0 && (argc == 4 || argc == 5))
+        return mode_doomed(&c, argv[2], argv[3], argc == 5 ? atoi(argv[4]) : 0);
+    if (strcmp(m, "resplit") == 0 && argc == 3)
+        return mode_resplit(&c, atoi(argv[2]));
     return usage();
 }

@@ -1,10 +1,14 @@
 #!/bin/bash
 # The multi-host integration tests, one function per behaviour, named like the
-# ctest test that runs it:  bash multihost.sh NAME
+# ctest test that runs it:  bash multihost.sh NAME [--test-hosts]
 #
 # Each test starts its own world: H mlxd daemons under one mpirun on this
 # machine, standing in for H hosts, each on its own socket d-R.sock (R: the
-# daemon's world rank) in the test's directory. Clients are real processes:
+# daemon's world rank) in the test's directory, talking through shared
+# memory. With --test-hosts the world runs on H test hosts instead
+# (tests/hosts/hosts.sh: a network namespace, host name and /run/mlxd each),
+# one daemon per host on the default endpoint, talking TCP only; each host's
+# clients and mlxctl run on that host. Clients are real processes:
 # opcheck (every op, dtype and shape), errcase (error behaviour) and mhclient
 # (the behaviours of jobs spread over daemons), placed on daemons by
 # mlxctl launch --daemons (contiguous blocks) or one by one.
@@ -13,6 +17,9 @@
 # let things settle), stops the world at the end (SIGTERM to every daemon,
 # then mpirun must exit 0 and nothing of the world may be left running), and
 # prints every daemon's log when anything failed.
+#
+# M_MPIRUN_ARGS adds mpirun options on test hosts (e.g. "--mca
+# orte_enable_recovery 1", to see what Open MPI does with a lost host).
 #
 # Needs MLXD_BIN, MLXCTL_BIN, OPCHECK_BIN, ERRCASE_BIN and MHCLIENT_BIN;
 # MPIRUN (default: mpirun) is Open MPI's, and python3 reads mlxctl's JSON.
@@ -27,10 +34,14 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 # ---- harness ----
 
+M_ON_HOSTS=0
+[[ "${2:-}" == "--test-hosts" ]] && M_ON_HOSTS=1
+
 # A short directory: ZeroMQ ipc paths are limited to 107 bytes.
 M_DIR=$(mktemp -d /tmp/mh.XXXXXX) || exit 1
 M_OP_TIMEOUT=${M_OP_TIMEOUT:-20}
 M_MPIRUN_PID=""
+M_WORLD_MAY_END=0  # a test that breaks the world: mpirun may have ended it
 M_HOSTS=0
 TEST_FAILED=0
 M_PIDS=()
@@ -44,6 +55,30 @@ export MLXT_DIR="$M_DIR" MH_DIR="$M_DIR"
 unset MLXD_JOB MLXD_RANK MLXD_SIZE MLXD_SOCKET
 
 source "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../hosts/hosts.sh"
+
+# on_host R CMD...: CMD on the host of world rank R (here, on one machine).
+on_host() {
+    local r=$1
+    shift
+    if (( M_ON_HOSTS )); then
+        hosts_exec "$r" "$@"
+    else
+        "$@"
+    fi
+}
+
+# mctl R ARGS...: mlxctl ARGS on the daemon of world rank R.
+mctl() {
+    local r=$1
+    shift
+    on_host "$r" "$MLXCTL_BIN" "$@" --socket "${EP[r]}"
+}
+
+# The host name of world rank R, as its daemon sees it.
+host_name() {
+    if (( M_ON_HOSTS )); then echo "${HOSTS[$1]}"; else hostname; fi
+}
 
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
@@ -71,28 +106,49 @@ daemon_log() {
 }
 
 # start_world H [MLXD ARGS...]: H daemons under mpirun; waits until every one
-# answers, and sets EP and DPID.
+# answers, and sets EP and DPID. On test hosts (M_RATE, if set, caps their
+# links), each daemon must be in its own host's network namespace and
+# mpirun must have been told to use TCP only.
 start_world() {
-    local h=$1 r pid
+    local h=$1 r pid rank
     shift
     [[ -z "$M_MPIRUN_PID" ]] || fail "start_world: a world already runs"
     M_HOSTS=$h
-    log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
-    "${MPIRUN:-mpirun}" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
-        --output-filename "$M_DIR/out" -n "$h" \
-        "$MLXD_BIN" --socket "ipc://$M_DIR/d-%r.sock" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" \
-        >"$M_DIR/mpirun.log" 2>&1 &
+    if (( M_ON_HOSTS )); then
+        hosts_setup "$h" "${M_RATE:-}" || fail "cannot make $h test hosts"
+        log "starting a world of $h on test hosts: mpirun $(hosts_mpi_options) -n $h $MLXD_BIN --op-timeout $M_OP_TIMEOUT --log-level debug $*"
+        hosts_mpirun_cmd
+        # shellcheck disable=SC2086
+        "${HOSTS_MPIRUN[@]}" ${M_MPIRUN_ARGS:-} --output-filename "$M_DIR/out" \
+            "$MLXD_BIN" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" >"$M_DIR/mpirun.log" 2>&1 &
+    else
+        log "starting a world of $h: ${MPIRUN:-mpirun} -n $h $MLXD_BIN --socket ipc://$M_DIR/d-%r.sock --op-timeout $M_OP_TIMEOUT --log-level debug $*"
+        "${MPIRUN:-mpirun}" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
+            --output-filename "$M_DIR/out" -n "$h" \
+            "$MLXD_BIN" --socket "ipc://$M_DIR/d-%r.sock" --op-timeout "$M_OP_TIMEOUT" --log-level debug "$@" \
+            >"$M_DIR/mpirun.log" 2>&1 &
+    fi
     M_MPIRUN_PID=$!
     for ((r = 0; r < h; r++)); do
-        EP[r]="ipc://$M_DIR/d-$r.sock"
-        if ! "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 20 >/dev/null; then
-            alive "$M_MPIRUN_PID" || fail "mpirun exited while the world started"
-            fail "the daemon of world rank $r did not answer on ${EP[r]} within 20 s"
+        if (( M_ON_HOSTS )); then
+            EP[r]="ipc:///run/mlxd/mlxd.sock"
+        else
+            EP[r]="ipc://$M_DIR/d-$r.sock"
         fi
-        pid=$("$MLXCTL_BIN" status --json --socket "${EP[r]}" | jget 'd["daemons"][0]["pid"]') ||
+        if ! mctl "$r" wait --timeout 30 >/dev/null; then
+            alive "$M_MPIRUN_PID" || fail "mpirun exited while the world started"
+            fail "the daemon of world rank $r did not answer on ${EP[r]} within 30 s"
+        fi
+        read -r pid rank < <(mctl "$r" status --json | jget '"%d %d" % (d["daemons"][0]["pid"], d["daemons"][0]["world"]["rank"])') ||
             fail "mlxctl status --json on ${EP[r]} failed"
-        [[ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$M_MPIRUN_PID" ]] ||
-            fail "the daemon on ${EP[r]} (pid $pid) is not a child of our mpirun ($M_MPIRUN_PID)"
+        if (( M_ON_HOSTS )); then
+            [[ "$rank" == "$r" ]] || fail "the daemon on ${HOSTS[r]} (pid $pid) is world rank $rank, expected $r"
+            [[ "$(ip netns identify "$pid")" == "${HOSTS[r]}" ]] ||
+                fail "the daemon of world rank $r (pid $pid) is not in the network namespace of ${HOSTS[r]}"
+        else
+            [[ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$M_MPIRUN_PID" ]] ||
+                fail "the daemon on ${EP[r]} (pid $pid) is not a child of our mpirun ($M_MPIRUN_PID)"
+        fi
         DPID[r]=$pid
     done
     log "world of $h answers: daemon pids ${DPID[*]}, mpirun $M_MPIRUN_PID"
@@ -104,7 +160,7 @@ world_alive() {
     alive "$M_MPIRUN_PID" || fail "mpirun (pid $M_MPIRUN_PID) is no longer running"
     for ((r = 0; r < M_HOSTS; r++)); do
         alive "${DPID[r]}" || fail "the daemon of world rank $r (pid ${DPID[r]}) is no longer running"
-        "$MLXCTL_BIN" wait --socket "${EP[r]}" --timeout 5 >/dev/null ||
+        mctl "$r" wait --timeout 5 >/dev/null ||
             fail "the daemon of world rank $r (pid ${DPID[r]}) runs but does not answer on ${EP[r]}"
     done
 }
@@ -114,10 +170,17 @@ world_alive() {
 # zombie has exited (whoever inherited it reaps it): it does not count.
 world_leftovers() {
     local r pid
-    { pgrep -f -- "$M_DIR"; for ((r = 0; r < M_HOSTS; r++)); do echo "${DPID[r]}"; done; } | sort -u |
+    { pgrep -f -- "$M_DIR"; for ((r = 0; r < M_HOSTS; r++)); do echo "${DPID[r]:-}"; done
+      if (( M_ON_HOSTS )); then for ((r = 0; r < M_HOSTS; r++)); do hosts_pids "$r"; done; fi; } | sort -u |
         while read -r pid; do
             [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" =~ ^[^Z] ]] && echo "$pid"
         done
+}
+
+# kill_mpirun PID: SIGTERM to mpirun, SIGKILL when it ignores that for 10 s.
+kill_mpirun() {
+    kill -TERM "$1" 2>/dev/null
+    wait_until 10 gone "$1" || { log "mpirun ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$1"; }
 }
 
 # stop_world: SIGTERM to every daemon (mpirun's children), as a host's
@@ -131,19 +194,31 @@ stop_world() {
     [[ -n "$M_MPIRUN_PID" ]] || return 0
     local mp=$M_MPIRUN_PID rc=0 r st left=()
     M_MPIRUN_PID=""
+    if (( M_WORLD_MAY_END )); then
+        # A broken world: mpirun may end it (with any status) while we stop
+        # it; nothing of it may be left.
+        for ((r = 0; r < M_HOSTS; r++)); do
+            [[ -n "${DPID[r]:-}" ]] && kill -TERM "${DPID[r]}" 2>/dev/null
+        done
+        wait_until 20 gone "$mp" || { log "mpirun did not exit within 20 s; SIGTERM to it"; kill_mpirun "$mp"; rc=1; }
+        wait "$mp"
+        log "the broken world ended: mpirun exited with status $?"
+        world_left_nothing || rc=1
+        return $rc
+    fi
     for ((r = 0; r < M_HOSTS; r++)); do
+        [[ -n "${DPID[r]:-}" ]] || { log "the daemon of world rank $r never answered"; rc=1; continue; }
         kill -TERM "${DPID[r]}" 2>/dev/null || { log "the daemon of world rank $r had already exited"; rc=1; }
     done
     if ! wait_until 15 gone "$mp"; then
         log "mpirun did not exit within 15 s of SIGTERM to the daemons; SIGTERM to mpirun"
         for ((r = 0; r < M_HOSTS; r++)); do
-            [[ "$(ps -o stat= -p "${DPID[r]}" 2>/dev/null)" =~ ^[^Z] ]] &&
+            [[ -n "${DPID[r]:-}" && "$(ps -o stat= -p "${DPID[r]}" 2>/dev/null)" =~ ^[^Z] ]] &&
                 log "the daemon of world rank $r (pid ${DPID[r]}) still runs; its threads wait in:" \
                     "$(for t in /proc/"${DPID[r]}"/task/*; do printf '%s ' "$(cat "$t/wchan" 2>/dev/null)"; done)"
         done
         rc=1
-        kill -TERM "$mp" 2>/dev/null
-        wait_until 10 gone "$mp" || { log "mpirun ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$mp"; }
+        kill_mpirun "$mp"
     fi
     wait "$mp"
     st=$?
@@ -152,24 +227,33 @@ stop_world() {
         rc=1
     fi
     for ((r = 0; r < M_HOSTS; r++)); do
-        grep -q 'notice: Stopped' "$(daemon_log $r)" ||
+        [[ -n "${DPID[r]:-}" ]] && ! grep -q 'notice: Stopped' "$(daemon_log $r)" &&
             { log "the daemon of world rank $r (pid ${DPID[r]}) did not log that it stopped"; rc=1; }
     done
+    world_left_nothing || rc=1
+    (( rc == 0 )) && log "world stopped: mpirun exited 0, every daemon stopped, nothing left"
+    return $rc
+}
+
+# Fails (and kills them) when processes of the world are left.
+world_left_nothing() {
+    local left=()
     mapfile -t left < <(world_leftovers)
     if (( ${#left[@]} )); then
         log "processes of the world left after mpirun exited:"
         ps -o pid,ppid,stat,args -p "$(IFS=,; echo "${left[*]}")"
         kill -KILL "${left[@]}" 2>/dev/null
-        rc=1
+        return 1
     fi
-    (( rc == 0 )) && log "world stopped: mpirun exited 0, every daemon stopped, nothing left"
-    return $rc
 }
 
 # Fails when a daemon's log or mpirun's output shows a crash or a sanitizer.
+# (A test that breaks the world kills a host: mpirun then says so.)
 check_logs() {
+    local mp="$M_DIR/mpirun.log"
+    (( M_WORLD_MAY_END )) && mp=/dev/null
     if grep -lE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|LeakSanitizer|Segmentation fault|signal [0-9]+ \(|exited on signal|MPI_ABORT' \
-        "$M_DIR/mpirun.log" "$M_DIR"/out/*/rank.*/stderr 2>/dev/null; then
+        "$mp" "$M_DIR"/out/*/rank.*/stderr 2>/dev/null; then
         log "a daemon log shows a crash, an abort or a sanitizer report"
         return 1
     fi
@@ -189,11 +273,20 @@ print_logs() {
 
 # spawn_rank JOB RANK SIZE HOST CMD...: one client of a job on the daemon of
 # world rank HOST, with the environment mlxctl launch would give it, its
-# output to a file. Sets SPAWNED.
+# output to a file. Sets SPAWNED. On test hosts, it runs on that host and
+# finds its daemon on the default endpoint; MH_HOST tells mhclient which
+# host it is on.
 spawn_rank() {
     local job=$1 rank=$2 size=$3 host=$4 out="$M_DIR/client.${#M_PIDS[@]}.out"
     shift 4
-    MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
+    if (( M_ON_HOSTS )); then
+        # The agent itself, not hosts_exec: $! is then the client's pid (each
+        # step execs the next), not a subshell's.
+        "$HOSTS_AGENT" --argv "${HOSTS[host]}" env MLXD_JOB="$job" MLXD_RANK="$rank" MLXD_SIZE="$size" MH_HOST="$host" \
+            "$@" >"$out" 2>&1 &
+    else
+        MLXD_JOB=$job MLXD_RANK=$rank MLXD_SIZE=$size MLXD_SOCKET=${EP[host]} "$@" >"$out" 2>&1 &
+    fi
     SPAWNED=$!
     M_PIDS+=("$SPAWNED")
     M_OUT[$SPAWNED]=$out
@@ -218,15 +311,49 @@ wait_rank() {
 
 # launch_on N TIMEOUT_S HOSTS -- CMD...: one job of N ranks through mlxctl
 # launch, spread over the daemons of the world ranks in HOSTS ("0 1 2") in
-# blocks, with the id $JOB; its exit status.
+# blocks, with the id $JOB; its exit status. On test hosts: launch_on_hosts.
 launch_on() {
     local n=$1 timeout=$2 hosts=$3 h eps=""
     shift 4
+    if (( M_ON_HOSTS )); then
+        launch_on_hosts "$n" "$timeout" "$hosts" "$@"
+        return
+    fi
     for h in $hosts; do eps+="${eps:+,}${EP[h]}"; done
     log "mlxctl launch -n $n --job $JOB --daemons $eps -- $*"
     timeout --kill-after=5 "$timeout" "$MLXCTL_BIN" launch -n "$n" --job "$JOB" --prefix --daemons "$eps" -- "$@"
     local rc=$?
     (( rc == 124 || rc == 137 )) && log "mlxctl launch did not finish within $timeout s"
+    return $rc
+}
+
+# launch_on_hosts N TIMEOUT_S HOSTS CMD...: launch_on's job on test hosts,
+# with mlxctl launch's blocks (the first n % d one rank larger), each rank
+# started on its host; the first failure's exit status, the others killed.
+launch_on_hosts() {
+    local n=$1 timeout=$2 hs=($3) r d k q big rc=0 st pids=() deadline
+    shift 3
+    d=${#hs[@]}
+    q=$((n / d))
+    big=$((n % d * (q + 1)))
+    log "job $JOB: $n ranks of $* over test hosts ${hs[*]}"
+    for ((r = 0; r < n; r++)); do
+        if (( r < big )); then k=$((r / (q + 1))); else k=$((n % d + (r - big) / q)); fi
+        spawn_rank "$JOB" "$r" "$n" "${hs[k]}" "$@"
+        pids+=("$SPAWNED")
+    done
+    # TCP between namespaces on a loaded machine is slower than shared
+    # memory: three times the one-machine deadline.
+    deadline=$(( $(now_ms) + timeout * 3000 ))
+    for ((r = 0; r < n; r++)); do
+        st=0
+        wait_rank "${pids[r]}" $(( (deadline - $(now_ms)) / 1000 + 1 )) || st=$?
+        if (( st != 0 && rc == 0 )); then
+            rc=$st
+            log "rank $r exited with code $st"
+            kill -KILL "${pids[@]}" 2>/dev/null
+        fi
+    done
     return $rc
 }
 
@@ -256,8 +383,9 @@ harness_exit() {
     stop_world || rc=1
     check_logs || rc=1
     (( TEST_FAILED )) && rc=1
+    (( rc != 0 )) && print_logs
+    hosts_teardown
     if (( rc != 0 )); then
-        print_logs
         log "TEST FAILED"
     else
         log "TEST PASSED"
@@ -332,6 +460,25 @@ split_spans_and_stays() {
     world_alive
 }
 
+# 5 ranks over 3 daemons (2+2+1): splits, each freed and followed at once
+# by the next, 20 times; ranks of one split stay on one host and span hosts.
+split_after_freed_split_works_on_every_host() {
+    start_world 3
+    new_job
+    launch_on 5 120 "0 1 2" -- "$MHCLIENT_BIN" resplit 20 || fail "mhclient resplit 20 on 2+2+1 ranks"
+    world_alive
+}
+
+# The lifetime tests' split race (lifecheck split_race: splits freed at
+# once, 20 times), with 5 ranks over 3 daemons (2+2+1). Needs LIFECHECK_BIN.
+split_freed_at_once_completes_on_three_daemons() {
+    : "${LIFECHECK_BIN:?LIFECHECK_BIN must name the lifecheck binary}"
+    start_world 3
+    new_job
+    launch_on 5 200 "0 1 2" -- "$LIFECHECK_BIN" split_race || fail "splits freed at once, 5 ranks over 3 daemons"
+    world_alive
+}
+
 large_all_sum_across_hosts() {
     start_world 2
     new_job
@@ -389,7 +536,7 @@ mismatch_across_hosts_gives_emismatch_everywhere() {
 # rank HOST wait in OP.
 clients_pending() {
     local n
-    n=$("$MLXCTL_BIN" status --json --socket "${EP[$1]}" 2>/dev/null |
+    n=$(mctl "$1" status --json 2>/dev/null |
         jget 'sum(c["job"] == a[0] and c["pending"] == a[1] for c in d["daemons"][0]["clients"])' "$2" "$3") ||
         return 1
     [[ "$n" == "$4" ]]
@@ -461,6 +608,176 @@ missing_rank_across_hosts_times_out_naming_it() {
     next_job_works "timeouts"
 }
 
+# ---- hosts lost or cut off (test hosts only) ----
+
+# error_after PID T0_MS WHAT LIMIT_MS: the client PID said when it got its
+# error (error_at_ms=); fails softly unless that was within LIMIT_MS of T0_MS.
+error_after() {
+    local at dt
+    at=$(grep -oE 'error_at_ms=[0-9]+' "${M_OUT[$1]}" | cut -d= -f2)
+    [[ -n "$at" ]] || { soft_fail "$3 did not say when it got its error"; return; }
+    dt=$((at - $2))
+    log "$3 had its error $dt ms after the break"
+    (( dt <= $4 )) || soft_fail "$3 had its error $dt ms after the break, expected within $4 ms"
+}
+
+# A job of 3, one rank per host; every process on host 1 is killed (its
+# daemon, orted, the rank) while ranks 0 and 2 wait in all_sum: each gets an
+# error naming host 1 within 1 s. Then, as far as Open MPI lets the world
+# live on, a job on hosts 0 and 2 runs.
+lost_host_gives_every_surviving_rank_an_error_naming_it() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    start_world 3
+    new_job
+    local r pids=() t_kill
+    for r in 0 1 2; do
+        if (( r == 1 )); then
+            spawn_rank "$JOB" 1 3 1 "$MHCLIENT_BIN" doomed never "${HOSTS[0]}"
+        else
+            spawn_rank "$JOB" "$r" 3 "$r" "$MHCLIENT_BIN" doomed - "${HOSTS[1]}"
+        fi
+        pids+=("$SPAWNED")
+    done
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1,2} || fail "the job of 3 on 3 hosts did not form within 30 s"
+    wait_until 30 clients_pending 0 "$JOB" all_sum 1 || fail "rank 0 was not waiting in all_sum on host 0 within 30 s"
+    wait_until 30 clients_pending 2 "$JOB" all_sum 1 || fail "rank 2 was not waiting in all_sum on host 2 within 30 s"
+    t_kill=$(now_ms)
+    hosts_kill 1
+    for r in 0 2; do
+        expect_exit "rank $r (host $r), waiting in all_sum when host 1 was lost" "${pids[r]}" 20 0
+        error_after "${pids[r]}" "$t_kill" "rank $r (host $r)" 1000
+    done
+    if wait_until 5 gone "$M_MPIRUN_PID"; then
+        log "mpirun ended the world within $(( $(now_ms) - t_kill )) ms of the loss"
+    else
+        new_job
+        launch_on 2 30 "0 2" -- "$ERRCASE_BIN" smoke && log "a job on hosts 0 and 2 ran after host 1 was lost" ||
+            log "a job on hosts 0 and 2 did not run after host 1 was lost (mpirun still runs: $(alive "$M_MPIRUN_PID" && echo yes || echo no))"
+    fi
+}
+
+# With a 5 s op deadline, host 1's link goes down for 10 s while rank 0
+# (host 0) and rank 1 (host 1) call all_sum: both have an error naming the
+# other host by 7 s; within 60 s of the link coming back, the world serves a
+# new job or mpirun has exited non-zero. Never a hang.
+link_cut_gives_both_sides_an_error_and_the_world_recovers() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=5
+    start_world 2
+    new_job
+    local r pids=() t_cut t_up deadline st
+    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
+    pids+=("$SPAWNED")
+    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
+    pids+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
+    hosts_link 1 down || fail "cannot take the link of host 1 down"
+    t_cut=$(now_ms)
+    log "took the link of ${HOSTS[1]} down"
+    touch "$M_DIR/cut"
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
+        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 7000
+    done
+    # The cut lasts 10 s: a length of time the test sets, not a wait for an event.
+    local left=$((t_cut + 10000 - $(now_ms)))
+    (( left > 0 )) && sleep "$(awk -v m="$left" 'BEGIN { printf "%.3f", m / 1000 }')"
+    hosts_link 1 up || fail "cannot bring the link of host 1 back"
+    t_up=$(now_ms)
+    log "brought the link of ${HOSTS[1]} back after $((t_up - t_cut)) ms"
+    deadline=$((t_up + 60000))
+    while (( $(now_ms) < deadline )); do
+        if gone "$M_MPIRUN_PID"; then
+            wait "$M_MPIRUN_PID"
+            st=$?
+            M_MPIRUN_PID=""
+            log "mpirun exited with status $st $(( $(now_ms) - t_up )) ms after the link came back"
+            (( st != 0 )) || fail "mpirun exited 0 after the partition: nobody would start the world again"
+            return
+        fi
+        new_job
+        if launch_on 2 20 "0 1" -- "$ERRCASE_BIN" smoke; then
+            log "the world served a new job $(( $(now_ms) - t_up )) ms after the link came back"
+            world_alive
+            return
+        fi
+    done
+    fail "within 60 s of the link coming back, the world neither served a new job nor exited"
+}
+
+# Links capped at 20 Mbit/s: job A (host 0, host 1) runs an all_sum of
+# 32 MiB, which keeps the engines of hosts 0 (the coordinator's) and 1 in
+# one MPI call for over 10 s. Meanwhile job B (host 1, host 2) calls all_sum
+# with a 2 s deadline: the coordinator cannot answer, so each daemon of B
+# fails its own member itself, 1 s after the deadline, naming host 0. The
+# network is fine (no host is lost). Then A completes and a new job runs.
+busy_coordinator_host_leaves_deadlines_to_each_daemon() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_RATE=20mbit
+    M_OP_TIMEOUT=120
+    start_world 3
+    local jb r a=() b=() t0
+    new_job
+    jb=$JOB
+    MH_TIMEOUT_MS=2000 spawn_rank "$jb" 0 2 1 "$MHCLIENT_BIN" doomed go "${HOSTS[0]}"
+    b+=("$SPAWNED")
+    MH_TIMEOUT_MS=2000 spawn_rank "$jb" 1 2 2 "$MHCLIENT_BIN" doomed go "${HOSTS[0]}"
+    b+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "job B (hosts 1 and 2) did not form within 30 s"
+    new_job
+    for r in 0 1; do
+        spawn_rank "$JOB" "$r" 2 "$r" "$OPCHECK_BIN" --large 32
+        a+=("$SPAWNED")
+    done
+    wait_until 60 clients_pending 0 "$JOB" all_sum 1 || fail "job A's rank 0 was not in its all_sum within 60 s"
+    wait_until 60 clients_pending 1 "$JOB" all_sum 1 || fail "job A's rank 1 was not in its all_sum within 60 s"
+    t0=$(now_ms)
+    touch "$M_DIR/go"
+    for r in 0 1; do
+        expect_exit "job B's rank $r (host $((r + 1))), its coordinator busy" "${b[r]}" 30 0
+        error_after "${b[r]}" "$t0" "job B's rank $r (host $((r + 1)))" 6000
+        grep -q 'did not answer' "${M_OUT[${b[r]}]}" || soft_fail "job B's rank $r: its error does not say the coordinator did not answer"
+    done
+    for r in 0 1; do
+        expect_exit "job A's rank $r, a 32 MiB all_sum at 20 Mbit/s" "${a[r]}" 300 0
+    done
+    next_job_works "a busy coordinator"
+}
+
+# With --max-mpi-stall 2 and links capped at 20 Mbit/s, an all_sum of 32 MiB
+# on 2 hosts keeps the engines in one MPI call for over 10 s: each daemon
+# answers its rank with MLXD_EUNAVAILABLE ("cannot make progress") and exits
+# with status 3 (a rank whose daemon saw the other host go first gets
+# MLXD_EPEER naming it), so mpirun ends the world with a failure.
+stalled_mpi_call_exits_the_world_non_zero() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_RATE=20mbit
+    start_world 2 --max-mpi-stall 2
+    new_job
+    local r pids=() t0 st
+    for r in 0 1; do
+        # The first daemon to give up exits; the other may see its host lost first.
+        spawn_rank "$JOB" "$r" 2 "$r" "$MHCLIENT_BIN" doomed - "cannot make progress|${HOSTS[1 - r]}" 32
+        pids+=("$SPAWNED")
+    done
+    t0=$(now_ms)
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in a 32 MiB all_sum at 20 Mbit/s" "${pids[r]}" 60 0
+    done
+    wait_until 30 gone "$M_MPIRUN_PID" || fail "mpirun still runs 30 s after the daemons' MPI calls stalled"
+    wait "$M_MPIRUN_PID"
+    st=$?
+    M_MPIRUN_PID=""
+    log "mpirun exited with status $st $(( $(now_ms) - t0 )) ms after the all_sum began"
+    (( st != 0 )) || fail "mpirun exited 0: nobody would start the world again"
+    for r in 0 1; do
+        grep -q 'cannot make progress' "$(daemon_log $r)" || soft_fail "the log of the daemon on host $r does not say why it exits"
+    done
+}
+
 # ---- the world as mlxctl sees it ----
 
 # A job of 4 over 3 daemons (1+2+1) forms and holds; mlxctl status --world
@@ -476,13 +793,14 @@ job_split_over_daemons_forms_and_status_world_shows_all() {
     done
     wait_until 20 files_exist "$M_DIR"/held.{0,1,2,3} ||
         fail "the job of 4 over 3 daemons did not form and run an all_sum within 20 s"
-    "$MLXCTL_BIN" status --world --json --socket "${EP[1]}" >"$M_DIR/world.json" ||
+    mctl 1 status --world --json >"$M_DIR/world.json" ||
         fail "mlxctl status --world --json on d1 failed"
-    python3 - "$M_DIR/world.json" "$("$MLXD_BIN" --version | awk '{print $2}')" "$(hostname)" "$JOB" \
+    python3 - "$M_DIR/world.json" "$("$MLXD_BIN" --version | awk '{print $2}')" "$(for r in 0 1 2; do host_name $r; done | xargs)" "$JOB" \
         "${DPID[*]}" "${EP[*]}" "${local_members[*]}" <<'EOF' || soft_fail "mlxctl status --world --json on d1 is not what it should be"
 import json, sys
-path, version, host, job = sys.argv[1:5]
+path, version, hosts, job = sys.argv[1:5]
 pids, eps, members = (v.split() for v in sys.argv[5:8])
+hosts = hosts.split()
 daemons = json.load(open(path))["daemons"]
 bad = []
 ranks = sorted(d["world"]["rank"] for d in daemons)
@@ -494,7 +812,7 @@ for d in daemons:
         continue
     print(f"daemon {r}: pid {d['pid']}, {d['endpoint']}, version {d['version']}, world of {w['size']} on {w['hosts']}, "
           f"jobs {[(j['id'], j['size'], j['local_members'], j['state']) for j in d['jobs']]}")
-    want = {"world size": (w["size"], len(pids)), "hosts": (w["hosts"], [host] * len(pids)),
+    want = {"world size": (w["size"], len(pids)), "hosts": (w["hosts"], hosts),
             "version": (d["version"], version), "pid": (d["pid"], int(pids[r])), "endpoint": (d["endpoint"], eps[r]),
             "MPI version given": (bool(w.get("mpi_version")), True)}
     js = [j for j in d["jobs"] if j["id"] == job]
@@ -509,9 +827,10 @@ for b in bad:
 sys.exit(1 if bad else 0)
 EOF
     local text
-    text=$("$MLXCTL_BIN" status --world --socket "${EP[1]}") || fail "mlxctl status --world on d1 failed"
+    text=$(mctl 1 status --world) || fail "mlxctl status --world on d1 failed"
     for r in 0 1 2; do
         grep -qF "${EP[r]}" <<<"$text" || soft_fail "mlxctl status --world does not show ${EP[r]}"
+        grep -qF "$(host_name $r)" <<<"$text" || soft_fail "mlxctl status --world does not show host $(host_name $r)"
     done
     touch "$M_DIR/release"
     for r in 0 1 2 3; do
@@ -590,7 +909,13 @@ mpi_backend_four_ranks_two_daemons() {
 # Other scripts source this one for its harness (lifetime_multihost.sh).
 [[ -n "${MH_AS_LIBRARY:-}" ]] && return 0
 
-[[ $# -eq 1 ]] || fail "usage: multihost.sh TEST_NAME"
+[[ $# -eq 1 || ( $# -eq 2 && "$2" == --test-hosts ) ]] || fail "usage: multihost.sh TEST_NAME [--test-hosts]"
+if (( M_ON_HOSTS )) && { (( EUID != 0 )) || ! command -v ip >/dev/null; }; then
+    log "SKIPPED: test hosts need root and iproute2"
+    trap - EXIT
+    rm -rf "$M_DIR"
+    exit 77
+fi
 declare -F "$1" >/dev/null || fail "no test named $1"
-log "test $1"
+log "test $1$( (( M_ON_HOSTS )) && echo ' on test hosts')"
 "$1"
