@@ -113,14 +113,18 @@ struct blocking {
     bool interruptible;
 };
 
-static void blocking_begin(struct blocking *b, PyThread_type_lock lock) {
+static void blocking_begin_as(struct blocking *b, PyThread_type_lock lock, bool interruptible) {
     b->lock = lock;
-    b->interruptible = PyThread_get_thread_ident() == main_thread;
+    b->interruptible = interruptible;
     b->ts = PyEval_SaveThread();
     if (lock)
         PyThread_acquire_lock(lock, WAIT_LOCK);
     if (b->interruptible)
         mlxd_set_interrupt(check_signals, NULL);
+}
+
+static void blocking_begin(struct blocking *b, PyThread_type_lock lock) {
+    blocking_begin_as(b, lock, PyThread_get_thread_ident() == main_thread);
 }
 
 static void blocking_end(struct blocking *b) {
@@ -250,6 +254,15 @@ static int int_arg(const char *what, PyObject *o, int *ret) {
         return -1;
     }
     *ret = (int) v;
+    return 0;
+}
+
+// The wait= argument of an op: true when not given.
+static int wait_arg(PyObject *o, bool *ret) {
+    int v = o ? PyObject_IsTrue(o) : 1;
+    if (v < 0)
+        return -1;
+    *ret = v;
     return 0;
 }
 
@@ -560,23 +573,202 @@ static PyTypeObject GroupType = {
     .tp_methods = group_methods,
 };
 
+/* ---- Request: an op issued with wait=False ---- */
+
+// What a nonblocking op returns. It holds the group, the input array and
+// the result (the memory libmlxd reads and writes until mlxd_wait()), and
+// calls mlxd_wait() exactly once: in the first wait(), or when it goes.
+typedef struct {
+    PyObject_HEAD
+    mlxd_request *r;                    // NULL once mlxd_wait() was called
+    const char *name;                   // the op, for repr
+    GroupObject *g;                     // the group it was issued on
+    PyObject *input;                    // kept until the op ended
+    PyObject *result;                   // what wait() returns
+    PyObject *error;                    // or the exception it raised
+    PyThread_type_lock lock;            // one wait() at a time
+} RequestObject;
+
+static PyTypeObject RequestType;
+
+// mlxd_wait(r) as a blocking call on g (interruptible: may a signal handler
+// end it, on the main thread only). A failure's detail goes to err.
+static int wait_on(GroupObject *g, mlxd_request *r, bool interruptible, char *err, size_t size) {
+    struct blocking b;
+    blocking_begin_as(&b, g->lock, interruptible && PyThread_get_thread_ident() == main_thread);
+    int rc = mlxd_wait(r);
+    PyOS_snprintf(err, size, "%s", rc < 0 ? mlxd_last_error(g->g) : "");
+    blocking_end(&b);
+    return rc;
+}
+
+// A Request for r, issued on g; takes the references to input and result
+// (either may be NULL: result NULL returns None). On failure r is waited
+// for here.
+static PyObject *request_new(GroupObject *g, const char *name, mlxd_request *r, PyObject *input, PyObject *result) {
+    RequestObject *o = PyObject_New(RequestObject, &RequestType);
+    PyThread_type_lock lock = o ? PyThread_allocate_lock() : NULL;
+    if (!lock) {
+        char err[8];
+        wait_on(g, r, false, err, sizeof err);
+        Py_XDECREF(input);
+        Py_XDECREF(result);
+        if (o)
+            PyObject_Free(o);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(g);
+    o->r = r;
+    o->name = name;
+    o->g = g;
+    o->input = input;
+    o->result = result ? result : Py_NewRef(Py_None);
+    o->error = NULL;
+    o->lock = lock;
+    return (PyObject *) o;
+}
+
+// Ends o's op: mlxd_wait() with the GIL released and the group's lock held,
+// interruptible on the main thread (not when the Request goes: nothing could
+// see the exception there). Keeps the result or the exception.
+static void request_finish(RequestObject *o, bool interruptible) {
+    mlxd_request *r = o->r;
+    char err[512];
+    o->r = NULL;
+    int rc = wait_on(o->g, r, interruptible, err, sizeof err);
+    Py_CLEAR(o->input);
+    if (rc < 0 && interruptible) {
+        PyObject *t, *v, *tb;
+        Py_CLEAR(o->result);
+        raise_code(rc, err);
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        if (v && tb)
+            PyException_SetTraceback(v, tb);
+        o->error = Py_XNewRef(v);
+        PyErr_Restore(t, v, tb);
+    } else if (rc < 0) {
+        Py_CLEAR(o->result);
+    }
+}
+
+PyDoc_STRVAR(request_wait_doc,
+"wait()\n--\n\n"
+"Wait until the op ended and return its result: the new array (collectives,\n"
+"recv, recv_like), ``x`` as an array (send).\n\n"
+"Raises what the blocking op would raise. The GIL is released while it\n"
+"waits, and on the main thread Ctrl-C interrupts it (KeyboardInterrupt;\n"
+"the process has then left the group), as a blocking op. Every later call\n"
+"returns the same array, or raises the same exception, at once.");
+
+static PyObject *request_wait(RequestObject *o, PyObject *unused) {
+    // Another thread in wait() holds the lock until it kept the outcome.
+    if (!PyThread_acquire_lock(o->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(o->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    if (o->r) {
+        request_finish(o, true);
+    } else if (o->error) {
+        PyErr_SetObject((PyObject *) Py_TYPE(o->error), o->error);
+    }
+    PyThread_release_lock(o->lock);
+    if (o->error)
+        return NULL;
+    return o->result ? Py_NewRef(o->result) : NULL;
+}
+
+PyDoc_STRVAR(request_test_doc,
+"test()\n--\n\n"
+"Whether the op ended (then ``wait()`` returns at once). Never blocks: while\n"
+"another thread's call on the group is under way, or another thread is in\n"
+"this request's ``wait()``, it returns False.");
+
+static PyObject *request_test(RequestObject *o, PyObject *unused) {
+    bool done = true;
+    if (!PyThread_acquire_lock(o->lock, NOWAIT_LOCK))
+        Py_RETURN_FALSE;
+    if (o->r) {
+        if (!PyThread_acquire_lock(o->g->lock, NOWAIT_LOCK)) {
+            done = false;
+        } else {
+            mlxd_request *r = o->r;
+            Py_BEGIN_ALLOW_THREADS
+            mlxd_test(r, &done);
+            Py_END_ALLOW_THREADS
+            PyThread_release_lock(o->g->lock);
+        }
+    }
+    PyThread_release_lock(o->lock);
+    return PyBool_FromLong(done);
+}
+
+static void request_dealloc(RequestObject *o) {
+    // Never waited for: the op's memory must stay until it ended.
+    if (o->r)
+        request_finish(o, false);
+    Py_XDECREF(o->input);
+    Py_XDECREF(o->result);
+    Py_XDECREF(o->error);
+    Py_XDECREF(o->g);
+    if (o->lock)
+        PyThread_free_lock(o->lock);
+    PyObject_Free(o);
+}
+
+static PyObject *request_repr(RequestObject *o) {
+    return PyUnicode_FromFormat("<mlxd.Request %s%s>", o->name, o->r ? "" : ", waited");
+}
+
+static PyMethodDef request_methods[] = {
+    { "wait", (PyCFunction) request_wait, METH_NOARGS, request_wait_doc },
+    { "test", (PyCFunction) request_test, METH_NOARGS, request_test_doc },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject RequestType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mlxd.Request",
+    .tp_basicsize = sizeof(RequestObject),
+    .tp_dealloc = (destructor) request_dealloc,
+    .tp_repr = (reprfunc) request_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An op issued with ``wait=False``: it runs while the program computes.\n\n"
+              "``wait()`` returns its result (or raises its error), ``test()`` says\n"
+              "whether it ended without blocking. Until it ended the Request keeps the\n"
+              "input array and the result alive; neither may be written (nor the\n"
+              "result read) before ``wait()`` returned. One that goes without\n"
+              "``wait()`` is waited for then (its error is lost).\n\n"
+              "Several requests may be in flight on one group; every member's ops,\n"
+              "with or without wait, are matched in the order it issued them.\n"
+              "Issuing takes the group's turn only for the issue, but ``wait()``\n"
+              "takes it for the whole wait, as a blocking op: while one thread\n"
+              "waits, other threads' calls on that group wait for it. Do not have a\n"
+              "thread wait for an op whose peer needs another thread's later op on\n"
+              "the same group; issue that op first.",
+    .tp_methods = request_methods,
+};
+
 /* ---- the arguments of an op on one array ---- */
 
-// Parses (x, [peer,] *, group=None, stream=None): the group, x as an array
-// libmlxd reads (a new reference, the return value) with its description,
-// and, when peer_name is given, the peer's rank. NULL with an exception set
+// Parses (x, [peer,] *, group=None, stream=None, wait=True): the group, x
+// as an array libmlxd reads (a new reference, the return value) with its
+// description, wait, and, when peer_name is given, the peer's rank. NULL with an exception set
 // on failure.
 static PyArrayObject *array_op_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                                    const char *peer_name, GroupObject **ret_g, int *ret_peer, mlxd_array *ret_x) {
-    const char *names[4] = { "x" };
+                                    const char *peer_name, GroupObject **ret_g, int *ret_peer, mlxd_array *ret_x,
+                                    bool *ret_wait) {
+    const char *names[5] = { "x" };
     int npos = 1;
     if (peer_name)
         names[npos++] = peer_name;
     names[npos] = "group";
     names[npos + 1] = "stream";
-    PyObject *a[4];
-    if (parse_args(fname, args, nargs, kwnames, npos, npos, (const char *const *) names, npos + 2, a) < 0 ||
-        (peer_name && int_arg(peer_name, a[1], ret_peer) < 0))
+    names[npos + 2] = "wait";
+    PyObject *a[5];
+    if (parse_args(fname, args, nargs, kwnames, npos, npos, (const char *const *) names, npos + 3, a) < 0 ||
+        (peer_name && int_arg(peer_name, a[1], ret_peer) < 0) || wait_arg(a[npos + 2], ret_wait) < 0)
         return NULL;
     GroupObject *g = group_arg(a[npos]);
     if (!g)
@@ -598,6 +790,10 @@ static int (*const coll_fn[])(mlxd_group *, const mlxd_array *, mlxd_array *) = 
     [COLL_SUM] = mlxd_all_sum, [COLL_MAX] = mlxd_all_max, [COLL_MIN] = mlxd_all_min,
     [COLL_GATHER] = mlxd_all_gather, [COLL_SCATTER] = mlxd_sum_scatter,
 };
+static int (*const icoll_fn[])(mlxd_group *, const mlxd_array *, mlxd_array *, mlxd_request **) = {
+    [COLL_SUM] = mlxd_iall_sum, [COLL_MAX] = mlxd_iall_max, [COLL_MIN] = mlxd_iall_min,
+    [COLL_GATHER] = mlxd_iall_gather, [COLL_SCATTER] = mlxd_isum_scatter,
+};
 static const char *const coll_name[] = {
     [COLL_SUM] = "all_sum", [COLL_MAX] = "all_max", [COLL_MIN] = "all_min",
     [COLL_GATHER] = "all_gather", [COLL_SCATTER] = "sum_scatter",
@@ -606,7 +802,9 @@ static const char *const coll_name[] = {
 static PyObject *collective(enum coll op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     GroupObject *g;
     mlxd_array in, out;
-    PyArrayObject *x = array_op_args(coll_name[op], args, nargs, kwnames, NULL, &g, NULL, &in);
+    mlxd_request *req = NULL;
+    bool wait;
+    PyArrayObject *x = array_op_args(coll_name[op], args, nargs, kwnames, NULL, &g, NULL, &in, &wait);
     if (!x)
         return NULL;
     // The result's shape, as the library will give it; a shape the op
@@ -630,13 +828,16 @@ static PyObject *collective(enum coll op, PyObject *const *args, Py_ssize_t narg
     }
     struct blocking b;
     blocking_begin(&b, g->lock);
-    int r = coll_fn[op](g->g, &in, &out);
+    int r = wait ? coll_fn[op](g->g, &in, &out) : icoll_fn[op](g->g, &in, &out, &req);
     blocking_end(&b);
-    Py_DECREF(x);
     if (r < 0) {
+        Py_DECREF(x);
         Py_DECREF(res);
         return raise_code(r, mlxd_last_error(g->g));
     }
+    if (!wait)
+        return request_new(g, coll_name[op], req, (PyObject *) x, (PyObject *) res);
+    Py_DECREF(x);
     return (PyObject *) res;
 }
 
@@ -654,31 +855,34 @@ COLLECTIVE(sum_scatter, COLL_SCATTER)
     "    group (Group): The group of processes that will participate in the\n"                \
     "      operation. If set to ``None`` the global group (``init()``) is used.\n"            \
     "      Default: ``None``.\n"                                                              \
-    "    stream (Stream, optional): Accepted and ignored, for MLX's sake.\n\n"
+    "    stream (Stream, optional): Accepted and ignored, for MLX's sake.\n"                  \
+    "    wait (bool, optional): ``False``: issue the op and return an\n"                      \
+    "      :class:`Request` at once, whose ``wait()`` returns what is described\n"            \
+    "      below. Default: ``True``.\n\n"
 
 #define X_ARG "    x (array): Input array: anything numpy reads as an array.\n"
 
 PyDoc_STRVAR(all_sum_doc,
-"all_sum(x, *, group=None, stream=None)\n--\n\n"
+"all_sum(x, *, group=None, stream=None, wait=True)\n--\n\n"
 "All reduce sum.\n\nSum the ``x`` arrays from all processes in the group.\n\n"
 "Args:\n" X_ARG OP_ARGS "Returns:\n    array: The sum of all ``x`` arrays (a new numpy array of x's dtype).");
 PyDoc_STRVAR(all_max_doc,
-"all_max(x, *, group=None, stream=None)\n--\n\n"
+"all_max(x, *, group=None, stream=None, wait=True)\n--\n\n"
 "All reduce max.\n\nFind the maximum of the ``x`` arrays from all processes in the group.\n\n"
 "Args:\n" X_ARG OP_ARGS "Returns:\n    array: The maximum of all ``x`` arrays.");
 PyDoc_STRVAR(all_min_doc,
-"all_min(x, *, group=None, stream=None)\n--\n\n"
+"all_min(x, *, group=None, stream=None, wait=True)\n--\n\n"
 "All reduce min.\n\nFind the minimum of the ``x`` arrays from all processes in the group.\n\n"
 "Args:\n" X_ARG OP_ARGS "Returns:\n    array: The minimum of all ``x`` arrays.");
 PyDoc_STRVAR(all_gather_doc,
-"all_gather(x, *, group=None, stream=None)\n--\n\n"
+"all_gather(x, *, group=None, stream=None, wait=True)\n--\n\n"
 "Gather arrays from all processes.\n\n"
 "Gather the ``x`` arrays from all processes in the group and concatenate\n"
 "them along the first axis. The arrays should all have the same shape; a\n"
 "scalar gives shape ``(size,)``.\n\n"
 "Args:\n" X_ARG OP_ARGS "Returns:\n    array: The concatenation of all ``x`` arrays.");
 PyDoc_STRVAR(sum_scatter_doc,
-"sum_scatter(x, *, group=None, stream=None)\n--\n\n"
+"sum_scatter(x, *, group=None, stream=None, wait=True)\n--\n\n"
 "Sum ``x`` across all processes in the group and shard the result along the\n"
 "first axis across ranks. ``x.shape[0]`` must be divisible by the group size.\n\n"
 "The result is ``all_sum(x)[rank * chunk:(rank + 1) * chunk]`` with\n"
@@ -688,7 +892,7 @@ PyDoc_STRVAR(sum_scatter_doc,
 /* ---- send, recv, barrier ---- */
 
 PyDoc_STRVAR(send_doc,
-"send(x, dst, *, group=None, stream=None)\n--\n\n"
+"send(x, dst, *, group=None, stream=None, wait=True)\n--\n\n"
 "Send an array from the current process to the process that has rank\n"
 "``dst`` in the group.\n\n"
 "Returns once the daemon holds the data: the receiver need not be waiting,\n"
@@ -702,23 +906,29 @@ static PyObject *py_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs, P
     GroupObject *g;
     mlxd_array in;
     int dst;
-    PyArrayObject *x = array_op_args("send", args, nargs, kwnames, "dst", &g, &dst, &in);
+    mlxd_request *req = NULL;
+    bool wait;
+    PyArrayObject *x = array_op_args("send", args, nargs, kwnames, "dst", &g, &dst, &in, &wait);
     if (!x)
         return NULL;
     struct blocking b;
     blocking_begin(&b, g->lock);
-    int r = mlxd_send(g->g, &in, dst);
+    int r = wait ? mlxd_send(g->g, &in, dst) : mlxd_isend(g->g, &in, dst, &req);
     blocking_end(&b);
     if (r < 0) {
         Py_DECREF(x);
         return raise_code(r, mlxd_last_error(g->g));
     }
+    if (!wait)
+        return request_new(g, "send", req, NULL, (PyObject *) x);
     return (PyObject *) x;
 }
 
 // recv and recv_like: receives an array of descr and shape from src.
-static PyObject *recv_into(GroupObject *g, PyArray_Descr *descr, int nd, const int64_t *shape, int src) {
+static PyObject *recv_into(GroupObject *g, PyArray_Descr *descr, int nd, const int64_t *shape, int src,
+                           bool wait, const char *name) {
     mlxd_array out;
+    mlxd_request *req = NULL;
     mlxd_dtype t;
     if (check_dtype(descr, &t) < 0)
         return NULL;
@@ -728,17 +938,19 @@ static PyObject *recv_into(GroupObject *g, PyArray_Descr *descr, int nd, const i
     out.dtype = t;
     struct blocking b;
     blocking_begin(&b, g->lock);
-    int r = mlxd_recv(g->g, &out, src);
+    int r = wait ? mlxd_recv(g->g, &out, src) : mlxd_irecv(g->g, &out, src, &req);
     blocking_end(&b);
     if (r < 0) {
         Py_DECREF(res);
         return raise_code(r, mlxd_last_error(g->g));
     }
+    if (!wait)
+        return request_new(g, name, req, NULL, (PyObject *) res);
     return (PyObject *) res;
 }
 
 PyDoc_STRVAR(recv_doc,
-"recv(shape, dtype, src, *, group=None, stream=None)\n--\n\n"
+"recv(shape, dtype, src, *, group=None, stream=None, wait=True)\n--\n\n"
 "Recv an array with shape ``shape`` and dtype ``dtype`` from process with\n"
 "rank ``src``.\n\n"
 "Args:\n"
@@ -749,24 +961,25 @@ PyDoc_STRVAR(recv_doc,
 "    shape raises ``MismatchError``.");
 
 static PyObject *py_recv(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = { "shape", "dtype", "src", "group", "stream" };
-    PyObject *a[5];
+    static const char *const names[] = { "shape", "dtype", "src", "group", "stream", "wait" };
+    PyObject *a[6];
     int src, nd;
     int64_t shape[MLXD_MAX_NDIM];
     PyArray_Descr *descr = NULL;
-    if (parse_args("recv", args, nargs, kwnames, 3, 3, names, 5, a) < 0 || shape_arg(a[0], &nd, shape) < 0 ||
-        int_arg("src", a[2], &src) < 0)
+    bool wait;
+    if (parse_args("recv", args, nargs, kwnames, 3, 3, names, 6, a) < 0 || shape_arg(a[0], &nd, shape) < 0 ||
+        int_arg("src", a[2], &src) < 0 || wait_arg(a[5], &wait) < 0)
         return NULL;
     GroupObject *g = group_arg(a[3]);
     if (!g || !PyArray_DescrConverter(a[1], &descr))
         return NULL;
-    PyObject *r = recv_into(g, descr, nd, shape, src);
+    PyObject *r = recv_into(g, descr, nd, shape, src, wait, "recv");
     Py_DECREF(descr);
     return r;
 }
 
 PyDoc_STRVAR(recv_like_doc,
-"recv_like(x, src, *, group=None, stream=None)\n--\n\n"
+"recv_like(x, src, *, group=None, stream=None, wait=True)\n--\n\n"
 "Recv an array with shape and type like ``x`` from process with rank ``src``.\n\n"
 "It is equivalent to calling ``recv(x.shape, x.dtype, src)``.\n\n"
 "Args:\n"
@@ -779,25 +992,31 @@ static PyObject *py_recv_like(PyObject *m, PyObject *const *args, Py_ssize_t nar
     GroupObject *g;
     mlxd_array like;
     int src;
-    PyArrayObject *x = array_op_args("recv_like", args, nargs, kwnames, "src", &g, &src, &like);
+    bool wait;
+    PyArrayObject *x = array_op_args("recv_like", args, nargs, kwnames, "src", &g, &src, &like, &wait);
     if (!x)
         return NULL;
-    PyObject *r = recv_into(g, PyArray_DESCR(x), like.ndim, like.shape, src);
+    PyObject *r = recv_into(g, PyArray_DESCR(x), like.ndim, like.shape, src, wait, "recv_like");
     Py_DECREF(x);
     return r;
 }
 
 PyDoc_STRVAR(barrier_doc,
-"barrier(group=None)\n--\n\n"
+"barrier(group=None, *, wait=True)\n--\n\n"
 "Wait until every process of the group has called ``barrier``.\n\n"
 "Args:\n"
-"    group (Group): The group; ``None``: the global group (``init()``).");
+"    group (Group): The group; ``None``: the global group (``init()``).\n"
+"    wait (bool, optional): Only ``True``: libmlxd has no nonblocking barrier,\n"
+"      and ``False`` raises ``InvalidError``.");
 
 static PyObject *py_barrier(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = { "group", "stream" };
-    PyObject *a[2];
-    if (parse_args("barrier", args, nargs, kwnames, 0, 1, names, 2, a) < 0)
+    static const char *const names[] = { "group", "stream", "wait" };
+    PyObject *a[3];
+    bool wait;
+    if (parse_args("barrier", args, nargs, kwnames, 0, 1, names, 3, a) < 0 || wait_arg(a[2], &wait) < 0)
         return NULL;
+    if (!wait)
+        return invalid("barrier has no nonblocking form (libmlxd has no mlxd_ibarrier)");
     GroupObject *g = group_arg(a[0]);
     if (!g)
         return NULL;
@@ -949,7 +1168,7 @@ PyMODINIT_FUNC PyInit__core(void);
 
 PyMODINIT_FUNC PyInit__core(void) {
     import_array();
-    if (PyType_Ready(&GroupType) < 0)
+    if (PyType_Ready(&GroupType) < 0 || PyType_Ready(&RequestType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m)
@@ -965,7 +1184,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         goto fail;
     main_thread = PyLong_AsUnsignedLong(ident);
     Py_DECREF(ident);
-    if (PyErr_Occurred() || PyModule_AddObjectRef(m, "Group", (PyObject *) &GroupType) < 0 || add_errors(m) < 0 ||
+    if (PyErr_Occurred() || PyModule_AddObjectRef(m, "Group", (PyObject *) &GroupType) < 0 ||
+        PyModule_AddObjectRef(m, "Request", (PyObject *) &RequestType) < 0 || add_errors(m) < 0 ||
         PyModule_AddIntConstant(m, "INTERRUPT_SLICE_MS", MLXD_INTERRUPT_SLICE_MS) < 0 ||
         PyModule_AddStringConstant(m, "__version__", MLXD_VERSION_STRING) < 0)
         goto fail;

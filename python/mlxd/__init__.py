@@ -34,6 +34,19 @@ barrier([group])
 alloc(shape, dtype, *[, group])
     A numpy array in memory the daemon reads and writes in place.
 
+Nonblocking ops
+---------------
+Every op takes ``wait=True``; with ``wait=False`` it is issued and returns
+an mlxd.Request at once, so that the program computes while it runs:
+Request.wait() returns the result (the new array; for send, x as an
+array) or raises the op's error, the same on every later call;
+Request.test() never blocks and is True once the op ended. The Request
+keeps the arrays alive until the op ended: do not write x or touch the
+result before wait(). One dropped without wait() is waited for when it
+goes. Ops are matched in the order every member issued them, with or
+without wait. barrier has no nonblocking form (wait=False raises
+InvalidError).
+
 Group
 -----
 An mlxd.Group represents a group of independent processes that can
@@ -66,7 +79,8 @@ InternalError.
 Threads and signals
 -------------------
 Every wait releases the GIL. Calls on one Group from several threads take
-turns. Ctrl-C interrupts an op waiting on the main thread within about
+turns; Request.wait() takes the group's turn for the whole wait (issuing
+with wait=False only for the issue). Ctrl-C interrupts an op waiting on the main thread within about
 20 ms, raising KeyboardInterrupt; the process has then left that group
 (what it had handed over still completes; the other members' ops that can
 no longer complete get PeerError).
@@ -93,6 +107,7 @@ from ._core import (
     MismatchError,
     PeerError,
     ProtocolError,
+    Request,
     TimeoutError,
     UnavailableError,
     __version__,
@@ -237,7 +252,7 @@ _sys.modules[__name__ + ".distributed"] = distributed
 __all__ = [
     "Error", "InvalidError", "UnavailableError", "MismatchError", "PeerError",
     "TimeoutError", "LimitError", "ProtocolError", "DeniedError", "InternalError",
-    "Group", "is_available", "init", "all_sum", "all_max", "all_min", "all_gather",
+    "Group", "Request", "is_available", "init", "all_sum", "all_max", "all_min", "all_gather",
     "sum_scatter", "send", "recv", "recv_like", "barrier", "alloc",
     "bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
     "float16", "bfloat16", "float32", "float64", "complex64",

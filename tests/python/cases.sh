@@ -73,6 +73,15 @@ python_sigint_interrupts_a_waiting_op() {
     daemon_alive
 }
 
+# wait=False: requests in flight, test(), dropped requests, errors, dtypes.
+nonblocking_tests() {
+    start_daemon
+    pytest_job "$1" 300 test_nonblocking.py
+    daemon_alive
+}
+python_nonblocking_requests_match_in_issue_order_two_ranks() { nonblocking_tests 2; }
+python_nonblocking_requests_match_in_issue_order_three_ranks() { nonblocking_tests 3; }
+
 python_ten_thousand_ops_do_not_leak() {
     start_daemon
     pytest_job 2 600 test_leak.py

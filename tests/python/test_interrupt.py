@@ -4,7 +4,7 @@ figure is printed), and that rank has left the group. What it had handed
 over still completes (the daemon held its all_sum: rank 1's matching
 all_sum gets the sum), and the others' later ops, which can no longer
 complete, get PeerError. Rank 1 sends the signal once the daemon shows
-rank 0 waiting."""
+rank 0 waiting. Request.wait() (wait=False) is interrupted the same way."""
 
 import json
 import os
@@ -33,6 +33,45 @@ def pending_op(pid):
     return ""
 
 
+def pid_pending(name, op):
+    """The pid rank 0 wrote to file name, once the daemon shows it in op."""
+    pid = int(read(name))
+    deadline = time.monotonic() + 60
+    while not pending_op(pid).startswith(op):
+        assert time.monotonic() < deadline, f"rank 0 never waited in {op}"
+        time.sleep(0.01)
+    return pid
+
+
+KEEP = []  # the group rank 0 left, which rank 1 still uses
+
+
+@pytest.mark.skipif(N != 2, reason="written for 2 ranks")
+def test_sigint_interrupts_request_wait_as_a_blocking_op():
+    # On a group of its own (leaving it leaves the world group alone).
+    sub = W.split(0)
+    KEEP.append(sub)
+    if R == 0:
+        req = mx.all_sum(np.ones(4), group=sub, wait=False)
+        write("req-pid", str(os.getpid()))
+        with pytest.raises(KeyboardInterrupt) as first:
+            req.wait()
+        write("req-interrupted", "1")
+        # The same exception again, without waiting again.
+        with pytest.raises(KeyboardInterrupt) as again:
+            req.wait()
+        assert again.value is first.value
+        with pytest.raises(mx.Error):
+            mx.barrier(group=sub)
+    else:
+        os.kill(pid_pending("req-pid", "all_sum"), signal.SIGINT)
+        read("req-interrupted")
+        assert np.all(mx.all_sum(np.ones(4), group=sub) == 2)
+        with pytest.raises(mx.PeerError):
+            mx.barrier(group=sub)
+    mx.barrier()
+
+
 @pytest.mark.skipif(N != 2, reason="written for 2 ranks")
 def test_sigint_interrupts_a_waiting_op_and_leaves_the_group():
     if R == 0:
@@ -47,11 +86,7 @@ def test_sigint_interrupts_a_waiting_op_and_leaves_the_group():
         with pytest.raises(mx.Error):
             mx.barrier()
     else:
-        pid = int(read("pid"))
-        deadline = time.monotonic() + 60
-        while not pending_op(pid).startswith("all_sum"):
-            assert time.monotonic() < deadline, "rank 0 never waited in all_sum"
-            time.sleep(0.01)
+        pid = pid_pending("pid", "all_sum")
         t0 = time.monotonic()
         os.kill(pid, signal.SIGINT)
         t1 = float(read("interrupted"))

@@ -27,8 +27,11 @@ def test_every_function_has_a_docstring_and_help_reads_like_mlx():
             assert obj.__doc__ and obj.__doc__.strip(), name
     for m in ("rank", "size", "split"):
         assert getattr(mx.Group, m).__doc__
-    assert str(inspect.signature(mx.all_sum)) == "(x, *, group=None, stream=None)"
-    assert str(inspect.signature(mx.recv)) == "(shape, dtype, src, *, group=None, stream=None)"
+    for m in ("wait", "test"):
+        assert getattr(mx.Request, m).__doc__
+    # MLX's signatures, and mlxd's wait= (DESIGN.md: nonblocking operations).
+    assert str(inspect.signature(mx.all_sum)) == "(x, *, group=None, stream=None, wait=True)"
+    assert str(inspect.signature(mx.recv)) == "(shape, dtype, src, *, group=None, stream=None, wait=True)"
     text = pydoc.render_doc(mx, renderer=pydoc.plaintext)
     for words in ("All reduce sum.", "Gather arrays from all processes.", "init(strict=False, backend='any')"):
         assert words in text
