@@ -64,6 +64,7 @@ mlxd_multihost_test(idle_world_sleeps 60)
 
 # The same over TCP, between test hosts.
 mlxd_test_hosts_test(three_daemons_five_ranks_blocks 600)
+mlxd_test_hosts_test(daemons_on_test_hosts_yield_when_idle 120)
 mlxd_test_hosts_test(split_spans_and_stays 400)
 mlxd_test_hosts_test(split_after_freed_split_works_on_every_host 120)
 mlxd_test_hosts_test(split_freed_at_once_completes_on_three_daemons 400)

@@ -440,6 +440,23 @@ three_daemons_five_ranks_blocks() {
     world_alive
 }
 
+# The test hosts share this machine's cores but look free to Open MPI, so
+# their daemons must be told to yield in blocking calls (hosts_mpi_options):
+# spinning, three daemons on two cores made groups over three hosts several
+# times slower than groups over two, and three_daemons_five_ranks_blocks'
+# world all_sum after opcheck's parity split timed out. Every daemon of a
+# world on test hosts has the setting in its environment.
+daemons_on_test_hosts_yield_when_idle() {
+    (( M_ON_HOSTS )) || fail "this test is for test hosts (--test-hosts)"
+    start_world 3
+    local r
+    for r in 0 1 2; do
+        tr '\0' '\n' <"/proc/${DPID[r]}/environ" | grep -qx 'OMPI_MCA_mpi_yield_when_idle=1' ||
+            fail "the daemon of world rank $r (pid ${DPID[r]}) was not told mpi_yield_when_idle=1"
+    done
+    world_alive
+}
+
 # Subgroups that stay on one daemon and subgroups that span daemons, side by
 # side: mhclient splits by host, by parity and nested, on 2+2 ranks; then
 # opcheck with ranks 0,2 on d0 and 1,3 on d1, where its parity splits stay
