@@ -449,9 +449,12 @@ three_daemons_five_ranks_blocks() {
 daemons_on_test_hosts_yield_when_idle() {
     (( M_ON_HOSTS )) || fail "this test is for test hosts (--test-hosts)"
     start_world 3
-    local r
+    local r env
     for r in 0 1 2; do
-        tr '\0' '\n' <"/proc/${DPID[r]}/environ" | grep -qx 'OMPI_MCA_mpi_yield_when_idle=1' ||
+        # Read whole before matching: under pipefail, grep -q leaving early
+        # would fail the pipeline whenever tr was still writing.
+        env=$(tr '\0' '\n' <"/proc/${DPID[r]}/environ") || fail "cannot read the environment of pid ${DPID[r]}"
+        grep -qx 'OMPI_MCA_mpi_yield_when_idle=1' <<<"$env" ||
             fail "the daemon of world rank $r (pid ${DPID[r]}) was not told mpi_yield_when_idle=1"
     done
     world_alive
