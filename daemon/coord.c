@@ -740,7 +740,9 @@ static int on_abort_req(struct coord *c, int from, const Mlxd__Ctl__AbortReq *m,
         *ignored = "AbortReq on an aborted group (the first reason stands)";
     if (*ignored)
         return 0;
-    bool known = m->code < 0 && strcmp(wire_error_name(m->code), "MLXD_EUNKNOWN") != 0;
+    // The codes a daemon can end a group with; anything else (MLXD_EINTR is
+    // the client library's own, never a daemon's) becomes MLXD_EPEER.
+    bool known = m->code < 0 && m->code >= MLXD_EINTERNAL;
     return group_abort(g, known ? m->code : MLXD_EPEER, m->message, out);
 }
 
@@ -776,16 +778,20 @@ static int on_depart(struct coord *c, int from, const Mlxd__Ctl__Depart *m, stru
         return -ENOMEM;
     // As it will be once this message is taken, to see whether it breaks
     // the collective being gathered.
+    // A Depart whose seq is UINT64_MAX ("after every collective") leaves
+    // left[rank] as it was, so another may follow: its reason replaces this.
+    char *old = g->left_msg[m->rank];
     g->left[m->rank] = m->seq;
     g->left_msg[m->rank] = why;
     char *broken;
     int r = queue_break(g, g->seq, out, &broken);
     if (r < 0) {
         g->left[m->rank] = UINT64_MAX;
-        g->left_msg[m->rank] = NULL;
+        g->left_msg[m->rank] = old;
         free(why);
         return r;
     }
+    free(old);
     if (broken) {
         g->broken = broken;
         clear_arrivals(g);
