@@ -51,7 +51,6 @@ extern char **environ;
 // launch refuses to start.
 #define CHECK_TIMEOUT_MS 5000
 
-#define JOB_ID_MAX 128
 
 // The signals that stop a launch (and are passed on to the ranks).
 static const int stopping[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
@@ -87,7 +86,7 @@ static const struct stop_step {
 
 struct launcher {
     const struct launch_opts *o;
-    char job[JOB_ID_MAX + 1];
+    char job[WIRE_JOB_ID_MAX + 1];
     int attempt;                    // 0, 1, ... as MLXD_ATTEMPT says
     struct rank *ranks;
     int running;                    // ranks not yet reaped
@@ -120,19 +119,6 @@ struct launcher {
     uint64_t timeout_at;            // wire_now_us() deadline of --timeout, 0 when unset
 };
 
-bool launch_job_id_is_valid(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > JOB_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              strchr("._:@+-", c)))
-            return false;
-    }
-    return true;
-}
-
 // host-pid-time-random: unique per launch, even for two launches from one
 // process in one second.
 static void make_job_id(char *buf, size_t size) {
@@ -143,7 +129,7 @@ static void make_job_id(char *buf, size_t size) {
     host[sizeof host - 1] = '\0';
     for (char *p = host; *p; p++) {
         char one[2] = { *p, '\0' };
-        if (!launch_job_id_is_valid(one))
+        if (!wire_job_id_valid(one))
             *p = '-';
     }
     if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)

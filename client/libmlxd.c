@@ -121,21 +121,6 @@ static int env_int(const char *name, int fallback, int min, int *ret, char *err)
     return 0;
 }
 
-// The job id rule of the protocol, checked here too so that a bad one is
-// reported before any connection is made.
-static bool job_is_valid(const char *job) {
-    size_t n = strlen(job);
-    if (n < 1 || n > 128)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = job[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              strchr("._:@+-", ch)))
-            return false;
-    }
-    return true;
-}
-
 // Asks the daemon behind c for a Ping, within ms. Returns 0 when it answered
 // yes; its refusal (e.g. MLXD_EDENIED for another user) with its message in
 // err; or 1, with the reason in err, when nothing answered.
@@ -269,7 +254,7 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
         *ret = g;
         return 0;
     }
-    if (!job_is_valid(job))
+    if (!wire_job_id_valid(job))
         return lib_errorf(init_error, MLXD_EINVAL,
                           "job id \"%.200s\" is not 1 to 128 characters of [A-Za-z0-9._:@+-]", job);
 

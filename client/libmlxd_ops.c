@@ -318,22 +318,15 @@ static int issue_collective(mlxd_group *g, Mlxd__OpType type, const mlxd_array *
     // The result's dtype and shape, taken from x before out (which may be x)
     // is written.
     mlxd_array want = *x;
-    if (type == MLXD__OP_TYPE__OP_ALL_GATHER) {
-        if (want.ndim == 0) {
-            want.ndim = 1;
-            want.shape[0] = g->size;
-        } else if (__builtin_mul_overflow(want.shape[0], (int64_t) g->size, &want.shape[0])) {
+    if (wire_result_shape(type, g->size, &want.ndim, want.shape) < 0) {
+        if (type == MLXD__OP_TYPE__OP_ALL_GATHER)
             return lib_errorf(g->last_error, MLXD_EINVAL, "all_gather: the result's size overflows");
-        }
-    } else if (type == MLXD__OP_TYPE__OP_SUM_SCATTER) {
         if (want.ndim == 0)
             return lib_errorf(g->last_error, MLXD_EINVAL,
                               "sum_scatter: x is a scalar; it needs an axis 0 to scatter");
-        if (want.shape[0] % g->size != 0)
-            return lib_errorf(g->last_error, MLXD_EINVAL,
-                              "sum_scatter: x.shape[0] = %lld is not divisible by the group size %d",
-                              (long long) want.shape[0], g->size);
-        want.shape[0] /= g->size;
+        return lib_errorf(g->last_error, MLXD_EINVAL,
+                          "sum_scatter: x.shape[0] = %lld is not divisible by the group size %d",
+                          (long long) want.shape[0], g->size);
     }
     if (wire_tensor_nbytes((uint32_t) want.dtype, (size_t) want.ndim, want.shape, &n) < 0 ||
         n > SIZE_MAX)

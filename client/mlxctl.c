@@ -503,7 +503,7 @@ static int launch_main(const struct command *c, int argc, char **argv) {
                 r = usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'", MLXCTL_MAX_RANKS, optarg);
             break;
         case OPT_JOB:
-            if (!launch_job_id_is_valid(optarg))
+            if (!wire_job_id_valid(optarg))
                 r = usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
                                 "A-Z a-z 0-9 . _ : @ + -", optarg);
             o.job = optarg;

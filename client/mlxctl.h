@@ -101,8 +101,6 @@ char *status_term_clean(const char *s);
 
 /* launch.c */
 
-// True when s is a valid job id: 1 to 128 characters of [A-Za-z0-9._:@+-].
-bool launch_job_id_is_valid(const char *s);
 
 // `mlxctl launch`: runs the job to its end, again after a failure while
 // --max-restarts allows; returns the last attempt's first failing rank's

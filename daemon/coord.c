@@ -18,7 +18,6 @@
 #include "desc.h"
 #include "wire.h"
 
-#define JOB_ID_MAX 128
 #define JOB_SIZE_MAX 65536
 #define MESSAGE_MAX 1024                // longest abort message relayed from a host
 #define RANKS_LISTED 32                 // ranks named in one message, then ", …"
@@ -147,10 +146,6 @@ static void rank_list_add(struct rank_list *l, int rank) {
 static int cmp_int(const void *a, const void *b) {
     int x = *(const int *) a, y = *(const int *) b;
     return (x > y) - (x < y);
-}
-
-static bool valid_job_id(const char *id) {
-    return id && id[0] && strnlen(id, JOB_ID_MAX + 1) <= JOB_ID_MAX;
 }
 
 static bool is_collective(uint32_t op) {
@@ -438,7 +433,7 @@ static int job_refuse(const struct job *j, struct ctl_outbox *out) {
 
 static int on_join(struct coord *c, int from, const Mlxd__Ctl__Join *m, uint64_t now_us, struct ctl_outbox *out,
                    const char **ignored) {
-    if (!valid_job_id(m->job)) {
+    if (!wire_job_id_valid(m->job)) {
         *ignored = "Join with an empty or over-long job id";
         return 0;
     }
@@ -505,7 +500,7 @@ static int on_join(struct coord *c, int from, const Mlxd__Ctl__Join *m, uint64_t
 
 static int on_leave(struct coord *c, int from, const Mlxd__Ctl__Leave *m, struct ctl_outbox *out,
                     const char **ignored) {
-    if (!valid_job_id(m->job)) {
+    if (!wire_job_id_valid(m->job)) {
         *ignored = "Leave with an empty or over-long job id";
         return 0;
     }

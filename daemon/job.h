@@ -12,8 +12,6 @@
 
 #include "server.h"
 
-#define JOB_ID_MAX 128
-
 enum job_state {
     JOB_FORMING,
     JOB_RUNNING,
@@ -77,7 +75,7 @@ struct group {
 
 struct job {
     LIST_ENTRY(job) link;
-    char id[JOB_ID_MAX + 1];
+    char id[WIRE_JOB_ID_MAX + 1];
     uid_t uid;
     int size;
     enum job_state state;

@@ -12,20 +12,6 @@
 #include "span.h"
 #include "world.h"
 
-static reduce_op reduce_op_of(Mlxd__OpType op) {
-    switch (op) {
-    case MLXD__OP_TYPE__OP_ALL_SUM:
-    case MLXD__OP_TYPE__OP_SUM_SCATTER:
-        return REDUCE_SUM;
-    case MLXD__OP_TYPE__OP_ALL_MAX:
-        return REDUCE_MAX;
-    case MLXD__OP_TYPE__OP_ALL_MIN:
-        return REDUCE_MIN;
-    default:
-        return REDUCE_OP_INVALID;
-    }
-}
-
 // Answers p with a tensor whose bytes are in frame (moved), or, when p's
 // result goes to shared memory, already there (frame NULL).
 void op_reply_tensor(struct server *s, struct pending *p, uint32_t dtype, int ndim, const int64_t *shape,
@@ -220,12 +206,7 @@ static int run_gather(struct server *s, struct group *g) {
     free(srcs);
     free(outs);
     struct op_desc d = first->d;
-    if (d.ndim == 0) {
-        d.ndim = 1;
-        d.shape[0] = n;
-    } else {
-        d.shape[0] *= n;
-    }
+    wire_result_shape(d.op, n, &d.ndim, d.shape);
     for (int r = 0; r < n; r++) {
         struct pending *p = g->slots[r].coll;
         bool direct = !staged && p->out_ptr && p->out_nbytes == total;
@@ -276,7 +257,7 @@ static int run_scatter(struct server *s, struct group *g) {
         goto done;
     }
     struct op_desc d = first->d;
-    d.shape[0] /= n;
+    wire_result_shape(d.op, n, &d.ndim, d.shape);
     for (int r = 0; r < n; r++) {
         struct pending *p = g->slots[r].coll;
         if (dst[r] == p->out_ptr)
@@ -350,7 +331,7 @@ static void run_collective(struct server *s, struct group *g) {
         case MLXD__OP_TYPE__OP_ALL_SUM:
         case MLXD__OP_TYPE__OP_ALL_MAX:
         case MLXD__OP_TYPE__OP_ALL_MIN:
-            code = run_reduce(s, g, reduce_op_of(op));
+            code = run_reduce(s, g, wire_op_reduction(op));
             break;
         case MLXD__OP_TYPE__OP_ALL_GATHER:
             code = run_gather(s, g);

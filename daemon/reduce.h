@@ -9,13 +9,7 @@
 
 #include "mlxd/mlxd.h"
 
-typedef enum reduce_op {
-    REDUCE_SUM,
-    REDUCE_MAX,
-    REDUCE_MIN,
-    REDUCE_OP_MAX,
-    REDUCE_OP_INVALID = -1,
-} reduce_op;
+#include "wire.h"             // reduce_op and wire_op_reduction
 
 // "sum", "max", "min".
 const char *reduce_op_name(reduce_op op);

@@ -17,19 +17,6 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
     return code;
 }
 
-bool request_job_id_valid(const char *id) {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > JOB_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._:@+-", c);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 // Checks one tensor; *ret_frame is its frame (0 for none).
 static int check_tensor(const char *what, const Mlxd__Tensor *t, bool want_frame, const size_t *lens, int nframes,
                         const struct config *cfg, unsigned *used, char *err, size_t errlen) {
@@ -82,9 +69,9 @@ static int check_hello(const Mlxd__Hello *h, const struct config *cfg, char *err
                     "use a libmlxd of the same release", h->version, MLXD_PROTOCOL_VERSION);
     if (h->attach_group)
         return 0;
-    if (!request_job_id_valid(h->job))
+    if (!wire_job_id_valid(h->job))
         return fail(err, errlen, MLXD_EINVAL, "invalid job id: it must be 1 to %d characters of A-Z a-z 0-9 . _ : @ + -",
-                    JOB_ID_MAX);
+                    WIRE_JOB_ID_MAX);
     if (h->size < 1 || h->size > cfg->max_group_size)
         return fail(err, errlen, MLXD_EINVAL, "invalid job size %d: it must be 1 to %d", h->size, cfg->max_group_size);
     if (h->rank < 0 || h->rank >= h->size)

@@ -25,7 +25,5 @@ int request_validate_lengths(const Mlxd__Request *req, const size_t *frame_lens,
 // arguments into p (not the data frame).
 void request_fill_pending(const Mlxd__OpRequest *op, struct pending *p);
 
-// True when id is 1 to JOB_ID_MAX characters of [A-Za-z0-9._:@+-].
-bool request_job_id_valid(const char *id);
 
 #endif

@@ -36,9 +36,7 @@ static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
     case MLXD__OP_TYPE__OP_ALL_MAX:
     case MLXD__OP_TYPE__OP_ALL_MIN:
     case MLXD__OP_TYPE__OP_SUM_SCATTER: {
-        reduce_op op = first->d.op == MLXD__OP_TYPE__OP_ALL_MAX   ? REDUCE_MAX
-                       : first->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
-                                                                  : REDUCE_SUM;
+        reduce_op op = wire_op_reduction(first->d.op);
         size_t count = first->nbytes / wire_dtype(first->d.dtype)->size;
         if (!(srcs = malloc((size_t) n * sizeof *srcs)))
             return MLXD_ENOMEM;
@@ -221,7 +219,7 @@ static void go_done(struct server *s, struct world_event *e) {
             break;
         case MLXD__OP_TYPE__OP_SUM_SCATTER: {
             size_t block = zmq_msg_size(&e->data) / (size_t) g->size;
-            d.shape[0] /= g->size;
+            wire_result_shape(d.op, g->size, &d.ndim, d.shape);
             for (int r = 0; r < g->size; r++)
                 if (g->slots[r].coll)
                     op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape,
@@ -229,12 +227,7 @@ static void go_done(struct server *s, struct world_event *e) {
             break;
         }
         default:
-            if (d.op == MLXD__OP_TYPE__OP_ALL_GATHER) {
-                if (d.ndim == 0)
-                    d.ndim = 1, d.shape[0] = g->size;
-                else
-                    d.shape[0] *= g->size;
-            }
+            wire_result_shape(d.op, g->size, &d.ndim, d.shape);
             for (int r = 0; r < g->size; r++)
                 if (g->slots[r].coll)
                     op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, zmq_msg_data(&e->data),

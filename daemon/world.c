@@ -594,11 +594,7 @@ static void run_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct wmsg *
         snprintf(err, sizeof err, "this host could not combine its members' part (out of memory)");
         if ((code = all_can_take_part(g, part->has_data, err, sizeof err)) < 0)
             break;
-        code = run_allreduce(g, part,
-                             part->d.op == MLXD__OP_TYPE__OP_ALL_MAX   ? REDUCE_MAX
-                             : part->d.op == MLXD__OP_TYPE__OP_ALL_MIN ? REDUCE_MIN
-                                                                       : REDUCE_SUM,
-                             err, sizeof err);
+        code = run_allreduce(g, part, wire_op_reduction(part->d.op), err, sizeof err);
         if (code == 0) {
             zmq_msg_init(&result);
             zmq_msg_move(&result, &part->data);

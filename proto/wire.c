@@ -67,6 +67,48 @@ const char *wire_op_name(Mlxd__OpType op) {
     return "invalid";
 }
 
+reduce_op wire_op_reduction(Mlxd__OpType op) {
+    switch (op) {
+    case MLXD__OP_TYPE__OP_ALL_SUM:
+    case MLXD__OP_TYPE__OP_SUM_SCATTER:
+        return REDUCE_SUM;
+    case MLXD__OP_TYPE__OP_ALL_MAX:
+        return REDUCE_MAX;
+    case MLXD__OP_TYPE__OP_ALL_MIN:
+        return REDUCE_MIN;
+    default:
+        return REDUCE_OP_INVALID;
+    }
+}
+
+int wire_result_shape(Mlxd__OpType op, int group_size, int *ndim, int64_t *shape) {
+    if (op == MLXD__OP_TYPE__OP_ALL_GATHER) {
+        if (*ndim == 0) {
+            *ndim = 1;
+            shape[0] = group_size;
+        } else if (__builtin_mul_overflow(shape[0], (int64_t) group_size, &shape[0])) {
+            return -EOVERFLOW;
+        }
+    } else if (op == MLXD__OP_TYPE__OP_SUM_SCATTER) {
+        if (*ndim == 0 || group_size <= 0 || shape[0] % group_size != 0)
+            return -EINVAL;
+        shape[0] /= group_size;
+    }
+    return 0;
+}
+
+bool wire_job_id_valid(const char *id) {
+    size_t n = id ? strnlen(id, WIRE_JOB_ID_MAX + 1) : 0;
+    if (n == 0 || n > WIRE_JOB_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._:@+-", c)))
+            return false;
+    }
+    return true;
+}
+
 static const struct {
     const char *name, *text;
 } errors[] = {

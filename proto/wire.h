@@ -50,6 +50,29 @@ int wire_dtype_from_name(const char *name);
 // "all_sum", "recv", ...; "invalid" for an unknown op.
 const char *wire_op_name(Mlxd__OpType op);
 
+// The reduction a collective applies: sum for all_sum and sum_scatter, max
+// and min for all_max and all_min; REDUCE_OP_INVALID for the others.
+typedef enum reduce_op {
+    REDUCE_SUM,
+    REDUCE_MAX,
+    REDUCE_MIN,
+    REDUCE_OP_MAX,
+    REDUCE_OP_INVALID = -1,
+} reduce_op;
+
+reduce_op wire_op_reduction(Mlxd__OpType op);
+
+// The result's shape of a collective on a group of group_size members whose
+// input has this shape, in place: all_gather stacks along axis 0 (a scalar
+// becomes [group_size]), sum_scatter keeps 1/group_size of axis 0, the
+// others keep it. -EINVAL when sum_scatter's input is a scalar or its axis 0
+// is not divisible, -EOVERFLOW when all_gather's axis 0 overflows.
+int wire_result_shape(Mlxd__OpType op, int group_size, int *ndim, int64_t *shape);
+
+// A job id: 1 to WIRE_JOB_ID_MAX characters of [A-Za-z0-9._:@+-].
+#define WIRE_JOB_ID_MAX 128
+bool wire_job_id_valid(const char *id);
+
 // The symbolic name of an MLXD_E* code ("MLXD_EPEER").
 const char *wire_error_name(int code);
 

@@ -9,7 +9,6 @@
 #include "fuzz_format.h"
 #include "wire.h"
 
-#define JOB_ID_MAX 128
 #define MESSAGE_MAX 1024                // coord.c relays at most this much of a host's reason
 
 // One queued message, decoded.
@@ -265,7 +264,7 @@ static bool desc_valid(const Mlxd__Ctl__Desc *d) {
 // its hosts (the joiner's rank on the joiner's host).
 static void after_join(struct oracle *o, int from, const Mlxd__Ctl__Join *j, const char *ignored,
                        const struct sent *s, size_t n) {
-    bool valid = j->job && j->job[0] && strnlen(j->job, JOB_ID_MAX + 1) <= JOB_ID_MAX;
+    bool valid = wire_job_id_valid(j->job);
     CHECK(!ignored == valid);
     if (valid && job_live(o, j->job)) {
         // Its id stays taken as long as any of its groups lives.

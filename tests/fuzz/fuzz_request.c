@@ -140,8 +140,8 @@ static void check_valid(const Mlxd__Request *req, const size_t *lens, int nframe
         CHECK(nframes == 0);
         CHECK(h->version == MLXD_PROTOCOL_VERSION);
         if (!h->attach_group) {
-            CHECK(request_job_id_valid(h->job));
-            CHECK(strlen(h->job) <= JOB_ID_MAX);
+            CHECK(wire_job_id_valid(h->job));
+            CHECK(strlen(h->job) <= WIRE_JOB_ID_MAX);
             CHECK(h->size >= 1 && h->size <= cfg.max_group_size);
             CHECK(h->rank >= 0 && h->rank < h->size);
         }
@@ -191,7 +191,7 @@ static void run_request(const uint8_t *pb, size_t pblen, const size_t *lens_in, 
             check_nbytes(req->op->output);
     }
     if (req->body_case == MLXD__REQUEST__BODY_HELLO && req->hello)
-        (void) request_job_id_valid(req->hello->job);
+        (void) wire_job_id_valid(req->hello->job);
 
     char err[512];
     memset(err, 0x5a, sizeof err);

@@ -70,18 +70,18 @@ static void ranks_outside_the_job_are_einval(void **state) {
 }
 
 static void job_ids_are_checked(void **state) {
-    assert_true(request_job_id_valid("vm-123-456-9f3a"));
-    assert_true(request_job_id_valid("a.b:c@d+e_f"));
-    assert_false(request_job_id_valid(""));
-    assert_false(request_job_id_valid(NULL));
-    assert_false(request_job_id_valid("has space"));
-    assert_false(request_job_id_valid("slash/"));
-    char long_id[JOB_ID_MAX + 2];
+    assert_true(wire_job_id_valid("vm-123-456-9f3a"));
+    assert_true(wire_job_id_valid("a.b:c@d+e_f"));
+    assert_false(wire_job_id_valid(""));
+    assert_false(wire_job_id_valid(NULL));
+    assert_false(wire_job_id_valid("has space"));
+    assert_false(wire_job_id_valid("slash/"));
+    char long_id[WIRE_JOB_ID_MAX + 2];
     memset(long_id, 'a', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = '\0';
-    assert_false(request_job_id_valid(long_id));
-    long_id[JOB_ID_MAX] = '\0';
-    assert_true(request_job_id_valid(long_id));
+    assert_false(wire_job_id_valid(long_id));
+    long_id[WIRE_JOB_ID_MAX] = '\0';
+    assert_true(wire_job_id_valid(long_id));
 }
 
 // An all_sum of 4 float32 carried in frame 1.

@@ -125,6 +125,38 @@ static void every_error_code_has_a_name(void **state) {
     assert_string_equal(wire_error_name(INT_MIN), "MLXD_EUNKNOWN");
 }
 
+static void result_shapes_follow_the_op(void **state) {
+    (void) state;
+    int nd = 0;
+    int64_t sh[MLXD_MAX_NDIM] = { 0 };
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_ALL_GATHER, 3, &nd, sh), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(sh[0], 3);
+    nd = 2, sh[0] = 4, sh[1] = 5;
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_ALL_GATHER, 2, &nd, sh), 0);
+    assert_int_equal(sh[0], 8);
+    assert_int_equal(sh[1], 5);
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_SUM_SCATTER, 4, &nd, sh), 0);
+    assert_int_equal(sh[0], 2);
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_SUM_SCATTER, 3, &nd, sh), -EINVAL);
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_ALL_SUM, 3, &nd, sh), 0);
+    assert_int_equal(sh[0], 2);
+    nd = 0;
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_SUM_SCATTER, 1, &nd, sh), -EINVAL);
+    nd = 1, sh[0] = INT64_MAX / 2 + 1;
+    assert_int_equal(wire_result_shape(MLXD__OP_TYPE__OP_ALL_GATHER, 2, &nd, sh), -EOVERFLOW);
+}
+
+static void ops_map_to_their_reduction(void **state) {
+    (void) state;
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_ALL_SUM), REDUCE_SUM);
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_SUM_SCATTER), REDUCE_SUM);
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_ALL_MAX), REDUCE_MAX);
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_ALL_MIN), REDUCE_MIN);
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_ALL_GATHER), REDUCE_OP_INVALID);
+    assert_int_equal(wire_op_reduction(MLXD__OP_TYPE__OP_SEND), REDUCE_OP_INVALID);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dtype_sizes_match_mlx),
@@ -138,6 +170,8 @@ int main(void) {
         cmocka_unit_test(probing_a_missing_socket_says_so),
         cmocka_unit_test(peer_address_gives_uid_gid_pid),
         cmocka_unit_test(every_error_code_has_a_name),
+        cmocka_unit_test(result_shapes_follow_the_op),
+        cmocka_unit_test(ops_map_to_their_reduction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
