@@ -538,6 +538,24 @@ int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply 
     return 0;
 }
 
+int conn_brief(struct conn *c, Mlxd__Request *req, int ms, struct reply *ret, char *err) {
+    uint64_t id;
+    req->timeout_ms = (uint32_t) ms;
+    int r = conn_send(c, req, false, NULL, 0, &id, err);
+    return r < 0 ? r : conn_wait(c, id, wire_now_us() + (uint64_t) ms * 1000u, ret, err);
+}
+
+void conn_goodbye(struct conn *c, int ms) {
+    Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
+    Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct reply rep;
+    char ignored[LIB_ERR_MAX];
+    req.body_case = MLXD__REQUEST__BODY_GOODBYE;
+    req.goodbye = &bye;
+    if (conn_brief(c, &req, ms, &rep, ignored) == 0)
+        reply_done(&rep);
+}
+
 int conn_issue(struct conn *c, Mlxd__Request *req, const struct call *call, uint64_t *ret_id,
                uint64_t *ret_deadline_us, char *err) {
     req->timeout_ms = (uint32_t) call->timeout_ms;

@@ -177,6 +177,14 @@ int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply 
 int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
               char *err);
 
+// Sends req (no tensor) with a deadline of ms and waits as long, no
+// longer, for its reply: for the short requests whose silence means "no
+// daemon" (Ping) or does not matter (Goodbye). As conn_wait() returns.
+int conn_brief(struct conn *c, Mlxd__Request *req, int ms, struct reply *ret, char *err);
+
+// Says Goodbye on c and waits at most ms for its answer, whatever it is.
+void conn_goodbye(struct conn *c, int ms);
+
 // Frees what a reply holds.
 void reply_done(struct reply *r);
 
