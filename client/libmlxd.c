@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hint.h"
 #include "libmlxd_impl.h"
 
 // The detail of the last mlxd_init() failure, per thread, since mlxd_init()
@@ -150,9 +151,11 @@ bool mlxd_is_available(void) {
 
 // Where no daemon answers: a local singleton, or with strict an error.
 static int no_daemon(const char *endpoint, const mlxd_init_opts *o, mlxd_group **ret) {
-    if (o->strict)
-        return lib_errorf(init_error, MLXD_EUNAVAILABLE,
-                          "no mlxd answers at %s: start it with `mlxd`", endpoint);
+    if (o->strict) {
+        char hint[LIB_ENDPOINT_MAX + 128];
+        hint_start(hint, sizeof hint, endpoint, o->endpoint != NULL);
+        return lib_errorf(init_error, MLXD_EUNAVAILABLE, "no mlxd answers at %s: %s", endpoint, hint);
+    }
     mlxd_group *g = group_new(endpoint, o->timeout_ms, 0, 1);
     if (!g)
         return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");

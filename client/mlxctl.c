@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hint.h"
 #include "mlxd/mlxd.h"
 #include "wire.h"
 
@@ -258,19 +259,9 @@ static int resolve_endpoint(const struct command *c, const char *given, char *bu
 }
 
 void mlxctl_print_start_hint(FILE *f, const char *endpoint, bool endpoint_given) {
-    char def[MLXCTL_ENDPOINT_MAX];
-    bool is_default = !endpoint_given ||
-        (wire_default_endpoint(def, sizeof def) >= 0 && strcmp(def, endpoint) == 0);
-    if (!wire_ipc_path(endpoint))
-        // mlxd binds ipc:// only: a tcp:// endpoint has no command to start.
-        fprintf(f, "mlxd serves ipc:// endpoints only; start mlxd on that host and "
-                   "use its socket, e.g. `mlxd --socket ipc:///tmp/mlxd/mlxd.sock`");
-    else if (!is_default)
-        fprintf(f, "start it with `mlxd --socket %s`", endpoint);
-    else if (geteuid() == 0)
-        fprintf(f, "start it with `mlxd` or `systemctl start mlxd`");
-    else
-        fprintf(f, "start it with `mlxd` or `systemctl --user start mlxd`");
+    char hint[MLXCTL_ENDPOINT_MAX + 128];
+    hint_start(hint, sizeof hint, endpoint, endpoint_given);
+    fputs(hint, f);
 }
 
 enum {
