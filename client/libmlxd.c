@@ -20,11 +20,6 @@
 // has no group to keep it in yet.
 static _Thread_local char init_error[LIB_ERR_MAX];
 
-uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes) {
-    uint64_t ms = (uint64_t) (timeout_ms > 0 ? timeout_ms : WIRE_DEFAULT_TIMEOUT_MS) + LIB_GRACE_MS;
-    return wire_now_us() + ms * 1000u + nbytes / (LIB_MIN_BYTES_PER_S / 1000000u);
-}
-
 const char *mlxd_init_error(void) {
     return init_error;
 }
