@@ -120,6 +120,12 @@ struct cpu_sample {
     uint64_t wall_us, cpu_us;
 };
 
+// Groups by id, for the engine's events and attaches (group.c).
+struct group_map {
+    struct group **buckets;         // [nbuckets], a power of two
+    size_t nbuckets, n;
+};
+
 struct server {
     struct config cfg;
     void *zctx;
@@ -135,6 +141,7 @@ struct server {
     unsigned n_sessions;
     LIST_HEAD(, job) jobs;
     unsigned n_jobs;
+    struct group_map groups;        // every group of every job, by id (group.c)
     LIST_HEAD(, pending) pendings;
     int shm_fd;                     // the shared-memory side channel's listener
     LIST_HEAD(, shm_client) shm_clients;
