@@ -308,10 +308,29 @@ void job_session_gone(struct server *s, struct session *se, int code, const char
     job_gc(s, g->job);
 }
 
+// Job j, still forming, cannot form any more: every rank that said hello
+// here is refused with (code, text), as the coordinator refuses one.
+static void job_refuse_here(struct server *s, struct job *j, int code, const char *text) {
+    // The job is freed with its last hello: count them first.
+    int left = job_joined(j);
+    for (int r = 0; left > 0; r++) {
+        if (j->hellos[r]) {
+            left--;
+            refuse(s, j, r, code, text);
+        }
+    }
+}
+
 void job_host_lost(struct server *s, int host, const char *why) {
+    struct job *j, *jn;
     char text[512];
     snprintf(text, sizeof text, "host %s (world rank %d) was lost: %s", world_host(s->world, host), host, why);
     group_host_lost(s, host, text);
+    for (j = LIST_FIRST(&s->jobs); j; j = jn) {
+        jn = LIST_NEXT(j, link);
+        if (j->state == JOB_FORMING && (host == 0 || job_joined(j) < j->size))
+            job_refuse_here(s, j, MLXD_EPEER, text);
+    }
 }
 
 void job_process_gone(struct server *s, pid_t pid) {

@@ -61,7 +61,9 @@ void job_process_gone(struct server *s, pid_t pid);
 void job_gc(struct server *s, struct job *j);
 // The daemon of world rank host is gone or unreachable (the watch says so):
 // every group with members there ends for this host's members with
-// MLXD_EPEER naming the host.
+// MLXD_EPEER naming the host, and so does every job still forming here
+// that needs it (world rank 0, the coordinator, forms every job; another
+// host may hold the ranks a job still waits for).
 void job_host_lost(struct server *s, int host, const char *why);
 void job_free_all(struct server *s);
 

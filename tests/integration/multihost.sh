@@ -677,6 +677,33 @@ lost_host_gives_every_surviving_rank_an_error_naming_it() {
     fi
 }
 
+# A job of 3, one rank per host, still forming: ranks 0 and 2 said hello and
+# wait for rank 1, which never starts; every process on host 1 is killed.
+# Both fail at once with MLXD_EPEER naming host 1, not at their deadline
+# (60 s): the job may need that host.
+lost_host_fails_a_forming_job_at_once_naming_it() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=60
+    start_world 3
+    new_job
+    local r pids=() t_kill at
+    for r in 0 2; do
+        spawn_rank "$JOB" "$r" 3 "$r" "$MHCLIENT_BIN" forming "${HOSTS[1]}"
+        pids+=("$SPAWNED")
+        wait_until 30 clients_pending "$r" "$JOB" hello 1 || fail "rank $r was not waiting for job $JOB to form on host $r within 30 s"
+    done
+    t_kill=$(now_ms)
+    hosts_kill 1
+    for r in 0 1; do
+        expect_exit "rank $((2 * r)) of a forming job when host 1 was lost" "${pids[r]}" 30 0
+        at=$(grep -oE 'error_at_ms=[0-9]+' "${M_OUT[${pids[r]}]}" | cut -d= -f2)
+        [[ -n "$at" ]] || fail "rank $((2 * r)) did not say when it got its error"
+        log "rank $((2 * r)) had its error $((at - t_kill)) ms after the loss"
+        (( at - t_kill < 20000 )) || fail "rank $((2 * r)) had its error $((at - t_kill)) ms after the loss: its deadline, not the loss"
+    done
+}
+
 # With a 5 s op deadline, host 1's link goes down for 10 s while rank 0
 # (host 0) and rank 1 (host 1) call all_sum: both have an error naming the
 # other host by 7 s; within 60 s of the link coming back, the world serves a
