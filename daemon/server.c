@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "http.h"
 #include "job.h"
 #include "log.h"
@@ -407,15 +408,11 @@ static bool read_one(struct server *s) {
         }
     }
 
-    const char *addr = zmq_msg_gets(&pb, "Peer-Address");
+    char err[256];
     size_t len = zmq_msg_size(&pb);
-    if (!addr || wire_parse_peer_address(addr, &p.uid, &p.gid, &p.pid) < 0) {
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "the peer's credentials are unknown; connect over ipc://");
-    } else if (!peer_allowed(s, &p)) {
-        log_warning("Refused a request from uid %u (pid %d): not this daemon's user, root or its group",
-                    (unsigned) p.uid, (int) p.pid);
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "uid %u may not use this mlxd (it serves uid %u, root and its group)",
-                           (unsigned) p.uid, (unsigned) geteuid());
+    int code = access_check_address(s, zmq_msg_gets(&pb, "Peer-Address"), &p, err, sizeof err);
+    if (code < 0) {
+        server_reply_error(s, &p, 0, code, "%s", err);
     } else if (len > WIRE_MAX_PB_FRAME) {
         server_reply_error(s, &p, 0, MLXD_EPROTO, "request frame of %zu bytes exceeds the maximum of %u", len,
                            WIRE_MAX_PB_FRAME);

@@ -121,7 +121,6 @@ void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id,
 // Ends a session: its group learns (code, why), its pending request is
 // failed with the same code, and it is freed.
 void session_close(struct server *s, struct session *se, int code, const char *why);
-bool peer_allowed(const struct server *s, const struct peer *p);
 
 /* status.c */
 // Fills a DaemonStatus of this daemon; free with status_free().
