@@ -15,4 +15,13 @@
 void loop_request(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
                   int nframes);
 
+// The signal pipe and handlers (SIGTERM, SIGINT, SIGUSR2 stop; SIGHUP says
+// where we are): the handlers only set a flag and wake the loop.
+int loop_init_signals(struct server *s);
+void loop_fini_signals(struct server *s);
+
+// Runs until a signal stops the daemon. 0, or a negative errno when the
+// loop itself failed (logged).
+int loop_run(struct server *s);
+
 #endif

@@ -28,7 +28,7 @@ static int router_send(void *router, const struct peer *p, Mlxd__Reply *r, zmq_m
 
 void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
     int e = p->transport ? p->transport->send(p->transport, p, r, frames, nframes)
-                         : router_send(s->router, p, r, frames, nframes);
+                         : router_send(s->front.router, p, r, frames, nframes);
     // The peer is gone (EHOSTUNREACH) or not reading (EAGAIN): its request
     // is answered as far as we are concerned.
     if (e < 0)

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "desc.h"
+#include "front.h"
 #include "metrics.h"
 #include "reply.h"
 #include "shm.h"
@@ -78,9 +79,7 @@ struct cpu_sample {
 struct server {
     struct config cfg;
     void *zctx;
-    void *router;
-    bool unlink_on_exit;            // we created the socket file
-    bool activated;                 // the service manager passed our sockets
+    struct front front;             // the ROUTER socket, its file and lock (front.c)
     bool shm_owned;                 // we created the shared-memory socket file
     int signal_pipe[2];
     uint64_t start_us;
@@ -108,10 +107,10 @@ struct server {
 };
 
 /* server.c */
+// Builds every module (logs its failures); server_fini() takes down what
+// was built, whatever server_init() returned.
 int server_init(struct server *s, const struct config *cfg);
-int server_run(struct server *s);
 void server_fini(struct server *s);
-void server_signal(int sig);        // async-signal-safe: wakes the loop
 
 /* session.c */
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
