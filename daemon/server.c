@@ -23,6 +23,7 @@
 #include "pool.h"
 #include "request.h"
 #include "service.h"
+#include "span.h"
 #include "world.h"
 
 // Raw frames one request may carry; a request with more is refused.
@@ -143,6 +144,23 @@ static int setup_signals(struct server *s) {
     return 0;
 }
 
+// The engine's events go to span.c, which owns what they mean.
+static void on_world_event(void *ctx, struct world_event *e) {
+    span_event(ctx, e);
+}
+
+static int start_world(struct server *s) {
+    struct world_config wc = {
+        .zctx = s->zctx,
+        .op_timeout_ms = s->cfg.op_timeout_ms,
+        .mpi_stall_ms = s->cfg.mpi_stall_ms,
+        .heartbeat_timeout_ms = s->cfg.heartbeat_timeout_ms,
+        .on_event = on_world_event,
+        .ctx = s,
+    };
+    return world_start(&wc, &s->world);
+}
+
 int server_init(struct server *s, const struct config *cfg) {
     int r;
     *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .shm_fd = -1, .next_group_id = 1,
@@ -170,7 +188,7 @@ int server_init(struct server *s, const struct config *cfg) {
         if (r < 0)
             return r;
     }
-    r = world_start(s, &s->world);
+    r = start_world(s);
     if (r < 0)
         return r;
     if (!s->activated)
@@ -703,7 +721,7 @@ int server_run(struct server *s) {
         if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
             watch_events(s);
         if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
-            world_dispatch(s->world, s);
+            world_dispatch(s->world);
         if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))
             for (int i = 0; i < MAX_BATCH && read_one(s); i++)
                 ;
