@@ -391,7 +391,7 @@ int loop_run(struct server *s) {
         if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
             watch_events(s);
         if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
-            world_dispatch(s->world, s);
+            world_dispatch(s->world);
         if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))
             for (int i = 0; i < MAX_BATCH && read_one(s); i++)
                 ;

@@ -36,6 +36,8 @@ static void usage(FILE *f) {
             "      --max-mpi-stall SECS exit with status 3 when one MPI call between hosts has not\n"
             "                           returned for SECS, so that the world is started again\n"
             "                           (default 4 times --op-timeout)\n"
+            "      --heartbeat-timeout SECS  a host whose daemon is silent for SECS is lost\n"
+            "                           (default 2)\n"
             "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
             "                           0.0.0.0:PORT listens on every address)\n"
@@ -61,7 +63,8 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 
 static int parse_args(int argc, char **argv, struct config *cfg) {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
-           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL, OPT_WORKERS };
+           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL, OPT_WORKERS,
+           OPT_HEARTBEAT_TIMEOUT };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
@@ -76,6 +79,7 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
         { "max-mpi-stall", required_argument, NULL, OPT_MAX_MPI_STALL },
         { "metrics", required_argument, NULL, OPT_METRICS },
         { "workers", required_argument, NULL, OPT_WORKERS },
+        { "heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT_TIMEOUT },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -101,15 +105,18 @@ static int parse_args(int argc, char **argv, struct config *cfg) {
             }
             break;
         case 't':
-        case OPT_MAX_MPI_STALL: {
+        case OPT_MAX_MPI_STALL:
+        case OPT_HEARTBEAT_TIMEOUT: {
             char *end;
             double secs = strtod(optarg, &end);
+            const char *name = c == 't' ? "op-timeout" : c == OPT_MAX_MPI_STALL ? "max-mpi-stall" : "heartbeat-timeout";
             if (end == optarg || *end || !(secs > 0) || secs > 86400 * 7) {
-                fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n",
-                        c == 't' ? "op-timeout" : "max-mpi-stall", optarg);
+                fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n", name, optarg);
                 return -EINVAL;
             }
-            *(c == 't' ? &cfg->op_timeout_ms : &cfg->mpi_stall_ms) = (uint32_t) (secs * 1000 + 0.5);
+            *(c == 't' ? &cfg->op_timeout_ms : c == OPT_MAX_MPI_STALL ? &cfg->mpi_stall_ms
+                                                                     : &cfg->heartbeat_timeout_ms) =
+                (uint32_t) (secs * 1000 + 0.5);
             break;
         }
         case OPT_MAX_CLIENTS:

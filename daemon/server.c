@@ -13,7 +13,25 @@
 #include "loop.h"
 #include "pool.h"
 #include "service.h"
+#include "span.h"
 #include "world.h"
+
+// The engine's events go to span.c, which owns what they mean.
+static void on_world_event(void *ctx, struct world_event *e) {
+    span_event(ctx, e);
+}
+
+static int start_world(struct server *s) {
+    struct world_config wc = {
+        .zctx = s->zctx,
+        .op_timeout_ms = s->cfg.op_timeout_ms,
+        .mpi_stall_ms = s->cfg.mpi_stall_ms,
+        .heartbeat_timeout_ms = s->cfg.heartbeat_timeout_ms,
+        .on_event = on_world_event,
+        .ctx = s,
+    };
+    return world_start(&wc, &s->world);
+}
 
 int server_init(struct server *s, const struct config *cfg) {
     int r;
@@ -42,7 +60,7 @@ int server_init(struct server *s, const struct config *cfg) {
         if (r < 0)
             return r;
     }
-    r = world_start(s, &s->world);
+    r = start_world(s);
     if (r < 0)
         return r;
     if (!activated)

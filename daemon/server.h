@@ -43,6 +43,7 @@ struct config {
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
     uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
+    uint32_t heartbeat_timeout_ms;  // --heartbeat-timeout: a host silent this long is lost; 0: the default
     char metrics_addr[256];         // --metrics HOST:PORT; "" when off
     unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
