@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pool.h"
 #include "request.h"
+#include "ringsvc.h"
 #include "service.h"
 #include "world.h"
 
@@ -151,6 +152,7 @@ int server_init(struct server *s, const struct config *cfg) {
     LIST_INIT(&s->jobs);
     LIST_INIT(&s->pendings);
     LIST_INIT(&s->shm_clients);
+    LIST_INIT(&s->rings);
     s->start_us = wire_now_us();
     r = setup_signals(s);
     if (r < 0)
@@ -229,6 +231,7 @@ void server_fini(struct server *s) {
     while ((se = LIST_FIRST(&s->sessions)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     job_free_all(s);
+    ring_stop(s);
     shm_stop(s);
     if (s->router)
         zmq_close(s->router);
@@ -353,7 +356,9 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
     if (r->code != 0)
         status_request_failed(s, p, r->code, r->message);
     if (p->session) {
-        server_reply(s, &p->session->peer, r, frames, nframes);
+        // Through the connection's ring when it has one and the reply fits.
+        if (!ring_reply(s, p->session, r, frames, nframes))
+            server_reply(s, &p->session->peer, r, frames, nframes);
     } else {
         // Its member died (a spanning group's op outlives it): nobody to
         // answer, but the frames may share received buffers.
@@ -436,7 +441,7 @@ static void handle_goodbye(struct server *s, struct session *se, const Mlxd__Req
     server_reply(s, p, &r, NULL, 0);
 }
 
-static void dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
+void server_dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
                      int nframes) {
     struct session *se = session_find(s, p->rid, p->rid_len);
     char err[512];
@@ -548,7 +553,7 @@ static bool read_one(struct server *s) {
         if (!req) {
             server_reply_error(s, &p, 0, MLXD_EPROTO, "malformed request: not a valid mlxd protobuf message");
         } else {
-            dispatch(s, &p, req, frames, nframes);
+            server_dispatch(s, &p, req, frames, nframes);
             mlxd__request__free_unpacked(req, NULL);
         }
     }
@@ -663,7 +668,7 @@ int server_run(struct server *s) {
         struct shm_client *c;
         LIST_FOREACH(c, &s->shm_clients, link)
             n_shm++;
-        size_t n = ITEM_FIXED + n_shm + s->n_sessions;
+        size_t n = ITEM_FIXED + n_shm + 2 * s->n_sessions;
         if (n > cap) {
             // fds only ever holds fewer than n descriptors: sized by n too,
             // both grow together.
@@ -689,8 +694,14 @@ int server_run(struct server *s) {
         struct session *se;
         LIST_FOREACH(se, &s->sessions, link)
             items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
+        // Every ring belongs to a session: at most n_sessions of them.
+        size_t first_ring = k, nr = ring_poll_fds(s, fds, s->n_sessions);
+        for (size_t i = 0; i < nr; i++)
+            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
 
-        int r = zmq_poll(items, (int) k, next_timeout_ms(s, wire_now_us()));
+        int timeout = ring_prepare(s) ? 0 : next_timeout_ms(s, wire_now_us());
+        int r = zmq_poll(items, (int) k, timeout);
+        ring_awake(s);
         if (r < 0 && zmq_errno() != EINTR) {
             free(items);
             free(fds);
@@ -712,7 +723,11 @@ int server_run(struct server *s) {
         for (size_t i = ITEM_FIXED; r > 0 && i < first_session; i++)
             if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 shm_ready(s, items[i].fd);
-        for (size_t i = first_session; r > 0 && i < k; i++) {
+        for (size_t i = first_ring; r > 0 && i < k; i++)
+            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                ring_ready(s, items[i].fd);
+        ring_run(s);
+        for (size_t i = first_session; r > 0 && i < first_ring; i++) {
             if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
                 continue;
             struct session *t, *tn;

@@ -104,6 +104,7 @@ struct session {
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
+    struct ring *ring;              // its request/reply ring (ring.c); NULL: ZeroMQ only
 };
 
 // A job that ended, as mlxctl status shows it (status.c).
@@ -139,6 +140,7 @@ struct server {
     int shm_fd;                     // the shared-memory side channel's listener
     LIST_HEAD(, shm_client) shm_clients;
     uint32_t next_segment_id;
+    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
     uint64_t next_group_id;         // of groups this host makes alone
     struct status_gather *gathers;  // mlxctl status --world in progress
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
@@ -161,6 +163,11 @@ void server_signal(int sig);        // async-signal-safe: wakes the loop
 // Sends a reply to p; frames (may be NULL) are moved into the message.
 // Failures to send are logged, never fatal.
 void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
+
+// Handles one decoded request from p as the loop does (the ring's entry:
+// frames are the request's raw tensor frames, which it may move from).
+void server_dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
+                     int nframes);
 
 // An error reply with a formatted message, also logged at debug level.
 void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code,
