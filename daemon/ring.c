@@ -23,6 +23,8 @@
 
 #include "job.h"
 #include "log.h"
+#include "loop.h"
+#include "reply.h"
 #include "ring.h"
 #include "server.h"
 
@@ -31,7 +33,9 @@
 #define RING_BATCH 64
 
 struct ring {
+    struct reply_transport transport;   // the session's replies (reply.h); first
     LIST_ENTRY(ring) link;          // in server.rings
+    struct server *server;
     struct session *session;        // NULL once detached
     uint8_t *base;
     size_t len;
@@ -56,10 +60,15 @@ static void mark_dead(struct ring *rg) {
         return;
     rg->dead = true;
     atomic_store(&rg->hdr->closed, 1);
-    if (rg->session)
+    if (rg->session) {
         rg->session->ring = NULL;
+        rg->session->peer.transport = NULL;
+    }
     rg->session = NULL;
 }
+
+static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames,
+                     int nframes);
 
 static struct session *find_session(struct server *s, pid_t pid, uint64_t group, int rank) {
     struct session *se;
@@ -140,7 +149,10 @@ int ring_attach(struct server *s, pid_t pid, uint64_t group, int rank, int memfd
     rg->hdr = (struct wire_ring_hdr *) rg->base;
     ring_ends(rg->base, area, false, &rg->req, &rg->rep);
     rg->session = se;
+    rg->server = s;
+    rg->transport.send = ring_send;
     se->ring = rg;
+    se->peer.transport = &rg->transport;
     LIST_INSERT_HEAD(&s->rings, rg, link);
     log_debug("Pid %d (group " WIRE_ID_FMT " rank %d) talks over a ring of 2 x %u bytes", (int) pid, group, rank,
               area);
@@ -230,7 +242,7 @@ static int take_one(struct server *s, struct ring *rg) {
     else if (data_len > 0 && !have_frame)
         server_reply_error(s, &p, req->id, MLXD_ENOMEM, "out of memory for a tensor of %zu bytes", data_len);
     else
-        server_dispatch(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
+        loop_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
     mlxd__request__free_unpacked(req, NULL);
     if (have_frame)
         zmq_msg_close(&frame);
@@ -273,32 +285,47 @@ void ring_run(struct server *s) {
             take_batch(s, rg);
 }
 
-bool ring_reply(struct server *s, struct session *se, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
-    struct ring *rg = se ? se->ring : NULL;
-    (void) s;
-    if (!rg || rg->dead || nframes > 1)
-        return false;
+// Puts r in the ring: 0, or -errno when it cannot go this way.
+static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
+    if (rg->dead || nframes > 1)
+        return -EMSGSIZE;
     size_t n = protobuf_c_message_get_packed_size(&r->base);
     if (n > sizeof pb_buf)
-        return false;
+        return -EMSGSIZE;
     protobuf_c_message_pack(&r->base, pb_buf);
     const void *data = nframes ? zmq_msg_data(&frames[0]) : NULL;
     size_t data_len = nframes ? zmq_msg_size(&frames[0]) : 0;
     int e = ring_put(&rg->rep, pb_buf, n, data, data_len);
     if (e == -EPROTO) {
-        // Its reply tail is impossible: no more replies here. The session
-        // itself is left to the caller (this runs inside a reply).
-        log_warning("Client pid %d broke its reply ring; its replies go through ZeroMQ", (int) se->peer.pid);
+        // Its reply tail is impossible: no more replies here, and no more
+        // requests read (the session itself is left alone: this runs inside
+        // a reply).
+        log_warning("Client pid %d broke its reply ring; it talks through ZeroMQ from now on",
+                    rg->session ? (int) rg->session->peer.pid : -1);
         mark_dead(rg);
     }
     if (e < 0)
-        return false;
+        return e;
     for (int i = 0; i < nframes; i++)
         zmq_msg_close(&frames[i]);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&rg->hdr->client_sleeping, memory_order_relaxed))
         (void) send(rg->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    return true;
+    return 0;
+}
+
+// The session's transport: through the ring when the reply fits (an op's
+// result inline, or in the caller's shared memory), else through ZeroMQ.
+// Replies are matched by id, so the two ways may interleave.
+static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames,
+                     int nframes) {
+    struct ring *rg = (struct ring *) t;
+    if (ring_put_reply(rg, r, frames, nframes) == 0)
+        return 0;
+    struct peer z = *p;
+    z.transport = NULL;
+    server_reply(rg->server, &z, r, frames, nframes);
+    return 0;
 }
 
 void ring_detach(struct server *s, struct session *se) {

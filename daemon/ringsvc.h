@@ -10,10 +10,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
-#include <zmq.h>
-
-#include "mlxd.pb-c.h"
 
 struct server;
 struct session;
@@ -43,10 +41,6 @@ void ring_ready(struct server *s, int fd);
 
 // Takes the requests every ring holds (up to a batch each).
 void ring_run(struct server *s);
-
-// Sends an op's reply through se's ring when it has one and the reply fits:
-// true, and the frames are consumed; false leaves them for ZeroMQ.
-bool ring_reply(struct server *s, struct session *se, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
 
 // se closes: its ring is no longer read, and is unmapped at the next poll.
 void ring_detach(struct server *s, struct session *se);

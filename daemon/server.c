@@ -17,9 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "loop.h"
 #include "pool.h"
 #include "request.h"
 #include "ringsvc.h"
@@ -256,130 +258,6 @@ void server_fini(struct server *s) {
             close(s->signal_pipe[i]);
 }
 
-/* ---- replies ---- */
-
-void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
-    int flags = ZMQ_DONTWAIT | ZMQ_SNDMORE, e;
-    if (zmq_send(s->router, p->rid, p->rid_len, flags) < 0)
-        goto fail;
-    e = wire_send_pb(s->router, &r->base, nframes > 0 ? flags : ZMQ_DONTWAIT);
-    if (e < 0) {
-        errno = -e;
-        goto fail;
-    }
-    for (int i = 0; i < nframes; i++)
-        if (zmq_msg_send(&frames[i], s->router, i + 1 < nframes ? flags : ZMQ_DONTWAIT) < 0)
-            goto fail;
-    return;
-fail:
-    // The peer is gone (EHOSTUNREACH) or not reading (EAGAIN): its request
-    // is answered as far as we are concerned.
-    log_debug("Dropped the reply to request %llu of pid %d: %s", (unsigned long long) r->id, (int) p->pid,
-              zmq_strerror(zmq_errno()));
-    for (int i = 0; i < nframes; i++)
-        zmq_msg_close(&frames[i]);
-}
-
-static void reply_error_va(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt,
-                           va_list ap) {
-    char text[1024];
-    vsnprintf(text, sizeof text, fmt, ap);
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.id = id;
-    r.code = code;
-    r.message = text;
-    log_debug("Request %llu of pid %d failed: %s: %s", (unsigned long long) id, (int) p->pid,
-              wire_error_name(code), text);
-    server_reply(s, p, &r, NULL, 0);
-}
-
-void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    reply_error_va(s, p, id, code, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- pending requests ---- */
-
-struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms) {
-    struct pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    p->kind = kind;
-    p->req_id = req_id;
-    p->start_us = wire_now_us();
-    p->deadline_us = p->start_us + (uint64_t) (timeout_ms ? timeout_ms : s->cfg.op_timeout_ms) * 1000u;
-    p->peer = -1;
-    zmq_msg_init(&p->data);
-    LIST_INSERT_HEAD(&s->pendings, p, link);
-    return p;
-}
-
-void pending_free(struct server *s, struct pending *p) {
-    if (!p)
-        return;
-    LIST_REMOVE(p, link);
-    if (p->ref)
-        *p->ref = NULL;
-    if (p->queue)
-        TAILQ_REMOVE(p->queue, p, qlink);
-    pending_orphan(p);
-    zmq_msg_close(&p->data);
-    shm_unref(p->in_seg);
-    shm_unref(p->out_seg);
-    free(p);
-}
-
-void pending_track(struct session *se, struct pending *p) {
-    p->session = se;
-    TAILQ_INSERT_TAIL(&se->pendings, p, slink);
-    se->inflight++;
-}
-
-void pending_orphan(struct pending *p) {
-    if (!p->session)
-        return;
-    TAILQ_REMOVE(&p->session->pendings, p, slink);
-    p->session->inflight--;
-    p->session = NULL;
-}
-
-const uint8_t *pending_input(const struct pending *p) {
-    return p->in_ptr ? p->in_ptr : zmq_msg_data((zmq_msg_t *) &p->data);
-}
-
-void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
-    r->id = p->req_id;
-    if (p->kind == PENDING_OP)
-        metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
-    if (r->code != 0)
-        status_request_failed(s, p, r->code, r->message);
-    if (p->session) {
-        // Through the connection's ring when it has one and the reply fits.
-        if (!ring_reply(s, p->session, r, frames, nframes))
-            server_reply(s, &p->session->peer, r, frames, nframes);
-    } else {
-        // Its member died (a spanning group's op outlives it): nobody to
-        // answer, but the frames may share received buffers.
-        for (int i = 0; i < nframes; i++)
-            zmq_msg_close(&frames[i]);
-    }
-    pending_free(s, p);
-}
-
-void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...) {
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.code = code;
-    r.message = text;
-    pending_finish(s, p, &r, NULL, 0);
-}
-
 /* ---- requests ---- */
 
 static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
@@ -441,8 +319,8 @@ static void handle_goodbye(struct server *s, struct session *se, const Mlxd__Req
     server_reply(s, p, &r, NULL, 0);
 }
 
-void server_dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
-                     int nframes) {
+void loop_request(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
+                  int nframes) {
     struct session *se = session_find(s, p->rid, p->rid_len);
     char err[512];
     int code;
@@ -533,15 +411,11 @@ static bool read_one(struct server *s) {
         }
     }
 
-    const char *addr = zmq_msg_gets(&pb, "Peer-Address");
+    char err[256];
     size_t len = zmq_msg_size(&pb);
-    if (!addr || wire_parse_peer_address(addr, &p.uid, &p.gid, &p.pid) < 0) {
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "the peer's credentials are unknown; connect over ipc://");
-    } else if (!peer_allowed(s, &p)) {
-        log_warning("Refused a request from uid %u (pid %d): not this daemon's user, root or its group",
-                    (unsigned) p.uid, (int) p.pid);
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "uid %u may not use this mlxd (it serves uid %u, root and its group)",
-                           (unsigned) p.uid, (unsigned) geteuid());
+    int code = access_check_address(s, zmq_msg_gets(&pb, "Peer-Address"), &p, err, sizeof err);
+    if (code < 0) {
+        server_reply_error(s, &p, 0, code, "%s", err);
     } else if (len > WIRE_MAX_PB_FRAME) {
         server_reply_error(s, &p, 0, MLXD_EPROTO, "request frame of %zu bytes exceeds the maximum of %u", len,
                            WIRE_MAX_PB_FRAME);
@@ -553,7 +427,7 @@ static bool read_one(struct server *s) {
         if (!req) {
             server_reply_error(s, &p, 0, MLXD_EPROTO, "malformed request: not a valid mlxd protobuf message");
         } else {
-            server_dispatch(s, &p, req, frames, nframes);
+            loop_request(s, &p, req, frames, nframes);
             mlxd__request__free_unpacked(req, NULL);
         }
     }
