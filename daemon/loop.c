@@ -20,6 +20,7 @@
 #include "job.h"
 #include "log.h"
 #include "request.h"
+#include "ringsvc.h"
 #include "service.h"
 #include "world.h"
 
@@ -351,7 +352,7 @@ int loop_run(struct server *s) {
         struct shm_client *c;
         LIST_FOREACH(c, &s->shm_clients, link)
             n_shm++;
-        size_t n = ITEM_FIXED + n_shm + s->n_sessions;
+        size_t n = ITEM_FIXED + n_shm + 2 * s->n_sessions;
         if (n > cap) {
             // fds only ever holds fewer than n descriptors: sized by n too,
             // both grow together.
@@ -377,8 +378,14 @@ int loop_run(struct server *s) {
         struct session *se;
         LIST_FOREACH(se, &s->sessions, link)
             items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
+        // Every ring belongs to a session: at most n_sessions of them.
+        size_t first_ring = k, nr = ring_poll_fds(s, fds, s->n_sessions);
+        for (size_t i = 0; i < nr; i++)
+            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
 
-        int r = zmq_poll(items, (int) k, next_timeout_ms(s, wire_now_us()));
+        int timeout = ring_prepare(s) ? 0 : next_timeout_ms(s, wire_now_us());
+        int r = zmq_poll(items, (int) k, timeout);
+        ring_awake(s);
         if (r < 0 && zmq_errno() != EINTR) {
             free(items);
             free(fds);
@@ -400,7 +407,11 @@ int loop_run(struct server *s) {
         for (size_t i = ITEM_FIXED; r > 0 && i < first_session; i++)
             if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 shm_ready(s, items[i].fd);
-        for (size_t i = first_session; r > 0 && i < k; i++) {
+        for (size_t i = first_ring; r > 0 && i < k; i++)
+            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                ring_ready(s, items[i].fd);
+        ring_run(s);
+        for (size_t i = first_session; r > 0 && i < first_ring; i++) {
             if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
                 continue;
             struct session *t, *tn;

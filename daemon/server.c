@@ -12,6 +12,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "ringsvc.h"
 #include "service.h"
 #include "span.h"
 #include "world.h"
@@ -41,6 +42,7 @@ int server_init(struct server *s, const struct config *cfg) {
     LIST_INIT(&s->jobs);
     LIST_INIT(&s->pendings);
     LIST_INIT(&s->shm_clients);
+    LIST_INIT(&s->rings);
     s->start_us = wire_now_us();
     r = loop_init_signals(s);
     if (r < 0)
@@ -103,6 +105,7 @@ void server_fini(struct server *s) {
     while ((se = LIST_FIRST(&s->sessions)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     job_free_all(s);
+    ring_stop(s);
     shm_stop(s);
     front_close(&s->front, s->cfg.endpoint);
     s->pool = pool_free(s->pool);

@@ -61,6 +61,7 @@ struct session {
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
+    struct ring *ring;              // its request/reply ring (ring.c); NULL: ZeroMQ only
 };
 
 // A job that ended, as mlxctl status shows it (status.c).
@@ -94,6 +95,7 @@ struct server {
     int shm_fd;                     // the shared-memory side channel's listener
     LIST_HEAD(, shm_client) shm_clients;
     uint32_t next_segment_id;
+    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
     uint64_t next_group_id;         // of groups this host makes alone
     struct status_gather *gathers;  // mlxctl status --world in progress
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full

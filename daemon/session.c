@@ -10,6 +10,7 @@
 #include "job.h"
 #include "log.h"
 #include "platform.h"
+#include "ringsvc.h"
 #include "server.h"
 
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
@@ -66,6 +67,7 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     bool died = strncmp(why, "died", 4) == 0;
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
+    ring_detach(s, se);
     // Nothing it handed over is lost: its collectives in flight and its
     // sends held over the cap stay, without anyone to answer, and complete
     // with the others (on a spanning group the other hosts may already run

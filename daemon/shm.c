@@ -16,6 +16,7 @@
 #include "access.h"
 #include "log.h"
 #include "platform.h"
+#include "ringsvc.h"
 #include "server.h"
 
 static void seg_unmap(struct shm_seg *seg) {
@@ -226,6 +227,18 @@ static void read_one(struct server *s, struct shm_client *c) {
                 break;
         if (seg)
             seg_release(seg);
+        break;
+    }
+    case WIRE_SHM_RING: {
+        char why[sizeof m.message];
+        int r = MLXD_EPROTO;
+        if (nfds != 2)
+            snprintf(why, sizeof why, "a ring carries exactly two file descriptors, not %d", nfds);
+        else if (m.segment > INT32_MAX)
+            snprintf(why, sizeof why, "rank %u is out of range", m.segment);
+        else
+            r = ring_attach(s, c->pid, m.size, (int) m.segment, fds[0], fds[1], why, sizeof why);
+        reply(c, 0, r, "%s", r < 0 ? why : "");
         break;
     }
     default:
