@@ -21,6 +21,7 @@
 #include "log.h"
 #include "request.h"
 #include "ringsvc.h"
+#include "server.h"
 #include "service.h"
 #include "world.h"
 
@@ -47,9 +48,9 @@ static void on_signal(int sig) {
 }
 
 int loop_init_signals(struct server *s) {
-    if (pipe2(s->signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    if (pipe2(s->loop.signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return -errno;
-    signal_fd = s->signal_pipe[1];
+    signal_fd = s->loop.signal_pipe[1];
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
@@ -65,8 +66,8 @@ int loop_init_signals(struct server *s) {
 void loop_fini_signals(struct server *s) {
     signal_fd = -1;
     for (int i = 0; i < 2; i++)
-        if (s->signal_pipe[i] >= 0)
-            close(s->signal_pipe[i]);
+        if (s->loop.signal_pipe[i] >= 0)
+            close(s->loop.signal_pipe[i]);
 }
 
 /* ---- requests ---- */
@@ -136,7 +137,7 @@ void loop_request(struct server *s, const struct peer *p, const Mlxd__Request *r
     char err[512];
     int code;
 
-    if (s->stopping && req->body_case != MLXD__REQUEST__BODY_STATUS && req->body_case != MLXD__REQUEST__BODY_PING) {
+    if (s->loop.stopping && req->body_case != MLXD__REQUEST__BODY_STATUS && req->body_case != MLXD__REQUEST__BODY_PING) {
         server_reply_error(s, p, req->id, MLXD_EUNAVAILABLE, "mlxd is shutting down");
         return;
     }
@@ -253,7 +254,7 @@ static void expire(struct server *s, uint64_t now) {
     // A deadline may fail a whole group and free other pendings, so restart
     // the scan after each one.
 restart:
-    for (p = LIST_FIRST(&s->pendings); p; p = next) {
+    for (p = LIST_FIRST(&s->replies.pendings); p; p = next) {
         next = LIST_NEXT(p, link);
         if (p->deadline_us <= now) {
             job_expired(s, p);
@@ -265,7 +266,7 @@ restart:
 static int next_timeout_ms(struct server *s, uint64_t now) {
     uint64_t first = UINT64_MAX;
     struct pending *p;
-    LIST_FOREACH(p, &s->pendings, link)
+    LIST_FOREACH(p, &s->replies.pendings, link)
         if (p->deadline_us < first)
             first = p->deadline_us;
     uint64_t w = status_expire(s, now);
@@ -284,19 +285,19 @@ static int next_timeout_ms(struct server *s, uint64_t now) {
 
 static void drain_signals(struct server *s) {
     char buf[64];
-    while (read(s->signal_pipe[0], buf, sizeof buf) > 0)
+    while (read(s->loop.signal_pipe[0], buf, sizeof buf) > 0)
         ;
     if (got_hup) {
         // Logs go to stderr (the journal keeps them) and options come from
         // the command line, so there is nothing to reopen; say where we are.
         got_hup = 0;
         log_notice("SIGHUP: serving %s; %u client(s), %u job(s); options change with a restart", s->cfg.endpoint,
-                   s->n_sessions, s->n_jobs);
+                   s->sessions.n, s->n_jobs);
     }
-    if (got_stop && !s->stopping) {
-        s->stopping = true;
+    if (got_stop && !s->loop.stopping) {
+        s->loop.stopping = true;
         service_stopping();
-        log_notice("Stopping: failing %u session(s) with MLXD_EUNAVAILABLE", s->n_sessions);
+        log_notice("Stopping: failing %u session(s) with MLXD_EUNAVAILABLE", s->sessions.n);
     }
 }
 
@@ -312,7 +313,7 @@ static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
              (double) ev->stuck_ms / 1000);
     log_error("%s", text);
     struct pending *p;
-    while ((p = LIST_FIRST(&s->pendings)))
+    while ((p = LIST_FIRST(&s->replies.pendings)))
         pending_fail(s, p, MLXD_EUNAVAILABLE, text);
     // A moment for the replies to leave, and the socket file goes.
     struct timespec ts = { 0, 200 * 1000 * 1000 };
@@ -347,12 +348,12 @@ int loop_run(struct server *s) {
     int *fds = NULL;
     size_t cap = 0;
 
-    while (!s->stopping) {
+    while (!s->loop.stopping) {
         unsigned n_shm = 1;
         struct shm_client *c;
-        LIST_FOREACH(c, &s->shm_clients, link)
+        LIST_FOREACH(c, &s->shm.clients, link)
             n_shm++;
-        size_t n = ITEM_FIXED + n_shm + 2 * s->n_sessions;
+        size_t n = ITEM_FIXED + n_shm + 2 * s->sessions.n;
         if (n > cap) {
             // fds only ever holds fewer than n descriptors: sized by n too,
             // both grow together.
@@ -368,7 +369,7 @@ int loop_run(struct server *s) {
             cap = n;
         }
         items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->front.router, .events = ZMQ_POLLIN };
-        items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
+        items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->loop.signal_pipe[0], .events = ZMQ_POLLIN };
         items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
         items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
         size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
@@ -376,10 +377,10 @@ int loop_run(struct server *s) {
             items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
         size_t first_session = k;
         struct session *se;
-        LIST_FOREACH(se, &s->sessions, link)
+        LIST_FOREACH(se, &s->sessions.list, link)
             items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
         // Every ring belongs to a session: at most n_sessions of them.
-        size_t first_ring = k, nr = ring_poll_fds(s, fds, s->n_sessions);
+        size_t first_ring = k, nr = ring_poll_fds(s, fds, s->sessions.n);
         for (size_t i = 0; i < nr; i++)
             items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
 
@@ -393,7 +394,7 @@ int loop_run(struct server *s) {
         }
         status_sample(s, wire_now_us());
         drain_signals(s);
-        if (s->stopping)
+        if (s->loop.stopping)
             break;
         if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
             watch_events(s);
@@ -415,7 +416,7 @@ int loop_run(struct server *s) {
             if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
                 continue;
             struct session *t, *tn;
-            for (t = LIST_FIRST(&s->sessions); t; t = tn) {
+            for (t = LIST_FIRST(&s->sessions.list); t; t = tn) {
                 tn = LIST_NEXT(t, link);
                 if (t->pidfd == items[i].fd) {
                     char why[64];

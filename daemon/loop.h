@@ -2,9 +2,21 @@
 #ifndef MLXD_LOOP_H
 #define MLXD_LOOP_H
 
+#include <stdbool.h>
 #include <zmq.h>
 
-#include "server.h"
+#include "reply.h"
+#include "wire.h"
+
+struct server;
+
+struct loop_state {
+    int signal_pipe[2];             // the handlers write, the loop reads
+    bool stopping;                  // a signal asked us to stop
+};
+
+// A loop that holds nothing yet.
+#define LOOP_INIT ((struct loop_state) { .signal_pipe = { -1, -1 } })
 
 // Handles one decoded request from peer p, exactly as if it had come in on
 // the ZeroMQ front once the peer's credentials were checked: validates it

@@ -68,7 +68,7 @@ struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t r
     p->deadline_us = p->start_us + (uint64_t) (timeout_ms ? timeout_ms : s->cfg.op_timeout_ms) * 1000u;
     p->peer = -1;
     zmq_msg_init(&p->data);
-    LIST_INSERT_HEAD(&s->pendings, p, link);
+    LIST_INSERT_HEAD(&s->replies.pendings, p, link);
     return p;
 }
 

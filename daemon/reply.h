@@ -52,7 +52,7 @@ TAILQ_HEAD(pending_list, pending);
 // A request that is waiting: for the other members, a message, or the job to
 // form. Owns its input frame. Exactly one reply ends it (pending_finish).
 struct pending {
-    LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
+    LIST_ENTRY(pending) link;       // in replies.pendings (deadline scan)
     TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
     TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
     struct pending_list *queue;
@@ -77,6 +77,11 @@ struct pending {
     uint64_t start_us, deadline_us;
     uint64_t seq;                   // k for the k-th collective on the group
     bool coord_asked;               // its deadline passed and the coordinator was told
+};
+
+// The requests that wait, each until its reply or its deadline.
+struct replies {
+    LIST_HEAD(, pending) pendings;
 };
 
 // Sends a reply to p, by p's transport; frames (may be NULL) are moved into

@@ -36,12 +36,12 @@ static int start_world(struct server *s) {
 
 int server_init(struct server *s, const struct config *cfg) {
     int r;
-    *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .shm_fd = -1, .next_group_id = 1,
-                           .next_segment_id = 1, .front = FRONT_INIT };
-    LIST_INIT(&s->sessions);
+    *s = (struct server) { .cfg = *cfg, .loop = LOOP_INIT, .front = FRONT_INIT, .shm = SHM_REGISTRY_INIT,
+                           .next_group_id = 1 };
+    LIST_INIT(&s->sessions.list);
     LIST_INIT(&s->jobs);
-    LIST_INIT(&s->pendings);
-    LIST_INIT(&s->shm_clients);
+    LIST_INIT(&s->replies.pendings);
+    LIST_INIT(&s->shm.clients);
     LIST_INIT(&s->rings);
     s->start_us = wire_now_us();
     r = loop_init_signals(s);
@@ -74,11 +74,11 @@ int server_init(struct server *s, const struct config *cfg) {
     if (r < 0)
         return r;
     if (shm_fd >= 0)
-        s->shm_fd = shm_fd;
+        s->shm.listen_fd = shm_fd;
     else if ((r = shm_start(s)) < 0)
         return r;
     if (s->cfg.metrics_addr[0]) {
-        r = http_start(s->cfg.metrics_addr, &s->http);
+        r = http_start(s->cfg.metrics_addr, &s->status.http);
         if (r < 0)
             return r;
         status_publish_metrics(s, wire_now_us());
@@ -99,10 +99,10 @@ void server_fini(struct server *s) {
     // Every request in flight gets its answer before the sessions go, so no
     // member sees a peer failure for what is the daemon stopping.
     status_free_all(s);
-    s->http = http_stop(s->http);
-    while ((p = LIST_FIRST(&s->pendings)))
+    s->status.http = http_stop(s->status.http);
+    while ((p = LIST_FIRST(&s->replies.pendings)))
         pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
-    while ((se = LIST_FIRST(&s->sessions)))
+    while ((se = LIST_FIRST(&s->sessions.list)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     job_free_all(s);
     ring_stop(s);

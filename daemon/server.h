@@ -12,6 +12,7 @@
 
 #include "desc.h"
 #include "front.h"
+#include "loop.h"
 #include "metrics.h"
 #include "reply.h"
 #include "shm.h"
@@ -78,25 +79,14 @@ struct cpu_sample {
     uint64_t wall_us, cpu_us;
 };
 
-struct server {
-    struct config cfg;
-    void *zctx;
-    struct front front;             // the ROUTER socket, its file and lock (front.c)
-    bool shm_owned;                 // we created the shared-memory socket file
-    int signal_pipe[2];
-    uint64_t start_us;
-    struct world *world;
-    struct metrics metrics;
-    LIST_HEAD(, session) sessions;
-    unsigned n_sessions;
-    LIST_HEAD(, job) jobs;
-    unsigned n_jobs;
-    LIST_HEAD(, pending) pendings;
-    int shm_fd;                     // the shared-memory side channel's listener
-    LIST_HEAD(, shm_client) shm_clients;
-    uint32_t next_segment_id;
-    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
-    uint64_t next_group_id;         // of groups this host makes alone
+// The sessions, one per connection that said hello (session.c).
+struct sessions {
+    LIST_HEAD(, session) list;
+    unsigned n;
+};
+
+// What mlxctl status and the metrics endpoint show (status.c).
+struct status_state {
     struct status_gather *gathers;  // mlxctl status --world in progress
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
     unsigned n_recent, recent_next;
@@ -105,8 +95,26 @@ struct server {
     struct http *http;              // --metrics: the HTTP server, reading what we publish
     uint64_t metrics_next_us;       // when the next snapshot may be published
     uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
+};
+
+// The daemon: each module's own part, built by server_init().
+struct server {
+    struct config cfg;
+    void *zctx;                     // shared by the front and the engine
+    uint64_t start_us;
+    struct loop_state loop;         // signals, stopping (loop.c)
+    struct front front;             // the ROUTER socket, its file and lock (front.c)
+    struct replies replies;         // requests waiting for their reply (reply.c)
+    struct sessions sessions;       // (session.c)
+    struct shm_registry shm;        // the side channel and its segments (shm.c)
+    struct status_state status;     // (status.c)
+    struct metrics metrics;         // counters by op and code (metrics.c)
+    struct world *world;            // the MPI engine (world.c)
     struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
-    bool stopping;
+    LIST_HEAD(, job) jobs;
+    unsigned n_jobs;
+    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
+    uint64_t next_group_id;         // of groups this host makes alone
 };
 
 /* server.c */

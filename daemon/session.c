@@ -15,20 +15,20 @@
 
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
     struct session *se;
-    LIST_FOREACH(se, &s->sessions, link)
+    LIST_FOREACH(se, &s->sessions.list, link)
         if (se->peer.rid_len == len && memcmp(se->peer.rid, rid, len) == 0)
             return se;
     return NULL;
 }
 
 int session_new(struct server *s, const struct peer *p, struct session **ret) {
-    if (s->n_sessions >= s->cfg.max_clients)
+    if (s->sessions.n >= s->cfg.max_clients)
         return -EMFILE;
     // One op at a time per connection: a process's ops in flight are bounded
     // by its connections (one per group).
     unsigned mine = 0;
     struct session *o;
-    LIST_FOREACH(o, &s->sessions, link)
+    LIST_FOREACH(o, &s->sessions.list, link)
         mine += o->peer.pid == p->pid;
     if (mine >= s->cfg.max_groups_per_client)
         return -EUSERS;
@@ -45,8 +45,8 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     TAILQ_INIT(&se->pendings);
     platform_process_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
     se->rank = -1;
-    LIST_INSERT_HEAD(&s->sessions, se, link);
-    s->n_sessions++;
+    LIST_INSERT_HEAD(&s->sessions.list, se, link);
+    s->sessions.n++;
     *ret = se;
     return 0;
 }
@@ -84,12 +84,12 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     }
     job_session_gone(s, se, code, why);
     LIST_REMOVE(se, link);
-    s->n_sessions--;
+    s->sessions.n--;
     // A process that died, or left with its last connection, will attach to
     // nothing more.
     struct session *o;
     bool last = true;
-    LIST_FOREACH(o, &s->sessions, link)
+    LIST_FOREACH(o, &s->sessions.list, link)
         last &= o->peer.pid != se->peer.pid;
     if (died || last)
         job_process_gone(s, se->peer.pid);
