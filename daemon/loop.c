@@ -249,26 +249,8 @@ static bool read_one(struct server *s) {
     return true;
 }
 
-static void expire(struct server *s, uint64_t now) {
-    struct pending *p, *next;
-    // A deadline may fail a whole group and free other pendings, so restart
-    // the scan after each one.
-restart:
-    for (p = LIST_FIRST(&s->replies.pendings); p; p = next) {
-        next = LIST_NEXT(p, link);
-        if (p->deadline_us <= now) {
-            job_expired(s, p);
-            goto restart;
-        }
-    }
-}
-
 static int next_timeout_ms(struct server *s, uint64_t now) {
-    uint64_t first = UINT64_MAX;
-    struct pending *p;
-    LIST_FOREACH(p, &s->replies.pendings, link)
-        if (p->deadline_us < first)
-            first = p->deadline_us;
+    uint64_t first = pending_next_deadline(s);
     uint64_t w = status_expire(s, now);
     if (w < first)
         first = w;
@@ -312,9 +294,7 @@ static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
              "mlxd exits: the world cannot make progress (%s for %.1f s, more than --max-mpi-stall)", ev->why,
              (double) ev->stuck_ms / 1000);
     log_error("%s", text);
-    struct pending *p;
-    while ((p = LIST_FIRST(&s->replies.pendings)))
-        pending_fail(s, p, MLXD_EUNAVAILABLE, text);
+    pending_fail_all(s, MLXD_EUNAVAILABLE, text);
     // A moment for the replies to leave, and the socket file goes.
     struct timespec ts = { 0, 200 * 1000 * 1000 };
     nanosleep(&ts, NULL);
@@ -426,7 +406,7 @@ int loop_run(struct server *s) {
                 }
             }
         }
-        expire(s, wire_now_us());
+        pending_expire(s, wire_now_us(), job_expired);
         service_status(s, wire_now_us());
     }
     free(items);

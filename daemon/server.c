@@ -40,7 +40,8 @@ int server_init(struct server *s, const struct config *cfg) {
                            .next_group_id = 1 };
     LIST_INIT(&s->sessions.list);
     LIST_INIT(&s->jobs);
-    LIST_INIT(&s->replies.pendings);
+    TAILQ_INIT(&s->replies.pendings);
+    s->replies.on_failed = status_request_failed;
     LIST_INIT(&s->shm.clients);
     LIST_INIT(&s->rings);
     s->start_us = wire_now_us();
@@ -95,13 +96,11 @@ int server_init(struct server *s, const struct config *cfg) {
 
 void server_fini(struct server *s) {
     struct session *se;
-    struct pending *p;
     // Every request in flight gets its answer before the sessions go, so no
     // member sees a peer failure for what is the daemon stopping.
     status_free_all(s);
     s->status.http = http_stop(s->status.http);
-    while ((p = LIST_FIRST(&s->replies.pendings)))
-        pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    pending_fail_all(s, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     while ((se = LIST_FIRST(&s->sessions.list)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     job_free_all(s);
