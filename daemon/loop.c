@@ -395,16 +395,9 @@ int loop_run(struct server *s) {
         for (size_t i = first_session; r > 0 && i < first_ring; i++) {
             if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
                 continue;
-            struct session *t, *tn;
-            for (t = LIST_FIRST(&s->sessions.list); t; t = tn) {
-                tn = LIST_NEXT(t, link);
-                if (t->pidfd == items[i].fd) {
-                    char why[64];
-                    snprintf(why, sizeof why, "died (pid %d exited)", (int) t->peer.pid);
-                    session_close(s, t, MLXD_EPEER, why);
-                    break;
-                }
-            }
+            struct session *t = session_by_pidfd(s, items[i].fd);
+            if (t)
+                session_died(s, t);
         }
         pending_expire(s, wire_now_us(), job_expired);
         service_status(s, wire_now_us());

@@ -103,6 +103,7 @@ void server_fini(struct server *s) {
     pending_fail_all(s, MLXD_EUNAVAILABLE, "mlxd is shutting down");
     while ((se = LIST_FIRST(&s->sessions.list)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    sessions_fini(s);
     job_free_all(s);
     ring_stop(s);
     shm_stop(s);

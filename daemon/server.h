@@ -51,7 +51,8 @@ struct config {
 
 // One connection (one group of one client process), created by Hello.
 struct session {
-    LIST_ENTRY(session) link;
+    LIST_ENTRY(session) link;       // in sessions.list
+    LIST_ENTRY(session) rid_link, fd_link, pid_link;   // in sessions' buckets
     struct peer peer;
     int pidfd;                      // becomes readable when the process exits
     struct job *job;                // the job it joined (forming or formed)
@@ -79,10 +80,15 @@ struct cpu_sample {
     uint64_t wall_us, cpu_us;
 };
 
-// The sessions, one per connection that said hello (session.c).
+LIST_HEAD(session_bucket, session);
+
+// The sessions, one per connection that said hello (session.c), found by
+// routing id, by pidfd and by process in hash buckets.
 struct sessions {
     LIST_HEAD(, session) list;
     unsigned n;
+    struct session_bucket *by_rid, *by_fd, *by_pid;
+    unsigned n_buckets;             // a power of two, at least n (0: none yet)
 };
 
 // What mlxctl status and the metrics endpoint show (status.c).
@@ -124,13 +130,27 @@ int server_init(struct server *s, const struct config *cfg);
 void server_fini(struct server *s);
 
 /* session.c */
+// What session_new() refuses with, beside a negative errno (watching the
+// process failed, or out of memory): below every errno.
+enum session_refusal {
+    SESSION_TOO_MANY_CLIENTS = -4096,   // --max-clients
+    SESSION_TOO_MANY_GROUPS,            // --max-groups-per-client, in one process
+};
+
+// The session of routing id rid / of the pidfd fd; NULL when none.
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
+struct session *session_by_pidfd(struct server *s, int fd);
 int session_new(struct server *s, const struct peer *p, struct session **ret);
 // Answers a hello whose session_new() failed with r, saying which limit.
 void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id, int r);
 // Ends a session: its group learns (code, why), its pending request is
 // failed with the same code, and it is freed.
 void session_close(struct server *s, struct session *se, int code, const char *why);
+// The session's process exited (its pidfd is readable): as session_close(),
+// MLXD_EPEER, and the process attaches to nothing more.
+void session_died(struct server *s, struct session *se);
+// Frees the buckets, once every session is closed.
+void sessions_fini(struct server *s);
 
 /* status.c */
 // Fills a DaemonStatus of this daemon; free with status_free().
