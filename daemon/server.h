@@ -94,6 +94,7 @@ struct sessions {
 // What mlxctl status and the metrics endpoint show (status.c).
 struct status_state {
     struct status_gather *gathers;  // mlxctl status --world in progress
+    uint64_t last_gather_id;        // the id of the latest one (ids start at 1)
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
     unsigned n_recent, recent_next;
     struct cpu_sample cpu[STATUS_CPU_SAMPLES];     // a ring, taken at most every 250 ms

@@ -240,6 +240,13 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
         t->p99_us = metrics_quantile(&s->metrics, (Mlxd__OpType) op, 0.99);
         d->totals[d->n_totals++] = t;
     }
+    // A status that misses what it should show is not one: out of memory.
+    if (!d->version || !d->endpoint || !d->host || !d->mpi_version || d->n_hosts < (size_t) d->world_size ||
+        d->n_clients < s->sessions.n || d->n_jobs < s->n_jobs || d->n_recent_jobs < s->status.n_recent ||
+        !d->totals) {
+        status_free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -303,7 +310,6 @@ static void gather_finish(struct server *s, struct status_gather *sg) {
 }
 
 void status_request(struct server *s, const struct peer *p, const Mlxd__Request *req) {
-    static uint64_t next_id = 1;
     int n = world_size(s->world);
     struct status_gather *sg = NULL;
     if (req->status->world && n > 1 && (sg = calloc(1, sizeof *sg)) &&
@@ -313,11 +319,14 @@ void status_request(struct server *s, const struct peer *p, const Mlxd__Request 
     }
     if (!sg) {
         // This daemon alone (or no memory to ask the others).
-        sg = &(struct status_gather) { .peer = *p, .req_id = req->id };
         Mlxd__DaemonStatus *d = status_build(s);
+        if (!d) {
+            server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory");
+            return;
+        }
         Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
         Mlxd__Reply rep = MLXD__REPLY__INIT;
-        st.n_daemons = d ? 1 : 0;
+        st.n_daemons = 1;
         st.daemons = &d;
         rep.id = req->id;
         rep.body_case = MLXD__REPLY__BODY_STATUS;
@@ -326,7 +335,7 @@ void status_request(struct server *s, const struct peer *p, const Mlxd__Request 
         status_free(d);
         return;
     }
-    sg->id = next_id++;
+    sg->id = ++s->status.last_gather_id;
     sg->peer = *p;
     sg->req_id = req->id;
     sg->missing = n - 1;
