@@ -320,89 +320,122 @@ static void watch_events(struct server *s) {
     }
 }
 
-// Fixed poll items before the side channel's and the sessions' descriptors.
+// Fixed poll items before the side channel's, the sessions' and the rings'
+// descriptors.
 enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_WATCH, ITEM_FIXED };
 
+// What one turn of the loop polls: items[first_session, first_ring) are the
+// sessions' pidfds, [first_ring, n) the rings' doorbells.
+struct poll_set {
+    zmq_pollitem_t *items;
+    int *fds;                       // scratch for the modules' descriptors
+    size_t cap, n, first_session, first_ring;
+    bool any;                       // poll found something ready
+};
+
+static int poll_grow(struct poll_set *ps, size_t n) {
+    if (n <= ps->cap)
+        return 0;
+    // fds only ever holds fewer than n descriptors: sized by n too, both
+    // grow together.
+    zmq_pollitem_t *ni = realloc(ps->items, n * sizeof *ni);
+    if (ni)
+        ps->items = ni;
+    int *nf = ni ? realloc(ps->fds, n * sizeof *nf) : NULL;
+    if (!nf)
+        return -ENOMEM;
+    ps->fds = nf;
+    ps->cap = n;
+    return 0;
+}
+
+static void poll_add(struct poll_set *ps, void *socket, int fd) {
+    ps->items[ps->n++] = (zmq_pollitem_t) { .socket = socket, .fd = fd, .events = ZMQ_POLLIN };
+}
+
+static int poll_build(struct server *s, struct poll_set *ps) {
+    unsigned n_shm = 1;
+    struct shm_client *c;
+    LIST_FOREACH(c, &s->shm.clients, link)
+        n_shm++;
+    if (poll_grow(ps, ITEM_FIXED + n_shm + 2 * s->sessions.n) < 0)
+        return -ENOMEM;
+    ps->n = 0;
+    poll_add(ps, s->front.router, 0);
+    poll_add(ps, NULL, s->loop.signal_pipe[0]);
+    poll_add(ps, world_socket(s->world), 0);
+    poll_add(ps, world_watch_socket(s->world), 0);
+    size_t nf = shm_poll_fds(s, ps->fds, n_shm);
+    for (size_t i = 0; i < nf; i++)
+        poll_add(ps, NULL, ps->fds[i]);
+    ps->first_session = ps->n;
+    struct session *se;
+    LIST_FOREACH(se, &s->sessions.list, link)
+        poll_add(ps, NULL, se->pidfd);
+    // Every ring belongs to a session: at most n_sessions of them.
+    ps->first_ring = ps->n;
+    nf = ring_poll_fds(s, ps->fds, s->sessions.n);
+    for (size_t i = 0; i < nf; i++)
+        poll_add(ps, NULL, ps->fds[i]);
+    return 0;
+}
+
+static bool ready(const struct poll_set *ps, size_t i) {
+    return ps->any && (ps->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR));
+}
+
+// Handles what poll found ready, engine news first, then requests, then
+// the side channel, the rings (whose requests are taken whether or not
+// their doorbell rang) and the processes that exited.
+static void poll_handle(struct server *s, const struct poll_set *ps) {
+    if (ready(ps, ITEM_WATCH))
+        watch_events(s);
+    if (ready(ps, ITEM_WORLD))
+        world_dispatch(s->world);
+    if (ready(ps, ITEM_ROUTER))
+        for (int i = 0; i < MAX_BATCH && read_one(s); i++)
+            ;
+    // Each descriptor is looked up again: handling one may have closed
+    // another.
+    for (size_t i = ITEM_FIXED; i < ps->first_session; i++)
+        if (ready(ps, i))
+            shm_ready(s, ps->items[i].fd);
+    for (size_t i = ps->first_ring; i < ps->n; i++)
+        if (ready(ps, i))
+            ring_ready(s, ps->items[i].fd);
+    ring_run(s);
+    for (size_t i = ps->first_session; i < ps->first_ring; i++) {
+        struct session *se = ready(ps, i) ? session_by_pidfd(s, ps->items[i].fd) : NULL;
+        if (se)
+            session_died(s, se);
+    }
+}
+
 int loop_run(struct server *s) {
-    zmq_pollitem_t *items = NULL;
-    int *fds = NULL;
-    size_t cap = 0;
-
+    struct poll_set ps = { 0 };
+    int r = 0;
     while (!s->loop.stopping) {
-        unsigned n_shm = 1;
-        struct shm_client *c;
-        LIST_FOREACH(c, &s->shm.clients, link)
-            n_shm++;
-        size_t n = ITEM_FIXED + n_shm + 2 * s->sessions.n;
-        if (n > cap) {
-            // fds only ever holds fewer than n descriptors: sized by n too,
-            // both grow together.
-            zmq_pollitem_t *ni = realloc(items, n * sizeof *ni);
-            int *nf = ni ? realloc(fds, n * sizeof *nf) : NULL;
-            if (!ni || !nf) {
-                free(ni ? ni : items);
-                free(fds);
-                return log_errno(LOG_ERR, -ENOMEM, "Out of memory in the event loop");
-            }
-            items = ni;
-            fds = nf;
-            cap = n;
+        if (poll_build(s, &ps) < 0) {
+            r = log_errno(LOG_ERR, -ENOMEM, "Out of memory in the event loop");
+            break;
         }
-        items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->front.router, .events = ZMQ_POLLIN };
-        items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->loop.signal_pipe[0], .events = ZMQ_POLLIN };
-        items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
-        items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
-        size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
-        for (size_t i = 0; i < nf; i++)
-            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
-        size_t first_session = k;
-        struct session *se;
-        LIST_FOREACH(se, &s->sessions.list, link)
-            items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
-        // Every ring belongs to a session: at most n_sessions of them.
-        size_t first_ring = k, nr = ring_poll_fds(s, fds, s->sessions.n);
-        for (size_t i = 0; i < nr; i++)
-            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
-
         int timeout = ring_prepare(s) ? 0 : next_timeout_ms(s, wire_now_us());
-        int r = zmq_poll(items, (int) k, timeout);
+        int n = zmq_poll(ps.items, (int) ps.n, timeout);
         ring_awake(s);
-        if (r < 0 && zmq_errno() != EINTR) {
-            free(items);
-            free(fds);
-            return log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+        if (n < 0 && zmq_errno() != EINTR) {
+            r = log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+            break;
         }
         status_sample(s, wire_now_us());
         drain_signals(s);
         if (s->loop.stopping)
             break;
-        if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
-            watch_events(s);
-        if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
-            world_dispatch(s->world);
-        if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))
-            for (int i = 0; i < MAX_BATCH && read_one(s); i++)
-                ;
-        // Each descriptor is looked up again: handling one may have closed
-        // another.
-        for (size_t i = ITEM_FIXED; r > 0 && i < first_session; i++)
-            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                shm_ready(s, items[i].fd);
-        for (size_t i = first_ring; r > 0 && i < k; i++)
-            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                ring_ready(s, items[i].fd);
-        ring_run(s);
-        for (size_t i = first_session; r > 0 && i < first_ring; i++) {
-            if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-                continue;
-            struct session *t = session_by_pidfd(s, items[i].fd);
-            if (t)
-                session_died(s, t);
-        }
+        ps.any = n > 0;
+        poll_handle(s, &ps);
         pending_expire(s, wire_now_us(), job_expired);
         service_status(s, wire_now_us());
     }
-    free(items);
-    free(fds);
-    return 0;
+    free(ps.items);
+    free(ps.fds);
+    return r;
 }

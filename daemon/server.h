@@ -1,6 +1,7 @@
-/* The daemon's one owner of state: the ZeroMQ front, the event loop, and the
- * sessions, jobs and groups it serves. Everything here runs on the loop
- * thread; nothing takes a lock. */
+/* The daemon's state: struct server holds each module's own part (the loop,
+ * the ZeroMQ front, the replies, the sessions, shared memory, status, the
+ * engine, the domain's jobs), built by server.c. Everything here runs on the
+ * loop thread; nothing takes a lock. */
 #ifndef MLXD_SERVER_H
 #define MLXD_SERVER_H
 
