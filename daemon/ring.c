@@ -23,7 +23,6 @@
 
 #include "job.h"
 #include "log.h"
-#include "loop.h"
 #include "reply.h"
 #include "ring.h"
 #include "server.h"
@@ -242,7 +241,7 @@ static int take_one(struct server *s, struct ring *rg) {
     else if (data_len > 0 && !have_frame)
         server_reply_error(s, &p, req->id, MLXD_ENOMEM, "out of memory for a tensor of %zu bytes", data_len);
     else
-        loop_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
+        s->replies.on_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
     mlxd__request__free_unpacked(req, NULL);
     if (have_frame)
         zmq_msg_close(&frame);
