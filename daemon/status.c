@@ -9,8 +9,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "http.h"
 #include "job.h"
+#include "log.h"
 #include "world.h"
 
 // A member waiting this long in an op (or a job forming this long) shows
@@ -341,32 +343,25 @@ void status_request(struct server *s, const struct peer *p, const Mlxd__Request 
     sg->deadline_us = wire_now_us() + GATHER_TIMEOUT_US;
     sg->next = s->gathers;
     s->gathers = sg;
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__StatusReq q = MLXD__CTL__STATUS_REQ__INIT;
-    q.id = sg->id;
-    c.body_case = MLXD__CTL__CTL__BODY_STATUS_REQ;
-    c.status_req = &q;
+    // A host we cannot ask is a missing answer: the deadline reports it.
     for (int r = 0; r < n; r++)
         if (r != world_rank(s->world))
-            world_send_ctl(s->world, r, &c);
+            ctl_status_req(s->world, r, sg->id);
 }
 
 void status_remote_request(struct server *s, int from, uint64_t id) {
     Mlxd__DaemonStatus *d = status_build(s);
     if (!d)
         return;
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__StatusRep rep = MLXD__CTL__STATUS_REP__INIT;
-    rep.id = id;
-    rep.daemon.len = mlxd__daemon_status__get_packed_size(d);
-    rep.daemon.data = malloc(rep.daemon.len ? rep.daemon.len : 1);
-    if (rep.daemon.data) {
-        mlxd__daemon_status__pack(d, rep.daemon.data);
-        c.body_case = MLXD__CTL__CTL__BODY_STATUS_REP;
-        c.status_rep = &rep;
-        world_send_ctl(s->world, from, &c);
+    size_t len = mlxd__daemon_status__get_packed_size(d);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        mlxd__daemon_status__pack(d, buf);
+        ctl_status_rep(s->world, from, id, buf, len);
+    } else {
+        log_error("Out of memory answering world rank %d's status request", from);
     }
-    free(rep.daemon.data);
+    free(buf);
     status_free(d);
 }
 
