@@ -4,9 +4,11 @@
  * (nonblocking ops): replies come in any order and are kept, by request id,
  * until their request is waited for. Everything here runs under the
  * member's lock, except tensor_released(), which ZeroMQ calls from its I/O
- * thread. */
+ * thread. The error strings every module of the library fills
+ * (lib_errorf()) are formatted here too. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,14 @@ struct conn {
     bool broken;
     char endpoint[LIB_ENDPOINT_MAX];
 };
+
+int lib_errorf(char *err, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, LIB_ERR_MAX, fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
 static void *ctx;

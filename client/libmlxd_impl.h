@@ -1,9 +1,9 @@
 /* Private header of libmlxd: the group object and the prototypes shared by
  * the library's files. libmlxd.c owns init, groups, split and memory;
  * libmlxd_conn.c owns the connection to the daemon (sockets, framing,
- * waiting); libmlxd_ops.c owns the collectives; shm.c owns shared memory
- * (the side channel to the daemon, the segment table, staging). Nothing here
- * is exported. */
+ * waiting) and the error strings; libmlxd_ops.c owns the collectives; shm.c
+ * owns shared memory (the side channel to the daemon, the segment table,
+ * staging); platform.c the Linux-only calls. Nothing here is exported. */
 #ifndef MLXD_LIBMLXD_IMPL_H
 #define MLXD_LIBMLXD_IMPL_H
 
@@ -103,10 +103,6 @@ struct reply {
 
 /* libmlxd.c */
 
-// Formats a message into an error buffer of LIB_ERR_MAX bytes; returns code,
-// so that failures read `return lib_errorf(err, MLXD_EINVAL, "...")`.
-int lib_errorf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 // The client-side deadline (wire_now_us() clock) for a request whose daemon
 // deadline is timeout_ms (0: the daemon's default) and which moves nbytes
 // through the socket both ways together.
@@ -120,6 +116,10 @@ uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes);
 void lib_requests_complete(mlxd_group *g);
 
 /* libmlxd_conn.c */
+
+// Formats a message into an error buffer of LIB_ERR_MAX bytes; returns code,
+// so that failures read `return lib_errorf(err, MLXD_EINVAL, "...")`.
+int lib_errorf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 // Opens a DEALER socket (with a monitor that reports the daemon closing the
 // connection) to endpoint. Returns 0 and the connection in *ret_conn, or a

@@ -25,7 +25,6 @@
  * same endpoint, never the lookups of ops. Order: a channel's lock, then
  * shm_lock. */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +36,7 @@
 #include <unistd.h>
 
 #include "libmlxd_impl.h"
+#include "platform.h"
 
 // The side channel to one endpoint's daemon. Never freed: there are as many
 // as endpoints the process talks to.
@@ -118,7 +118,7 @@ static int chan_connect(struct chan *c, char *err) {
     }
     strcpy(sa.sun_path, path);
     struct timeval tv = { .tv_sec = LIB_SHM_REPLY_MS / 1000, .tv_usec = (LIB_SHM_REPLY_MS % 1000) * 1000 };
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    fd = platform_seqpacket_socket();
     // The send timeout also bounds connect(), which waits when the daemon's
     // backlog is full.
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
@@ -165,7 +165,7 @@ static int chan_recv(struct chan *c, struct wire_shm_msg *ret, char *err) {
         }
         if (k <= 0)
             continue;
-        n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+        n = platform_recvmsg(c->fd, &mh);
         if (n < 0 && errno == EINTR)
             continue;
         for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
@@ -214,7 +214,7 @@ static int chan_send(struct chan *c, const struct wire_shm_msg *m, int fd, bool 
         memcpy(CMSG_DATA(cm), &fd, sizeof fd);
     }
     do
-        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        n = platform_sendmsg(c->fd, &mh);
     while (n < 0 && errno == EINTR);
     if (n == (ssize_t) sizeof *m)
         return 0;
@@ -311,20 +311,19 @@ static int errno_code(int e) {
 // A sealed memfd of size bytes, mapped: 0, or an MLXD_E* code (EUNAVAILABLE
 // when the kernel has no memfds or seals, so that the caller falls back).
 static int memfd_map(size_t size, int *ret_fd, void **ret_base, char *err) {
-    int fd = memfd_create("mlxd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return lib_errorf(err, errno == ENOSYS || errno == EINVAL ? MLXD_EUNAVAILABLE : errno_code(errno),
-                          "cannot create a memfd: %s", strerror(errno));
-    if (ftruncate(fd, (off_t) size) < 0) {
-        int e = errno;
-        close(fd);
-        return lib_errorf(err, errno_code(e), "cannot size a memfd to %zu bytes: %s", size, strerror(e));
-    }
-    // The daemon maps the segment too: a caller that shrank it would make
-    // the daemon touch pages that are gone. It refuses memfds without these.
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        int e = errno;
-        close(fd);
+    enum platform_shm_step step;
+    int fd = platform_shm_create(size, &step);
+    if (fd < 0) {
+        int e = -fd;
+        switch (step) {
+        case PLATFORM_SHM_CREATE:
+            return lib_errorf(err, e == ENOSYS || e == EINVAL ? MLXD_EUNAVAILABLE : errno_code(e),
+                              "cannot create a memfd: %s", strerror(e));
+        case PLATFORM_SHM_SIZE:
+            return lib_errorf(err, errno_code(e), "cannot size a memfd to %zu bytes: %s", size, strerror(e));
+        case PLATFORM_SHM_SEAL:
+            break;
+        }
         return lib_errorf(err, e == EINVAL ? MLXD_EUNAVAILABLE : errno_code(e), "cannot seal a memfd: %s",
                           strerror(e));
     }

@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "loop.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -246,7 +247,7 @@ int main(int argc, char **argv) {
     }
     r = server_init(&s, &cfg);
     if (r == 0)
-        r = server_run(&s);
+        r = loop_run(&s);
     server_fini(&s);
     if (r == 0)
         log_notice("Stopped");

@@ -11,7 +11,9 @@
 #include <zmq.h>
 
 #include "desc.h"
+#include "front.h"
 #include "metrics.h"
+#include "reply.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -46,52 +48,6 @@ struct config {
     unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
 
-// The peer of one request: who sent it and how to answer.
-struct peer {
-    uint8_t rid[256];               // ZeroMQ routing id
-    size_t rid_len;
-    uid_t uid;
-    gid_t gid;
-    pid_t pid;
-};
-
-enum pending_kind {
-    PENDING_HELLO,                  // waits for its job to form
-    PENDING_OP,                     // a collective, send or recv
-};
-
-TAILQ_HEAD(pending_list, pending);
-
-// A request that is waiting: for the other members, a message, or the job to
-// form. Owns its input frame. Exactly one reply ends it (pending_finish).
-struct pending {
-    LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
-    TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
-    TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
-    struct pending_list *queue;
-    enum pending_kind kind;
-    struct session *session;        // who to answer; NULL once it died
-    struct group *group;            // an op's group, and the member's rank in it
-    int rank;
-    struct pending **ref;           // the one pointer to it (slot, hello list), cleared on free
-    uint64_t req_id;
-    struct op_desc d;               // what it asks for (op is an Mlxd__OpType)
-    uint64_t nbytes;
-    zmq_msg_t data;                 // inline input (send, reductions, gather)
-    bool has_data;
-    struct shm_seg *in_seg;         // input in shared memory: in_ptr points into it
-    uint8_t *in_ptr;
-    struct shm_seg *out_seg;        // the result goes to shared memory: out_ptr
-    uint8_t *out_ptr;
-    uint64_t out_nbytes;
-    uint32_t out_segment;           // as the client named it, for the reply
-    uint64_t out_offset;
-    int peer;                       // send dst / recv src
-    uint64_t start_us, deadline_us;
-    uint64_t seq;                   // k for the k-th collective on the group
-    bool coord_asked;               // its deadline passed and the coordinator was told
-};
-
 // One connection (one group of one client process), created by Hello.
 struct session {
     LIST_ENTRY(session) link;
@@ -105,6 +61,7 @@ struct session {
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
+    struct ring *ring;              // its request/reply ring (ring.c); NULL: ZeroMQ only
 };
 
 // A job that ended, as mlxctl status shows it (status.c).
@@ -124,9 +81,7 @@ struct cpu_sample {
 struct server {
     struct config cfg;
     void *zctx;
-    void *router;
-    bool unlink_on_exit;            // we created the socket file
-    bool activated;                 // the service manager passed our sockets
+    struct front front;             // the ROUTER socket, its file and lock (front.c)
     bool shm_owned;                 // we created the shared-memory socket file
     int signal_pipe[2];
     uint64_t start_us;
@@ -140,6 +95,7 @@ struct server {
     int shm_fd;                     // the shared-memory side channel's listener
     LIST_HEAD(, shm_client) shm_clients;
     uint32_t next_segment_id;
+    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
     uint64_t next_group_id;         // of groups this host makes alone
     struct status_gather *gathers;  // mlxctl status --world in progress
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
@@ -154,33 +110,10 @@ struct server {
 };
 
 /* server.c */
+// Builds every module (logs its failures); server_fini() takes down what
+// was built, whatever server_init() returned.
 int server_init(struct server *s, const struct config *cfg);
-int server_run(struct server *s);
 void server_fini(struct server *s);
-void server_signal(int sig);        // async-signal-safe: wakes the loop
-
-// Sends a reply to p; frames (may be NULL) are moved into the message.
-// Failures to send are logged, never fatal.
-void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
-
-// An error reply with a formatted message, also logged at debug level.
-void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* pending: requests that wait (server.c) */
-struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms);
-// Answers the request (r may carry frames) and frees it. Updates metrics.
-void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
-// Answers with an error and frees it.
-void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void pending_free(struct server *s, struct pending *p);
-// p belongs to session se (se answers it) / no longer does: nobody will be
-// answered (its member died), but the request stays and completes.
-void pending_track(struct session *se, struct pending *p);
-void pending_orphan(struct pending *p);
-// The bytes of a pending op's input, wherever they are.
-const uint8_t *pending_input(const struct pending *p);
 
 /* session.c */
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
@@ -190,7 +123,6 @@ void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id,
 // Ends a session: its group learns (code, why), its pending request is
 // failed with the same code, and it is freed.
 void session_close(struct server *s, struct session *se, int code, const char *why);
-bool peer_allowed(const struct server *s, const struct peer *p);
 
 /* status.c */
 // Fills a DaemonStatus of this daemon; free with status_free().

@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "job.h"
 #include "log.h"
+#include "platform.h"
+#include "ringsvc.h"
 #include "server.h"
 
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
@@ -19,58 +19,6 @@ struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
         if (se->peer.rid_len == len && memcmp(se->peer.rid, rid, len) == 0)
             return se;
     return NULL;
-}
-
-// True when process pid is in group gid, as its primary or a supplementary
-// group (the "Groups:" line of /proc/PID/status).
-static bool process_in_group(pid_t pid, gid_t gid) {
-    char path[64], line[4096];
-    bool in = false;
-    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    while (!in && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        for (char *save, *t = strtok_r(line + 7, " \t\n", &save); t && !in; t = strtok_r(NULL, " \t\n", &save))
-            in = strtoul(t, NULL, 10) == gid;
-        break;
-    }
-    fclose(f);
-    return in;
-}
-
-bool peer_allowed(const struct server *s, const struct peer *p) {
-    if (p->uid == 0 || p->uid == geteuid())
-        return true;
-    // Members of the socket's group (the system service's socket is 0660),
-    // whether it is their primary group or one they were added to.
-    struct stat st;
-    const char *path = wire_ipc_path(s->cfg.endpoint);
-    if (!path || stat(path, &st) < 0 || st.st_gid == 0)
-        return false;
-    return p->gid == st.st_gid || process_in_group(p->pid, st.st_gid);
-}
-
-// The process's command line, arguments joined by spaces, cut to fit buf;
-// "" when it cannot be read (the process is gone, or another user's under
-// hidepid).
-static void read_cmdline(pid_t pid, char *buf, size_t size) {
-    char path[64];
-    buf[0] = '\0';
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    size_t n = fread(buf, 1, size - 1, f);
-    fclose(f);
-    while (n > 0 && buf[n - 1] == '\0')
-        n--;
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-    buf[n] = '\0';
 }
 
 int session_new(struct server *s, const struct peer *p, struct session **ret) {
@@ -84,9 +32,9 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
         mine += o->peer.pid == p->pid;
     if (mine >= s->cfg.max_groups_per_client)
         return -EUSERS;
-    int fd = (int) syscall(SYS_pidfd_open, p->pid, 0);
+    int fd = platform_watch_process(p->pid);
     if (fd < 0)
-        return -errno;
+        return fd;
     struct session *se = calloc(1, sizeof *se);
     if (!se) {
         close(fd);
@@ -95,7 +43,7 @@ int session_new(struct server *s, const struct peer *p, struct session **ret) {
     se->peer = *p;
     se->pidfd = fd;
     TAILQ_INIT(&se->pendings);
-    read_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
+    platform_process_cmdline(p->pid, se->cmdline, sizeof se->cmdline);
     se->rank = -1;
     LIST_INSERT_HEAD(&s->sessions, se, link);
     s->n_sessions++;
@@ -119,6 +67,7 @@ void session_close(struct server *s, struct session *se, int code, const char *w
     bool died = strncmp(why, "died", 4) == 0;
     log_info("Client pid %d (job %s rank %d) %s", (int) se->peer.pid, se->group ? se->group->job->id : "-",
              se->rank, why);
+    ring_detach(s, se);
     // Nothing it handed over is lost: its collectives in flight and its
     // sends held over the cap stay, without anyone to answer, and complete
     // with the others (on a spanning group the other hosts may already run

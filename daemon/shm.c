@@ -3,7 +3,6 @@
 #include "shm.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
+#include "platform.h"
+#include "ringsvc.h"
 #include "server.h"
 
 static void seg_unmap(struct shm_seg *seg) {
@@ -96,19 +98,17 @@ size_t shm_poll_fds(struct server *s, int *fds, size_t max) {
 }
 
 static void accept_one(struct server *s) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
+    struct peer p = { 0 };
     int fd = accept4(s->shm_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0)
         return;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    if (platform_peer_cred(fd, &p.uid, &p.gid, &p.pid) < 0) {
         close(fd);
         return;
     }
-    struct peer p = { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
     if (!peer_allowed(s, &p)) {
         log_warning("Refused shared memory from uid %u (pid %d): not this daemon's user, root or its group",
-                    (unsigned) cred.uid, (int) cred.pid);
+                    (unsigned) p.uid, (int) p.pid);
         close(fd);
         return;
     }
@@ -117,13 +117,13 @@ static void accept_one(struct server *s) {
     LIST_FOREACH(c, &s->shm_clients, link)
         n++;
     if (n >= s->cfg.max_clients || !(c = calloc(1, sizeof *c))) {
-        log_warning("Refused shared memory from pid %d: too many clients", (int) cred.pid);
+        log_warning("Refused shared memory from pid %d: too many clients", (int) p.pid);
         close(fd);
         return;
     }
     c->fd = fd;
-    c->pid = cred.pid;
-    c->uid = cred.uid;
+    c->pid = p.pid;
+    c->uid = p.uid;
     LIST_INIT(&c->segs);
     LIST_INSERT_HEAD(&s->shm_clients, c, link);
 }
@@ -143,8 +143,7 @@ static void reply(struct shm_client *c, uint32_t segment, int code, const char *
 
 static void do_register(struct server *s, struct shm_client *c, const struct wire_shm_msg *m, int memfd) {
     struct stat st;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+    if (!platform_memory_cannot_shrink(memfd)) {
         // An unsealed file could shrink under us and fault the daemon.
         reply(c, 0, MLXD_EINVAL, "shared memory must be a memfd sealed with F_SEAL_SHRINK");
         return;
@@ -228,6 +227,18 @@ static void read_one(struct server *s, struct shm_client *c) {
                 break;
         if (seg)
             seg_release(seg);
+        break;
+    }
+    case WIRE_SHM_RING: {
+        char why[sizeof m.message];
+        int r = MLXD_EPROTO;
+        if (nfds != 2)
+            snprintf(why, sizeof why, "a ring carries exactly two file descriptors, not %d", nfds);
+        else if (m.segment > INT32_MAX)
+            snprintf(why, sizeof why, "rank %u is out of range", m.segment);
+        else
+            r = ring_attach(s, c->pid, m.size, (int) m.segment, fds[0], fds[1], why, sizeof why);
+        reply(c, 0, r, "%s", r < 0 ? why : "");
         break;
     }
     default:

@@ -13,6 +13,7 @@
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "platform.h"
 #include "world.h"
 
 // A member waiting this long in an op (or a job forming this long) shows
@@ -142,17 +143,6 @@ static double cpu_percent(const struct server *s, uint64_t now) {
     return (double) (cpu - from->cpu_us) * 100.0 / (double) (now - from->wall_us);
 }
 
-static uint64_t rss_bytes(void) {
-    unsigned long long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "re");
-    if (!f)
-        return 0;
-    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
-}
-
 /* ---- jobs that ended ---- */
 
 // The job of a request: its group's, or while it forms its session's.
@@ -231,7 +221,7 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
     }
     uint64_t now = wire_now_us();
     d->cpu_percent = cpu_percent(s, now);
-    d->rss_bytes = rss_bytes();
+    d->rss_bytes = platform_resident_bytes();
 
     d->totals = calloc(METRICS_OPS, sizeof *d->totals);
     for (int op = 1; d->totals && op < METRICS_OPS; op++) {

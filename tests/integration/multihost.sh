@@ -593,7 +593,7 @@ killed_rank_on_one_daemon_gives_epeer_on_others() {
         log "rank $r (d${hosts[r]}) got MLXD_EPEER $dt ms after the kill"
         (( dt < 1000 )) || soft_fail "rank $r (d${hosts[r]}) got MLXD_EPEER $dt ms after the kill, expected under 1000 ms"
     done
-    grep -E "pid $victim\b" "$(daemon_log 1)" | grep -qiE 'died|exited|killed' ||
+    grep -qiE 'died|exited|killed' <<<"$(grep -E "pid $victim\b" "$(daemon_log 1)")" ||
         fail "the log of d1 does not say that pid $victim (rank 1) died"
     world_alive
     new_job
@@ -619,7 +619,7 @@ missing_rank_across_hosts_times_out_naming_it() {
         found=0
         for r in 0 1; do
             f=$(daemon_log $r)
-            grep -F "$JOB" "$f" | grep -i 'timed out' | grep -qE "rank\(s\) $missing([^0-9]|$)" && found=1
+            grep -qE "rank\(s\) $missing([^0-9]|$)" <<<"$(grep -F "$JOB" "$f" | grep -i 'timed out')" && found=1
         done
         (( found )) || fail "no daemon log has a timeout line of job $JOB naming rank $missing"
         rm -f "$M_DIR"/tdone.*
