@@ -219,7 +219,8 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
 static int take_one(struct server *s, struct ring *rg) {
     size_t pb_len, data_len, max_data = s->cfg.max_tensor_bytes < rg->req.size ? s->cfg.max_tensor_bytes
                                                                                  : rg->req.size;
-    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len);
+    bool has_frame;
+    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len, &has_frame);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -227,7 +228,7 @@ static int take_one(struct server *s, struct ring *rg) {
         return -1;
     }
     zmq_msg_t frame;
-    bool have_frame = data_len > 0 && zmq_msg_init_size(&frame, data_len) == 0;
+    bool have_frame = has_frame && zmq_msg_init_size(&frame, data_len) == 0;
     ring_read(&rg->req, pb_buf, have_frame ? zmq_msg_data(&frame) : NULL);
     Mlxd__Request *req = mlxd__request__unpack(NULL, pb_len, pb_buf);
     if (!req) {
@@ -239,7 +240,7 @@ static int take_one(struct server *s, struct ring *rg) {
     struct peer p = rg->session->peer;
     if (req->body_case != MLXD__REQUEST__BODY_OP && req->body_case != MLXD__REQUEST__BODY_PING)
         server_reply_error(s, &p, req->id, MLXD_EPROTO, "only operations and pings travel over the ring");
-    else if (data_len > 0 && !have_frame)
+    else if (has_frame && !have_frame)
         server_reply_error(s, &p, req->id, MLXD_ENOMEM, "out of memory for a tensor of %zu bytes", data_len);
     else
         loop_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
@@ -294,6 +295,9 @@ static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, in
         return -EMSGSIZE;
     protobuf_c_message_pack(&r->base, pb_buf);
     const void *data = nframes ? zmq_msg_data(&frames[0]) : NULL;
+    static const char empty;
+    if (nframes && !data)
+        data = &empty;
     size_t data_len = nframes ? zmq_msg_size(&frames[0]) : 0;
     int e = ring_put(&rg->rep, pb_buf, n, data, data_len);
     if (e == -EPROTO) {
