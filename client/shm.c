@@ -311,9 +311,9 @@ static int errno_code(int e) {
 
 // A sealed memfd of size bytes, mapped: 0, or an MLXD_E* code (EUNAVAILABLE
 // when the kernel has no memfds or seals, so that the caller falls back).
-static int memfd_map(size_t size, int *ret_fd, void **ret_base, char *err) {
+static int memfd_map(const char *name, size_t size, int *ret_fd, void **ret_base, char *err) {
     enum platform_shm_step step;
-    int fd = platform_shm_create(size, &step);
+    int fd = platform_shm_create_named(name, size, &step);
     if (fd < 0) {
         int e = -fd;
         switch (step) {
@@ -361,7 +361,7 @@ int shm_seg_new(const char *endpoint, size_t nbytes, bool staging, struct shm_se
     bool lost = false;
     pthread_mutex_lock(&c->lock);
     // Without a side channel there is no point in making the memory.
-    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map(size, &fd, &s->base, err)) < 0)
+    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map("mlxd", size, &fd, &s->base, err)) < 0)
         goto out;
     r = chan_register(c, fd, size, &s->id, &lost, err);
     // A connection the daemon closed since the last use (it restarted) is
@@ -503,9 +503,9 @@ int shm_ring_new(const char *endpoint, size_t size, uint64_t group, int rank, vo
     if (!c)
         return lib_errorf(err, MLXD_ENOMEM, "out of memory");
     pthread_mutex_lock(&c->lock);
-    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map(size, &fds[0], &base, err)) < 0)
+    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map("mlxring", size, &fds[0], &base, err)) < 0)
         goto out;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, bell) < 0) {
+    if (platform_seqpacket_pair(bell) < 0) {
         r = lib_errorf(err, errno_code(errno), "cannot make a doorbell: %s", strerror(errno));
         goto out;
     }
