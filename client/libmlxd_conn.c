@@ -298,6 +298,8 @@ static bool ring_drained_c(const struct conn *c) {
 static int ring_send(struct conn *c, Mlxd__Request *req, size_t n, const void *data, size_t nbytes) {
     if (!c->ring)
         return -ENOTSUP;
+    if (lib_ring_session_closed(c->ring))
+        return -ECONNRESET;
     bool fits = req->body_case == MLXD__REQUEST__BODY_OP && nbytes <= LIB_RING_INLINE_MAX;
     if (fits && lib_ring_usable(c->ring) && !zmq_unanswered(c)) {
         uint8_t small[1024];
@@ -360,6 +362,13 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
         return 0;
     }
     o->via_zmq = true;
+    if (r == -ECONNRESET) {
+        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s closed this connection: its request ring broke the rules",
+                   c->endpoint);
+        conn_break(c);
+        drop_outstanding(c, o);
+        return MLXD_EUNAVAILABLE;
+    }
     if (r == -ETIMEDOUT) {
         lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s stopped reading this connection's ring", c->endpoint);
         conn_break(c);

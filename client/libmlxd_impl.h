@@ -206,6 +206,8 @@ int lib_ring_open(const char *endpoint, uint64_t group, int rank, struct lib_rin
 void lib_ring_free(struct lib_ring *r);
 // Whether requests may still go in (the daemon has not closed the ring).
 bool lib_ring_usable(const struct lib_ring *r);
+// Whether the daemon closed the connection's session with the ring.
+bool lib_ring_session_closed(const struct lib_ring *r);
 // The doorbell to poll while waiting, or -1 once unusable.
 int lib_ring_fd(const struct lib_ring *r);
 // Writes one request and rings the daemon if it sleeps: 0, -EAGAIN when

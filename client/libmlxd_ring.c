@@ -85,6 +85,10 @@ bool lib_ring_usable(const struct lib_ring *r) {
     return r && r->usable && !atomic_load_explicit(&r->hdr->closed, memory_order_relaxed);
 }
 
+bool lib_ring_session_closed(const struct lib_ring *r) {
+    return atomic_load_explicit(&r->hdr->closed, memory_order_relaxed) == WIRE_RING_CLOSED_SESSION;
+}
+
 int lib_ring_fd(const struct lib_ring *r) {
     return r->usable ? r->bell : -1;
 }

@@ -55,11 +55,11 @@ static void ring_free(struct ring *rg) {
     free(rg);
 }
 
-static void mark_dead(struct ring *rg) {
+static void mark_dead(struct ring *rg, uint32_t why) {
     if (rg->dead)
         return;
     rg->dead = true;
-    atomic_store(&rg->hdr->closed, 1);
+    atomic_store(&rg->hdr->closed, why);
     if (rg->session) {
         rg->session->ring = NULL;
         rg->session->peer.transport = NULL;
@@ -209,7 +209,7 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
     char why[256];
     snprintf(why, sizeof why, "broke its request ring (%s); the connection is closed", what);
     log_warning("Client pid %d %s", se ? (int) se->peer.pid : -1, why);
-    mark_dead(rg);
+    mark_dead(rg, WIRE_RING_CLOSED_SESSION);
     if (se)
         session_close(s, se, MLXD_EPROTO, why);
 }
@@ -276,7 +276,7 @@ void ring_ready(struct server *s, int fd) {
     // The client closed its end of the doorbell (it is exiting, or gave the
     // ring up): what it wrote has been taken; ZeroMQ carries the rest.
     if (eof && !rg->dead)
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
 }
 
 void ring_run(struct server *s) {
@@ -306,7 +306,7 @@ static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, in
         // a reply).
         log_warning("Client pid %d broke its reply ring; it talks through ZeroMQ from now on",
                     rg->session ? (int) rg->session->peer.pid : -1);
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
     }
     if (e < 0)
         return e;
@@ -335,13 +335,13 @@ static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Repl
 void ring_detach(struct server *s, struct session *se) {
     (void) s;
     if (se->ring)
-        mark_dead(se->ring);
+        mark_dead(se->ring, WIRE_RING_CLOSED_SESSION);
 }
 
 void ring_stop(struct server *s) {
     while (!LIST_EMPTY(&s->rings)) {
         struct ring *rg = LIST_FIRST(&s->rings);
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
         ring_free(rg);
     }
 }

@@ -48,7 +48,14 @@ struct wire_ring_hdr {
     _Alignas(64) _Atomic uint64_t rep_tail;  // client
     _Alignas(64) _Atomic uint32_t client_sleeping;  // client: ring my bell before I see a reply
     _Atomic uint32_t daemon_sleeping;   // daemon: ring my bell when you write a request
-    _Atomic uint32_t closed;            // daemon: it reads no more requests here
+    _Atomic uint32_t closed;            // daemon: it reads no more requests here (WIRE_RING_CLOSED_*)
+};
+
+// Why a ring is closed: the daemon gave it up (its session goes on over
+// ZeroMQ), or closed its session because the client broke the ring.
+enum {
+    WIRE_RING_CLOSED_RING = 1,
+    WIRE_RING_CLOSED_SESSION = 2,
 };
 
 // One side's view of one area: where it is, and the two indices. Our own
