@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "job.h"
 #include "log.h"
 #include "world.h"
@@ -19,16 +20,8 @@
 // left after issuing seq collectives. To a host it travels behind the
 // member's messages (the same channel keeps their order).
 static void send_depart(struct server *s, struct group *g, int rank, uint64_t seq, const char *text) {
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__Depart d = MLXD__CTL__DEPART__INIT;
     int me = world_rank(s->world), n = world_size(s->world);
     bool *told = calloc((size_t) n, sizeof *told);
-    d.group = g->id;
-    d.rank = rank;
-    d.seq = seq;
-    d.message = (char *) text;
-    c.body_case = MLXD__CTL__CTL__BODY_DEPART;
-    c.depart = &d;
     if (!told) {
         log_error("Job %s: out of memory telling the other hosts that rank %d left", g->job->id, rank);
         return;
@@ -38,11 +31,10 @@ static void send_depart(struct server *s, struct group *g, int rank, uint64_t se
         if (h < 0 || h >= n || h == me || told[h])
             continue;
         told[h] = true;
-        if (world_send_ctl(s->world, h, &c) < 0)
-            log_error("Job %s: out of memory telling world rank %d that rank %d left", g->job->id, h, rank);
+        ctl_depart(s->world, h, g->id, rank, seq, text);
     }
-    if (!told[0] && world_send_ctl(s->world, 0, &c) < 0)
-        log_error("Job %s: out of memory telling the coordinator that rank %d left", g->job->id, rank);
+    if (!told[0])
+        ctl_depart(s->world, 0, g->id, rank, seq, text);
     free(told);
 }
 

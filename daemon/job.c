@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "coord.h"
+#include "ctl.h"
 #include "log.h"
 #include "world.h"
 
@@ -81,22 +82,11 @@ struct group *group_find(struct server *s, uint64_t id) {
     return NULL;
 }
 
-static void send_to_coord(struct server *s, Mlxd__Ctl__Ctl *c) {
-    if (world_send_ctl(s->world, 0, c) < 0)
-        log_error("Failed to reach the coordinator (out of memory)");
-}
-
 // A group the coordinator made stays on its books until every host says it
 // has no member left.
 static void group_free(struct server *s, struct group *g) {
-    if (g->id & COORD_GROUP_BIT) {
-        Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-        Mlxd__Ctl__GroupGone gg = MLXD__CTL__GROUP_GONE__INIT;
-        gg.group = g->id;
-        c.body_case = MLXD__CTL__CTL__BODY_GROUP_GONE;
-        c.group_gone = &gg;
-        send_to_coord(s, &c);
-    }
+    if (g->id & COORD_GROUP_BIT)
+        ctl_group_gone(s->world, g->id);
     if (g == g->job->world)
         g->job->world = NULL;
     LIST_REMOVE(g, link);
@@ -160,15 +150,7 @@ static void hello_reply_fill(struct server *s, Mlxd__HelloReply *h, const struct
 }
 
 static void leave(struct server *s, struct job *j, int rank, bool timed_out, uint64_t waited_ms) {
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__Leave l = MLXD__CTL__LEAVE__INIT;
-    l.job = j->id;
-    l.rank = rank;
-    l.timed_out = timed_out;
-    l.waited_ms = waited_ms;
-    c.body_case = MLXD__CTL__CTL__BODY_LEAVE;
-    c.leave = &l;
-    send_to_coord(s, &c);
+    ctl_leave(s->world, j->id, rank, timed_out, waited_ms);
 }
 
 void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req) {
@@ -246,17 +228,7 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
     se->job = j;
     j->hellos[h->rank] = pe;
     log_debug("Job %s: rank %d said hello (pid %d)", j->id, h->rank, (int) p->pid);
-
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__Join jn = MLXD__CTL__JOIN__INIT;
-    jn.job = j->id;
-    jn.uid = j->uid;
-    jn.size = j->size;
-    jn.rank = h->rank;
-    jn.pid = p->pid;
-    c.body_case = MLXD__CTL__CTL__BODY_JOIN;
-    c.join = &jn;
-    send_to_coord(s, &c);
+    ctl_join(s->world, j->id, j->uid, j->size, h->rank, p->pid);
 }
 
 void job_hello_fail(struct server *s, const char *id, int rank, int code, const char *message) {
@@ -279,22 +251,11 @@ void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hos
     if (!g) {
         // Nobody of this job is left here (or no memory): the others must
         // not wait for us.
-        Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-        Mlxd__Ctl__AbortReq a = MLXD__CTL__ABORT_REQ__INIT;
         char msg[256];
         snprintf(msg, sizeof msg, "the members of job %s on %s left before it formed", id,
                  world_host(s->world, me));
-        a.group = gid;
-        a.code = MLXD_EPEER;
-        a.message = msg;
-        c.body_case = MLXD__CTL__CTL__BODY_ABORT_REQ;
-        c.abort_req = &a;
-        send_to_coord(s, &c);
-        Mlxd__Ctl__GroupGone gg = MLXD__CTL__GROUP_GONE__INIT;
-        gg.group = gid;
-        c.body_case = MLXD__CTL__CTL__BODY_GROUP_GONE;
-        c.group_gone = &gg;
-        send_to_coord(s, &c);
+        ctl_abort_req(s->world, gid, MLXD_EPEER, msg);
+        ctl_group_gone(s->world, gid);
         return;
     }
     g->id = gid;
@@ -415,14 +376,7 @@ void group_abort(struct server *s, struct group *g, int code, const char *fmt, .
     if (g->abort_code || g->abort_requested)
         return;
     g->abort_requested = true;
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__AbortReq a = MLXD__CTL__ABORT_REQ__INIT;
-    a.group = g->id;
-    a.code = code;
-    a.message = text;
-    c.body_case = MLXD__CTL__CTL__BODY_ABORT_REQ;
-    c.abort_req = &a;
-    send_to_coord(s, &c);
+    ctl_abort_req(s->world, g->id, code, text);
 }
 
 void job_session_gone(struct server *s, struct session *se, int code, const char *why) {
@@ -563,15 +517,7 @@ void job_expired(struct server *s, struct pending *p) {
     default:
         if (g->spanning) {
             // Only the coordinator knows who is missing on other hosts.
-            Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-            Mlxd__Ctl__Timeout t = MLXD__CTL__TIMEOUT__INIT;
-            t.group = g->id;
-            t.seq = p->seq;
-            t.rank = p->rank;
-            t.waited_ms = waited / 1000;
-            c.body_case = MLXD__CTL__CTL__BODY_TIMEOUT;
-            c.timeout = &t;
-            send_to_coord(s, &c);
+            ctl_timeout(s->world, g->id, p->seq, p->rank, waited / 1000);
             break;
         }
         for (int r = 0; r < g->size; r++)

@@ -28,7 +28,7 @@ static int router_send(void *router, const struct peer *p, Mlxd__Reply *r, zmq_m
 
 void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
     int e = p->transport ? p->transport->send(p->transport, p, r, frames, nframes)
-                         : router_send(s->router, p, r, frames, nframes);
+                         : router_send(s->front.router, p, r, frames, nframes);
     // The peer is gone (EHOSTUNREACH) or not reading (EAGAIN): its request
     // is answered as far as we are concerned.
     if (e < 0)
@@ -58,6 +58,19 @@ void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int
 
 /* ---- pending requests ---- */
 
+// Most deadlines are the default timeout from now: the latest, found at
+// once from the tail.
+static void insert_by_deadline(struct replies *rs, struct pending *p) {
+    struct pending *q;
+    TAILQ_FOREACH_REVERSE(q, &rs->pendings, pending_list, link)
+        if (q->deadline_us <= p->deadline_us)
+            break;
+    if (q)
+        TAILQ_INSERT_AFTER(&rs->pendings, q, p, link);
+    else
+        TAILQ_INSERT_HEAD(&rs->pendings, p, link);
+}
+
 struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms) {
     struct pending *p = calloc(1, sizeof *p);
     if (!p)
@@ -68,14 +81,16 @@ struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t r
     p->deadline_us = p->start_us + (uint64_t) (timeout_ms ? timeout_ms : s->cfg.op_timeout_ms) * 1000u;
     p->peer = -1;
     zmq_msg_init(&p->data);
-    LIST_INSERT_HEAD(&s->pendings, p, link);
+    insert_by_deadline(&s->replies, p);
     return p;
 }
 
 void pending_free(struct server *s, struct pending *p) {
     if (!p)
         return;
-    LIST_REMOVE(p, link);
+    TAILQ_REMOVE(&s->replies.pendings, p, link);
+    if (s->replies.expiring == p)
+        s->replies.expiring = NULL;
     if (p->ref)
         *p->ref = NULL;
     if (p->queue)
@@ -109,8 +124,8 @@ void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg
     r->id = p->req_id;
     if (p->kind == PENDING_OP)
         metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
-    if (r->code != 0)
-        status_request_failed(s, p, r->code, r->message);
+    if (r->code != 0 && s->replies.on_failed)
+        s->replies.on_failed(s, p, r->code, r->message);
     if (p->session) {
         server_reply(s, &p->session->peer, r, frames, nframes);
     } else {
@@ -132,4 +147,32 @@ void pending_fail(struct server *s, struct pending *p, int code, const char *fmt
     r.code = code;
     r.message = text;
     pending_finish(s, p, &r, NULL, 0);
+}
+
+void pending_fail_all(struct server *s, int code, const char *text) {
+    struct pending *p;
+    while ((p = TAILQ_FIRST(&s->replies.pendings)))
+        pending_fail(s, p, code, "%s", text);
+}
+
+void pending_expire(struct server *s, uint64_t now, void (*expired)(struct server *s, struct pending *p)) {
+    struct replies *rs = &s->replies;
+    struct pending *p;
+    // An expiry may fail a whole group and free other requests: the list's
+    // head is read again after each one.
+    while ((p = TAILQ_FIRST(&rs->pendings)) && p->deadline_us <= now) {
+        rs->expiring = p;
+        expired(s, p);
+        if (rs->expiring == p) {
+            // Still waiting, with a later deadline: back in its place.
+            TAILQ_REMOVE(&rs->pendings, p, link);
+            insert_by_deadline(rs, p);
+        }
+        rs->expiring = NULL;
+    }
+}
+
+uint64_t pending_next_deadline(const struct server *s) {
+    const struct pending *p = TAILQ_FIRST(&s->replies.pendings);
+    return p ? p->deadline_us : UINT64_MAX;
 }

@@ -52,7 +52,7 @@ TAILQ_HEAD(pending_list, pending);
 // A request that is waiting: for the other members, a message, or the job to
 // form. Owns its input frame. Exactly one reply ends it (pending_finish).
 struct pending {
-    LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
+    TAILQ_ENTRY(pending) link;      // in replies.pendings, in deadline order
     TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
     TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
     struct pending_list *queue;
@@ -79,6 +79,15 @@ struct pending {
     bool coord_asked;               // its deadline passed and the coordinator was told
 };
 
+// The requests that wait, each until its reply or its deadline.
+struct replies {
+    struct pending_list pendings;   // earliest deadline first
+    struct pending *expiring;       // the one whose expiry runs (pending_expire)
+    // A request is answered with an error (code, message): the domain's
+    // bookkeeping of a job's first error. Set at start-up; may be NULL.
+    void (*on_failed)(struct server *s, const struct pending *p, int code, const char *message);
+};
+
 // Sends a reply to p, by p's transport; frames (may be NULL) are moved into
 // the message. Failures to send are logged, never fatal.
 void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
@@ -101,6 +110,14 @@ void pending_free(struct server *s, struct pending *p);
 // answered (its member died), but the request stays and completes.
 void pending_track(struct session *se, struct pending *p);
 void pending_orphan(struct pending *p);
+// Answers every request that waits with code and text (shutdown).
+void pending_fail_all(struct server *s, int code, const char *text);
+// Calls expired(s, p) for each request whose deadline has passed, earliest
+// first. expired() either frees p, or moves its deadline (p->deadline_us,
+// which only it may write directly) to a later time or UINT64_MAX.
+void pending_expire(struct server *s, uint64_t now, void (*expired)(struct server *s, struct pending *p));
+// The earliest deadline of a request that waits; UINT64_MAX: none.
+uint64_t pending_next_deadline(const struct server *s);
 // The bytes of a pending op's input, wherever they are.
 const uint8_t *pending_input(const struct pending *p);
 

@@ -72,7 +72,7 @@ static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Repl
 
 static struct session *find_session(struct server *s, pid_t pid, uint64_t group, int rank) {
     struct session *se;
-    LIST_FOREACH(se, &s->sessions, link)
+    LIST_FOREACH(se, &s->sessions.list, link)
         if (se->peer.pid == pid && se->group && se->group->id == group && se->rank == rank)
             return se;
     return NULL;

@@ -69,29 +69,29 @@ int shm_start(struct server *s) {
         close(fd);
         return r;
     }
-    s->shm_fd = fd;
-    s->shm_owned = true;
+    s->shm.listen_fd = fd;
+    s->shm.owned = true;
     return 0;
 }
 
 void shm_stop(struct server *s) {
-    while (!LIST_EMPTY(&s->shm_clients))
-        client_close(s, LIST_FIRST(&s->shm_clients));
-    if (s->shm_fd >= 0) {
+    while (!LIST_EMPTY(&s->shm.clients))
+        client_close(s, LIST_FIRST(&s->shm.clients));
+    if (s->shm.listen_fd >= 0) {
         char path[sizeof ((struct sockaddr_un *) 0)->sun_path];
-        close(s->shm_fd);
-        if (s->shm_owned && wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
+        close(s->shm.listen_fd);
+        if (s->shm.owned && wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
             unlink(path);
     }
-    s->shm_fd = -1;
+    s->shm.listen_fd = -1;
 }
 
 size_t shm_poll_fds(struct server *s, int *fds, size_t max) {
     size_t n = 0;
     struct shm_client *c;
-    if (s->shm_fd >= 0 && n < max)
-        fds[n++] = s->shm_fd;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    if (s->shm.listen_fd >= 0 && n < max)
+        fds[n++] = s->shm.listen_fd;
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (n < max)
             fds[n++] = c->fd;
     return n;
@@ -99,7 +99,7 @@ size_t shm_poll_fds(struct server *s, int *fds, size_t max) {
 
 static void accept_one(struct server *s) {
     struct peer p = { 0 };
-    int fd = accept4(s->shm_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd = accept4(s->shm.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0)
         return;
     if (platform_peer_cred(fd, &p.uid, &p.gid, &p.pid) < 0) {
@@ -114,7 +114,7 @@ static void accept_one(struct server *s) {
     }
     unsigned n = 0;
     struct shm_client *c;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         n++;
     if (n >= s->cfg.max_clients || !(c = calloc(1, sizeof *c))) {
         log_warning("Refused shared memory from pid %d: too many clients", (int) p.pid);
@@ -125,7 +125,7 @@ static void accept_one(struct server *s) {
     c->pid = p.pid;
     c->uid = p.uid;
     LIST_INIT(&c->segs);
-    LIST_INSERT_HEAD(&s->shm_clients, c, link);
+    LIST_INSERT_HEAD(&s->shm.clients, c, link);
 }
 
 static void reply(struct shm_client *c, uint32_t segment, int code, const char *fmt, ...)
@@ -176,7 +176,7 @@ static void do_register(struct server *s, struct shm_client *c, const struct wir
     seg->size = m->size;
     seg->refs = 1;
     do
-        seg->id = s->next_segment_id++;
+        seg->id = s->shm.next_segment_id++;
     while (seg->id == 0);
     LIST_INSERT_HEAD(&c->segs, seg, link);
     c->n_segs++;
@@ -251,11 +251,11 @@ static void read_one(struct server *s, struct shm_client *c) {
 
 void shm_ready(struct server *s, int fd) {
     struct shm_client *c;
-    if (fd == s->shm_fd) {
+    if (fd == s->shm.listen_fd) {
         accept_one(s);
         return;
     }
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (c->fd == fd) {
             read_one(s, c);
             return;
@@ -267,7 +267,7 @@ int shm_resolve(struct server *s, pid_t pid, uint32_t id, uint64_t offset, uint6
     struct shm_client *c;
     struct shm_seg *seg;
     uint64_t end;
-    LIST_FOREACH(c, &s->shm_clients, link) {
+    LIST_FOREACH(c, &s->shm.clients, link) {
         if (c->pid != pid)
             continue;
         LIST_FOREACH(seg, &c->segs, link) {
@@ -288,7 +288,7 @@ void shm_usage(struct server *s, pid_t pid, unsigned *ret_segs, uint64_t *ret_by
     struct shm_client *c;
     *ret_segs = 0;
     *ret_bytes = 0;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (c->pid == pid) {
             *ret_segs += c->n_segs;
             *ret_bytes += c->bytes;

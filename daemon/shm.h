@@ -5,6 +5,7 @@
 #ifndef MLXD_SHM_H
 #define MLXD_SHM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -32,6 +33,17 @@ struct shm_client {
     unsigned n_segs;
     uint64_t bytes;
 };
+
+// The side channel and what its clients registered.
+struct shm_registry {
+    int listen_fd;                  // the listener; -1 when none
+    bool owned;                     // we created its socket file
+    LIST_HEAD(, shm_client) clients;
+    uint32_t next_segment_id;
+};
+
+// A registry that holds nothing yet.
+#define SHM_REGISTRY_INIT ((struct shm_registry) { .listen_fd = -1, .next_segment_id = 1 })
 
 // Binds the side channel beside the ZeroMQ socket. Logs its failures.
 int shm_start(struct server *s);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "log.h"
 #include "pool.h"
 #include "reduce.h"
@@ -83,11 +84,6 @@ static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
     }
 }
 
-static void send_to_coord(struct server *s, Mlxd__Ctl__Ctl *c) {
-    if (world_send_ctl(s->world, 0, c) < 0)
-        log_error("Failed to reach the coordinator (out of memory)");
-}
-
 void span_arrive(struct server *s, struct group *g, struct pending *p) {
     bool all = true;
     for (int r = 0; r < g->size; r++)
@@ -104,22 +100,7 @@ void span_arrive(struct server *s, struct group *g, struct pending *p) {
         world_send_local(s->world, g->id, g->seq, &p->d, r > 0 ? &part : NULL);
         zmq_msg_close(&part);
     }
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__Arrive a = MLXD__CTL__ARRIVE__INIT;
-    Mlxd__Ctl__Desc d = MLXD__CTL__DESC__INIT;
-    d.rank = p->rank;
-    d.op = (uint32_t) p->d.op;
-    d.dtype = p->d.dtype;
-    d.n_shape = (size_t) p->d.ndim;
-    d.shape = p->d.shape;
-    d.color = p->d.color;
-    d.key = p->d.key;
-    a.group = g->id;
-    a.seq = g->seq;
-    a.desc = &d;
-    c.body_case = MLXD__CTL__CTL__BODY_ARRIVE;
-    c.arrive = &a;
-    send_to_coord(s, &c);
+    ctl_arrive(s->world, g->id, g->seq, p->rank, &p->d);
 }
 
 // The new groups of a split of a spanning group, as the coordinator made them.

@@ -4,7 +4,8 @@
  * and, on world rank 0, runs the coordinator (coord.c); it runs the MPI
  * collectives of spanning groups strictly in the order their Go messages
  * arrive. The loop talks to it with world_send_*(), and learns what happened
- * from the events world_dispatch() hands to span.c. */
+ * from the events world_dispatch() hands to the handler it registered at
+ * start-up. */
 #ifndef MLXD_WORLD_H
 #define MLXD_WORLD_H
 
@@ -15,12 +16,24 @@
 #include "control.pb-c.h"
 #include "desc.h"
 
-struct server;
 struct world;
+struct world_event;
+
+// What the engine is started with.
+struct world_config {
+    void *zctx;                     // the daemon's ZeroMQ context
+    uint32_t op_timeout_ms;         // the default op deadline...
+    uint32_t mpi_stall_ms;          // ...and an engine step longer than this is a wedged world; 0: 4 op deadlines
+    uint32_t heartbeat_timeout_ms;  // a host silent this long is lost; 0: WORLD_SILENCE_MS
+    // Called by world_dispatch(), on the loop's thread, for each event the
+    // engine reports; takes e (world_event_free).
+    void (*on_event)(void *ctx, struct world_event *e);
+    void *ctx;
+};
 
 // Starts the engine thread, which initialises MPI (a daemon started without
 // mpirun is a world of one), and waits until it has. Logs its failures.
-int world_start(struct server *s, struct world **ret);
+int world_start(const struct world_config *cfg, struct world **ret);
 
 // Finalises MPI, joins the engine thread and reaps the helper processes MPI
 // forked. NULL is fine.
@@ -73,14 +86,15 @@ struct world_event {
 void world_event_free(struct world_event *e);
 
 // The loop polls this socket; when it is readable, world_dispatch() reads
-// every event and hands each to span_event() (span.c).
+// every event and hands each to the on_event handler of world_config.
 void *world_socket(struct world *w);
-void world_dispatch(struct world *w, struct server *s);
+void world_dispatch(struct world *w);
 
 /* The watch: a thread of its own (not the engine, which can sit in a long
  * MPI call) keeps a connection to every other daemon of the world, with
  * ZeroMQ heartbeats, and watches the engine. A connection that closes (the
- * host's processes died) or stays silent for WORLD_SILENCE_MS is a lost host;
+ * host's processes died) or stays silent for the heartbeat timeout
+ * (--heartbeat-timeout, default WORLD_SILENCE_MS) is a lost host;
  * an engine stuck in one step for the stall limit is a wedged world. The
  * connections are CURVE-encrypted to keys that only the world's members
  * learn (exchanged over MPI at start-up), bound to the address MPI's TCP
