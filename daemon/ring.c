@@ -54,11 +54,11 @@ static void ring_free(struct ring *rg) {
     free(rg);
 }
 
-static void mark_dead(struct ring *rg) {
+static void mark_dead(struct ring *rg, uint32_t why) {
     if (rg->dead)
         return;
     rg->dead = true;
-    atomic_store(&rg->hdr->closed, 1);
+    atomic_store(&rg->hdr->closed, why);
     if (rg->session) {
         rg->session->ring = NULL;
         rg->session->peer.transport = NULL;
@@ -208,7 +208,7 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
     char why[256];
     snprintf(why, sizeof why, "broke its request ring (%s); the connection is closed", what);
     log_warning("Client pid %d %s", se ? (int) se->peer.pid : -1, why);
-    mark_dead(rg);
+    mark_dead(rg, WIRE_RING_CLOSED_SESSION);
     if (se)
         session_close(s, se, MLXD_EPROTO, why);
 }
@@ -218,7 +218,8 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
 static int take_one(struct server *s, struct ring *rg) {
     size_t pb_len, data_len, max_data = s->cfg.max_tensor_bytes < rg->req.size ? s->cfg.max_tensor_bytes
                                                                                  : rg->req.size;
-    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len);
+    bool has_frame;
+    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len, &has_frame);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -226,7 +227,7 @@ static int take_one(struct server *s, struct ring *rg) {
         return -1;
     }
     zmq_msg_t frame;
-    bool have_frame = data_len > 0 && zmq_msg_init_size(&frame, data_len) == 0;
+    bool have_frame = has_frame && zmq_msg_init_size(&frame, data_len) == 0;
     ring_read(&rg->req, pb_buf, have_frame ? zmq_msg_data(&frame) : NULL);
     Mlxd__Request *req = mlxd__request__unpack(NULL, pb_len, pb_buf);
     if (!req) {
@@ -238,7 +239,7 @@ static int take_one(struct server *s, struct ring *rg) {
     struct peer p = rg->session->peer;
     if (req->body_case != MLXD__REQUEST__BODY_OP && req->body_case != MLXD__REQUEST__BODY_PING)
         server_reply_error(s, &p, req->id, MLXD_EPROTO, "only operations and pings travel over the ring");
-    else if (data_len > 0 && !have_frame)
+    else if (has_frame && !have_frame)
         server_reply_error(s, &p, req->id, MLXD_ENOMEM, "out of memory for a tensor of %zu bytes", data_len);
     else
         s->replies.on_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
@@ -274,7 +275,7 @@ void ring_ready(struct server *s, int fd) {
     // The client closed its end of the doorbell (it is exiting, or gave the
     // ring up): what it wrote has been taken; ZeroMQ carries the rest.
     if (eof && !rg->dead)
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
 }
 
 void ring_run(struct server *s) {
@@ -293,6 +294,9 @@ static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, in
         return -EMSGSIZE;
     protobuf_c_message_pack(&r->base, pb_buf);
     const void *data = nframes ? zmq_msg_data(&frames[0]) : NULL;
+    static const char empty;
+    if (nframes && !data)
+        data = &empty;
     size_t data_len = nframes ? zmq_msg_size(&frames[0]) : 0;
     int e = ring_put(&rg->rep, pb_buf, n, data, data_len);
     if (e == -EPROTO) {
@@ -301,7 +305,7 @@ static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, in
         // a reply).
         log_warning("Client pid %d broke its reply ring; it talks through ZeroMQ from now on",
                     rg->session ? (int) rg->session->peer.pid : -1);
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
     }
     if (e < 0)
         return e;
@@ -330,13 +334,13 @@ static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Repl
 void ring_detach(struct server *s, struct session *se) {
     (void) s;
     if (se->ring)
-        mark_dead(se->ring);
+        mark_dead(se->ring, WIRE_RING_CLOSED_SESSION);
 }
 
 void ring_stop(struct server *s) {
     while (!LIST_EMPTY(&s->rings)) {
         struct ring *rg = LIST_FIRST(&s->rings);
-        mark_dead(rg);
+        mark_dead(rg, WIRE_RING_CLOSED_RING);
         ring_free(rg);
     }
 }

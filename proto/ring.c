@@ -10,7 +10,7 @@ static bool is_pow2(uint64_t x) {
 }
 
 uint64_t ring_record_size(uint64_t size, size_t pb_len, size_t data_len) {
-    if (pb_len > UINT32_MAX || data_len > UINT32_MAX)
+    if (pb_len >= WIRE_RING_FRAME || data_len > UINT32_MAX)
         return 0;
     uint64_t n = WIRE_RING_REC + (uint64_t) pb_len + (uint64_t) data_len;
     n = (n + 7u) & ~(uint64_t) 7u;
@@ -69,7 +69,7 @@ static void copy_out(const struct ring_end *e, uint64_t pos, void *dst, size_t n
 
 int ring_put(struct ring_end *e, const void *pb, size_t pb_len, const void *data, size_t data_len) {
     uint64_t need = ring_record_size(e->size, pb_len, data_len);
-    if (!need)
+    if (!need || (!data && data_len))
         return -EMSGSIZE;
     uint64_t tail = atomic_load_explicit(e->theirs, memory_order_acquire);
     uint64_t used = e->mine - tail;
@@ -78,7 +78,7 @@ int ring_put(struct ring_end *e, const void *pb, size_t pb_len, const void *data
         return -EPROTO;
     if (need > e->size - used)
         return -EAGAIN;
-    uint32_t rec[2] = { (uint32_t) pb_len, (uint32_t) data_len };
+    uint32_t rec[2] = { (uint32_t) pb_len | (data ? WIRE_RING_FRAME : 0), (uint32_t) data_len };
     copy_in(e, e->mine, rec, sizeof rec);
     if (pb_len)
         copy_in(e, e->mine + WIRE_RING_REC, pb, pb_len);
@@ -89,7 +89,8 @@ int ring_put(struct ring_end *e, const void *pb, size_t pb_len, const void *data
     return 0;
 }
 
-int ring_peek(struct ring_end *e, size_t max_pb, size_t max_data, size_t *ret_pb_len, size_t *ret_data_len) {
+int ring_peek(struct ring_end *e, size_t max_pb, size_t max_data, size_t *ret_pb_len, size_t *ret_data_len,
+              bool *ret_frame) {
     uint64_t head = atomic_load_explicit(e->theirs, memory_order_acquire);
     uint64_t avail = head - e->mine;
     e->peeked = false;
@@ -100,14 +101,17 @@ int ring_peek(struct ring_end *e, size_t max_pb, size_t max_data, size_t *ret_pb
         return -EPROTO;
     uint32_t rec[2];
     copy_out(e, e->mine, rec, sizeof rec);
+    bool frame = rec[0] & WIRE_RING_FRAME;
+    rec[0] &= ~WIRE_RING_FRAME;
     uint64_t need = ring_record_size(e->size, rec[0], rec[1]);
-    if (!need || need > avail || rec[0] > max_pb || rec[1] > max_data)
+    if (!need || need > avail || rec[0] > max_pb || rec[1] > max_data || (!frame && rec[1]))
         return -EPROTO;
     e->peek_pb = rec[0];
     e->peek_data = rec[1];
     e->peeked = true;
     *ret_pb_len = rec[0];
     *ret_data_len = rec[1];
+    *ret_frame = frame;
     return 1;
 }
 

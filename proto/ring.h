@@ -10,7 +10,8 @@
  * the daemon reads), then the reply area (the other way). Each area is a
  * byte ring of a power-of-two size with two free-running 64-bit indices:
  * head (bytes written, advanced by the producer) and tail (bytes read,
- * advanced by the consumer). A record is an 8-byte header {pb_len,
+ * advanced by the consumer). A record is an 8-byte header {pb_len, with
+ * WIRE_RING_FRAME set when a raw frame follows (it may be empty), and
  * data_len}, the protobuf (a Request or a Reply), then the raw tensor
  * bytes, padded to 8 bytes; it may wrap around the area's end. */
 #ifndef MLXD_RING_H
@@ -30,8 +31,9 @@
 #define WIRE_RING_AREA (256u * 1024u)
 #define WIRE_RING_AREA_MIN 4096u
 #define WIRE_RING_AREA_MAX (4u * 1024u * 1024u)
-// A record's header.
+// A record's header, and its flag for "a raw frame follows".
 #define WIRE_RING_REC 8u
+#define WIRE_RING_FRAME 0x80000000u
 
 // What sits in the header page. Indices and flags are written by one side
 // each (named below) and read by the other, which bounds them before use.
@@ -46,7 +48,14 @@ struct wire_ring_hdr {
     _Alignas(64) _Atomic uint64_t rep_tail;  // client
     _Alignas(64) _Atomic uint32_t client_sleeping;  // client: ring my bell before I see a reply
     _Atomic uint32_t daemon_sleeping;   // daemon: ring my bell when you write a request
-    _Atomic uint32_t closed;            // daemon: it reads no more requests here
+    _Atomic uint32_t closed;            // daemon: it reads no more requests here (WIRE_RING_CLOSED_*)
+};
+
+// Why a ring is closed: the daemon gave it up (its session goes on over
+// ZeroMQ), or closed its session because the client broke the ring.
+enum {
+    WIRE_RING_CLOSED_RING = 1,
+    WIRE_RING_CLOSED_SESSION = 2,
 };
 
 // One side's view of one area: where it is, and the two indices. Our own
@@ -77,8 +86,8 @@ uint32_t ring_check_header(const struct wire_ring_hdr *h, size_t len);
 // said, or as the client wrote it). Both sides start at index 0.
 void ring_ends(uint8_t *base, uint32_t area, bool client, struct ring_end *ret_req, struct ring_end *ret_rep);
 
-// Producer: appends one record (pb, then data; data may be NULL when
-// data_len is 0) and publishes it. 0; -EAGAIN when there is no room now;
+// Producer: appends one record (pb, then data: a raw frame of data_len
+// bytes, or none when data is NULL) and publishes it. 0; -EAGAIN when there is no room now;
 // -EMSGSIZE when it can never fit; -EPROTO when the consumer's index is not
 // one a consumer can have (the other side broke the ring).
 int ring_put(struct ring_end *e, const void *pb, size_t pb_len, const void *data, size_t data_len);
@@ -87,7 +96,10 @@ int ring_put(struct ring_end *e, const void *pb, size_t pb_len, const void *data
 // *ret_data_len, 0 when none is there, -EPROTO when the producer's index
 // or the record's lengths are impossible or above max_pb / max_data. The
 // lengths are copied out once; ring_read() uses those.
-int ring_peek(struct ring_end *e, size_t max_pb, size_t max_data, size_t *ret_pb_len, size_t *ret_data_len);
+// *ret_frame says whether the record carries a raw frame (of *ret_data_len
+// bytes, maybe 0).
+int ring_peek(struct ring_end *e, size_t max_pb, size_t max_data, size_t *ret_pb_len, size_t *ret_data_len,
+              bool *ret_frame);
 
 // Consumer: copies the record ring_peek() found into pb and data (either
 // may be NULL to skip those bytes) and frees its room.
