@@ -12,6 +12,7 @@
  * standard input: closing that pipe here stops the rank there. */
 #include "mlxctl.h"
 #include "launch.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,10 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -132,7 +130,7 @@ static void make_job_id(char *buf, size_t size) {
         if (!wire_job_id_valid(one))
             *p = '-';
     }
-    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+    if (!platform_random(&rnd))
         rnd = wire_now_us() * 0x9e3779b97f4a7c15ull ^ (uint64_t) getpid();
     snprintf(buf, size, "%s-%d-%lld-%016" PRIx64, *host ? host : "host", (int) getpid(),
              (long long) time(NULL), rnd);
@@ -359,7 +357,7 @@ child_exec(struct launcher *l, int i, pid_t parent, int fds[2][2], int stdin_fd,
     struct child_error ce = { 0 };
     setpgid(0, 0);
     // Dies with mlxctl even if mlxctl is killed with SIGKILL.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    platform_parent_death_signal(SIGTERM);
     if (getppid() != parent)
         _exit(127);
     sigaction(SIGPIPE, &l->old_sigpipe, NULL);
@@ -538,12 +536,11 @@ fail:
 /* ---- the loop ---- */
 
 static void handle_signals(struct launcher *l) {
-    struct signalfd_siginfo si;
-    while (read(l->sigfd, &si, sizeof si) == (ssize_t) sizeof si) {
-        if (si.ssi_signo == SIGCHLD)
+    for (int sig; (sig = platform_signal_take(l->sigfd)) != 0;) {
+        if (sig == SIGCHLD)
             reap(l);
         else
-            interrupt(l, (int) si.ssi_signo);
+            interrupt(l, sig);
     }
 }
 
@@ -696,7 +693,7 @@ static int setup_signals(struct launcher *l) {
         sigaddset(&l->blocked, stopping[i]);
     if (sigprocmask(SIG_BLOCK, &l->blocked, &l->oldmask) < 0)
         return -errno;
-    l->sigfd = signalfd(-1, &l->blocked, SFD_CLOEXEC | SFD_NONBLOCK);
+    l->sigfd = platform_signal_fd(&l->blocked);
     if (l->sigfd < 0) {
         int e = errno;
         sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
@@ -861,8 +858,7 @@ int launch_run(const struct launch_opts *o) {
         return MLXCTL_EXIT_FAILURE;
     }
     if (o->hosts) {
-        ssize_t n = readlink("/proc/self/exe", l.self, sizeof l.self - 1);
-        l.self[n > 0 ? n : 0] = '\0';
+        platform_self_exe(l.self, sizeof l.self);
         if (!getcwd(l.here, sizeof l.here))
             l.here[0] = '\0';
         l.agent_env = make_agent_env();
@@ -894,7 +890,7 @@ int launch_run(const struct launch_opts *o) {
         return MLXCTL_EXIT_FAILURE;
     }
     // What the ranks leave behind is reparented to mlxctl and reaped here.
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    platform_child_subreaper(1);
 
     // Standard input goes to rank 0 here; a remote side's is its link.
     bool stdin_to_rank0 = !o->hosts && !o->remote_host && !isatty(0);
@@ -912,7 +908,7 @@ int launch_run(const struct launch_opts *o) {
     } while (l.failed && restart(&l));
 
     restore_signals(&l);
-    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    platform_child_subreaper(0);
     if (l.interrupted && !o->remote_host)
         fprintf(stderr, "mlxctl: interrupted: stopped %d rank%s\n", l.stopped, l.stopped == 1 ? "" : "s");
     if (l.interrupted)

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +18,6 @@
 // The detail of the last mlxd_init() failure, per thread, since mlxd_init()
 // has no group to keep it in yet.
 static _Thread_local char init_error[LIB_ERR_MAX];
-
-int lib_errorf(char *err, int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, LIB_ERR_MAX, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes) {
     uint64_t ms = (uint64_t) (timeout_ms > 0 ? timeout_ms : WIRE_DEFAULT_TIMEOUT_MS) + LIB_GRACE_MS;
@@ -213,10 +204,58 @@ static int hello(struct conn *c, const Mlxd__Hello *h, int timeout_ms, uint64_t 
 static int join(const char *endpoint, const char *job, int rank, int size, const mlxd_init_opts *opts,
                 mlxd_group **ret);
 
+// mlxd_init()'s rank and size: o's, or where o says -1 (or 0 for the size)
+// $MLXD_RANK's and $MLXD_SIZE's. 0, or MLXD_EINVAL with the reason in
+// init_error.
+static int init_place(const mlxd_init_opts *o, int *ret_rank, int *ret_size) {
+    int rank, size, r;
+    // -1 means "from the environment" (0 for the size too, so that zeroed
+    // options work); any other negative value is a mistake to report.
+    if (o->rank < -1)
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          "opts.rank %d is invalid: give a rank >= 0, or -1 for $MLXD_RANK", o->rank);
+    if (o->size < -1)
+        return lib_errorf(init_error, MLXD_EINVAL,
+                          "opts.size %d is invalid: give a size >= 1, or -1 for $MLXD_SIZE", o->size);
+    rank = o->rank;
+    if (rank < 0 && (r = env_int("MLXD_RANK", 0, 0, &rank, init_error)) < 0)
+        return r;
+    size = o->size;
+    if (size <= 0 && (r = env_int("MLXD_SIZE", 1, 1, &size, init_error)) < 0)
+        return r;
+    if (rank >= size)
+        return lib_errorf(init_error, MLXD_EINVAL, "rank %d is not below the size %d", rank, size);
+    *ret_rank = rank;
+    *ret_size = size;
+    return 0;
+}
+
+// mlxd_init()'s endpoint: given (o->endpoint) or the default one, into
+// endpoint (LIB_ENDPOINT_MAX bytes). 0, or MLXD_EINVAL with the reason in
+// init_error.
+static int init_endpoint(const mlxd_init_opts *o, char *endpoint) {
+    if (o->endpoint) {
+        if (strlen(o->endpoint) >= LIB_ENDPOINT_MAX)
+            return lib_errorf(init_error, MLXD_EINVAL, "endpoint \"%.200s...\" is too long",
+                              o->endpoint);
+        strcpy(endpoint, o->endpoint);
+    } else if (wire_default_endpoint(endpoint, LIB_ENDPOINT_MAX) < 0) {
+        return lib_errorf(init_error, MLXD_EINVAL, "the endpoint in $MLXD_SOCKET is too long");
+    }
+    int r = wire_check_endpoint(endpoint);
+    if (r < 0)
+        return r == -ENAMETOOLONG
+                   ? lib_errorf(init_error, MLXD_EINVAL, "endpoint %s: the ipc path is longer than %d bytes", endpoint,
+                                WIRE_MAX_IPC_PATH)
+                   : lib_errorf(init_error, MLXD_EINVAL, "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
+                                endpoint);
+    return 0;
+}
+
 int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
     char endpoint[LIB_ENDPOINT_MAX];
-    int rank, size, r;
+    int rank = 0, size = 1, r;
 
     init_error[0] = '\0';
     if (!ret)
@@ -227,22 +266,8 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     const char *job = o.job ? o.job : getenv("MLXD_JOB");
     if (job && !*job)
         job = NULL;
-    // -1 means "from the environment" (0 for the size too, so that zeroed
-    // options work); any other negative value is a mistake to report.
-    if (o.rank < -1)
-        return lib_errorf(init_error, MLXD_EINVAL,
-                          "opts.rank %d is invalid: give a rank >= 0, or -1 for $MLXD_RANK", o.rank);
-    if (o.size < -1)
-        return lib_errorf(init_error, MLXD_EINVAL,
-                          "opts.size %d is invalid: give a size >= 1, or -1 for $MLXD_SIZE", o.size);
-    rank = o.rank;
-    if (rank < 0 && (r = env_int("MLXD_RANK", 0, 0, &rank, init_error)) < 0)
+    if ((r = init_place(&o, &rank, &size)) < 0)
         return r;
-    size = o.size;
-    if (size <= 0 && (r = env_int("MLXD_SIZE", 1, 1, &size, init_error)) < 0)
-        return r;
-    if (rank >= size)
-        return lib_errorf(init_error, MLXD_EINVAL, "rank %d is not below the size %d", rank, size);
     if (o.timeout_ms < 0)
         return lib_errorf(init_error, MLXD_EINVAL, "timeout_ms %d is negative", o.timeout_ms);
 
@@ -257,22 +282,8 @@ int mlxd_init(const mlxd_init_opts *opts, mlxd_group **ret) {
     if (!wire_job_id_valid(job))
         return lib_errorf(init_error, MLXD_EINVAL,
                           "job id \"%.200s\" is not 1 to 128 characters of [A-Za-z0-9._:@+-]", job);
-
-    if (o.endpoint) {
-        if (strlen(o.endpoint) >= sizeof endpoint)
-            return lib_errorf(init_error, MLXD_EINVAL, "endpoint \"%.200s...\" is too long",
-                              o.endpoint);
-        strcpy(endpoint, o.endpoint);
-    } else if (wire_default_endpoint(endpoint, sizeof endpoint) < 0) {
-        return lib_errorf(init_error, MLXD_EINVAL, "the endpoint in $MLXD_SOCKET is too long");
-    }
-    r = wire_check_endpoint(endpoint);
-    if (r < 0)
-        return r == -ENAMETOOLONG
-                   ? lib_errorf(init_error, MLXD_EINVAL, "endpoint %s: the ipc path is longer than %d bytes", endpoint,
-                                WIRE_MAX_IPC_PATH)
-                   : lib_errorf(init_error, MLXD_EINVAL, "endpoint %s is neither ipc://PATH nor tcp://HOST:PORT",
-                                endpoint);
+    if ((r = init_endpoint(&o, endpoint)) < 0)
+        return r;
 
     pthread_mutex_lock(&registry_lock);
     r = join(endpoint, job, rank, size, &o, ret);
@@ -347,6 +358,7 @@ static int join(const char *endpoint, const char *job, int rank, int size, const
     g->m->next = registry;
     registry = g->m;
     shm_refresh(endpoint);
+    conn_ring_start(c, group_id, rank);
     *ret = g;
     return 0;
 }
@@ -403,6 +415,7 @@ static int split_locked(mlxd_group *g, int color, int key, mlxd_group **ret) {
     }
     n->m->conn = c;
     n->m->id = group_id;
+    conn_ring_start(c, group_id, new_rank);
     *ret = n;
     return 0;
 }

@@ -20,9 +20,7 @@ const struct op_desc **coll_descs(struct pending **ps, int n) {
     return d;
 }
 
-// The current requests of g's members on this host, in rank order, into
-// ps[g->size]; returns how many.
-static int current(const struct group *g, struct pending **ps) {
+int coll_current(const struct group *g, struct pending **ps) {
     int n = 0;
     for (int r = 0; r < g->size; r++)
         if (g->slots[r].coll)
@@ -57,7 +55,7 @@ static void run_collective(struct server *s, struct group *g) {
     Mlxd__OpType op = g->slots[0].coll->d.op;
 
     if (ps)
-        n = current(g, ps);
+        n = coll_current(g, ps);
     if (!ps || !(d = coll_descs(ps, n))) {
         code = MLXD_ENOMEM;
         snprintf(err, sizeof err, "out of memory running %s", wire_op_name(op));
@@ -84,29 +82,6 @@ static void run_collective(struct server *s, struct group *g) {
 
 /* ---- a group of several hosts ---- */
 
-static bool same_op(const struct op_desc *a, const struct op_desc *b) {
-    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
-}
-
-// This host's part of the current collective, once every local member is
-// in, into *part: nothing (0) when the members here disagree, which the
-// coordinator will report to everyone.
-static int local_part(struct server *s, struct group *g, zmq_msg_t *part) {
-    struct pending **ps = malloc((size_t) g->size * sizeof *ps);
-    if (!ps)
-        return MLXD_ENOMEM;
-    int n = current(g, ps), r = 0;
-    bool agree = true;
-    for (int i = 1; i < n; i++)
-        agree &= same_op(&ps[0]->d, &ps[i]->d);
-    const struct coll *c = coll_of(coll_span, ps[0]->d.op);
-    if (agree && c && c->arrive)
-        r = c->arrive(s, g, ps, n, part);
-    free(ps);
-    return r;
-}
-
 // A member arrived at a collective of a spanning group (p is in its slot):
 // once every local member is in, the engine gets this host's part; then the
 // coordinator hears of the member.
@@ -116,18 +91,12 @@ static void span_arrive(struct server *s, struct group *g, struct pending *p) {
         if (g->slots[r].state != SLOT_REMOTE && !g->slots[r].coll)
             all = false;
     // The part goes first, so the engine has it by the time the Go comes.
-    if (all) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        int r = local_part(s, g, &part);
-        if (r < 0)
-            log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
-                      (unsigned long long) g->seq + 1);
-        if (world_send_local(s->world, g->id, g->seq, &p->d, r > 0 ? &part : NULL) < 0)
-            log_error("Job %s: out of memory handing the engine this host's part of op #%llu", g->job->id,
-                      (unsigned long long) g->seq + 1);
-        zmq_msg_close(&part);
-    }
+    const struct coll *c = coll_of(coll_span, p->d.op);
+    if (all && c && c->arrive)
+        c->arrive(s, g, p);
+    else if (all && world_send_local(s->world, g->id, g->seq, &p->d, NULL) < 0)
+        log_error("Job %s: out of memory handing the engine this host's part of op #%llu", g->job->id,
+                  (unsigned long long) g->seq + 1);
     ctl_arrive(s->world, g->id, g->seq, p->rank, &p->d);
 }
 
@@ -142,7 +111,7 @@ struct group *coll_span_go(struct server *s, struct world_event *e) {
         return NULL;
     }
     struct pending **ps = malloc((size_t) g->size * sizeof *ps);
-    int n = ps ? current(g, ps) : 0;
+    int n = ps ? coll_current(g, ps) : 0;
     int code = e->code ? e->code : go->code;
     const char *msg = e->code ? e->message : go->message;
     const struct coll *c = n ? coll_of(coll_span, ps[0]->d.op) : NULL;
@@ -151,7 +120,7 @@ struct group *coll_span_go(struct server *s, struct world_event *e) {
             log_info("Job %s: %s", g->job->id, msg);
         fail_current(s, g, code < 0 ? code : ps ? MLXD_EINTERNAL : MLXD_ENOMEM, ps ? msg : "out of memory");
     } else {
-        struct coll_go cg = { .go = go, .data = &e->data };
+        struct coll_go cg = { .go = go, .data = &e->data, .part = e->part };
         c->go(s, g, ps, n, &cg);
     }
     free(ps);

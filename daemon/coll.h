@@ -4,10 +4,12 @@
  * all_gather, sum_scatter, barrier, split):
  *   coll_local (coll_local.c)  every member on this host: go runs it over the
  *                              inputs and answers every member;
- *   coll_span (coll_span.c)    members on several hosts: arrive makes this
- *                              host's part once its members are in, which
- *                              the engine combines with the other hosts';
- *                              go answers them from the coordinator's Go.
+ *   coll_span (coll_span.c)    members on several hosts: arrive hands the
+ *                              engine this host's part once its members are
+ *                              in (by reference for reductions and
+ *                              all_gather, hostpart.c), which it combines
+ *                              with the other hosts'; go answers them from
+ *                              the coordinator's Go.
  * coll.c matches requests, picks the table and keeps the order. */
 #ifndef MLXD_COLL_H
 #define MLXD_COLL_H
@@ -16,17 +18,18 @@
 #include "world.h"
 
 // What completes a collective of a spanning group: the coordinator's Go and
-// the engine's result (NULL data: none, as for barrier and split).
+// the engine's result, in data (sum_scatter) or in the part this host handed
+// it by reference (part, NULL otherwise).
 struct coll_go {
     const Mlxd__Ctl__Go *go;
     zmq_msg_t *data;
+    struct world_part *part;
 };
 
 struct coll {
-    // Every member of g on this host is in (ps[n], their requests in rank
-    // order): this host's part into *part. Returns 1 with a part, 0 with
-    // none, or MLXD_ENOMEM. NULL: nothing to hand over.
-    int (*arrive)(struct server *s, struct group *g, struct pending **ps, int n, zmq_msg_t *part);
+    // Spanning groups: every member of g on this host is in, the last one
+    // with p: hands the engine this host's part. NULL: an empty part.
+    void (*arrive)(struct server *s, struct group *g, const struct pending *p);
     // The collective completes: answers ps[n] (every member of g on this
     // host, in rank order; on a group of this host alone, every member),
     // from their inputs (go NULL) or the Go. Returns 0 or a negative
@@ -49,6 +52,9 @@ void coll_advance(struct server *s, struct group *g);
 // result in e->data): answers this host's members and moves on. Returns
 // the group, NULL when none of it is left here.
 struct group *coll_span_go(struct server *s, struct world_event *e);
+// The current requests of g's members on this host, in rank order, into
+// ps[g->size]; returns how many.
+int coll_current(const struct group *g, struct pending **ps);
 // Copies of the descriptors of ps[n], in order (answering a member frees
 // its request); one allocation, free() it. NULL: out of memory.
 const struct op_desc **coll_descs(struct pending **ps, int n);
@@ -62,13 +68,6 @@ const struct op_desc **coll_descs(struct pending **ps, int n);
 // copied into every one; *frame is NULL when no member needs a frame.
 int coll_reduce_inputs(struct server *s, struct pending **ps, int n, uint8_t **outs, zmq_msg_t *result,
                        uint8_t **frame);
-// The inputs of ps[n] concatenated in order: into *result (a new frame);
-// with outputs (to_outputs), also straight into the members' shared-memory
-// outputs of the right size, or only into them when no member needs a
-// frame (*result then stays empty). *staged: outputs overlap inputs, so
-// every member is answered from the frame.
-int coll_gather_inputs(struct server *s, struct pending **ps, int n, bool to_outputs, zmq_msg_t *result,
-                       bool *any_frame, bool *staged);
 // Answers every request of ps[n] of a barrier.
 int coll_reply_barrier(struct server *s, struct group *g, struct pending **ps, int n, const struct coll_go *go);
 // Answers member p of a split: its rank k in new group ng.

@@ -1,8 +1,8 @@
 /* Collectives of a group whose members are all on this host: one pass over
  * the inputs, results written straight into the members' shared-memory
  * outputs where they can go, else into one frame their replies share. The
- * local reduction and gather here also make a host's part of a collective
- * of a spanning group (coll_span.c). */
+ * local reduction here also makes a host's part of a sum_scatter of a
+ * spanning group (coll_span.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,12 +97,16 @@ static int run_reduce(struct server *s, struct group *g, struct pending **ps, in
     return code;
 }
 
-int coll_gather_inputs(struct server *s, struct pending **ps, int n, bool to_outputs, zmq_msg_t *result,
-                       bool *any_frame, bool *staged) {
+// The inputs of ps[n] concatenated in order: straight into the members'
+// shared-memory outputs of the right size, and into *result (a new frame)
+// when a member needs one (*any_frame) or outputs overlap inputs (*staged:
+// every member is then answered from the frame).
+static int gather_inputs(struct server *s, struct pending **ps, int n, zmq_msg_t *result, bool *any_frame,
+                         bool *staged) {
     size_t each = ps[0]->nbytes, total = each * (size_t) n, nouts = 0;
-    *any_frame = !to_outputs;
+    *any_frame = false;
     *staged = false;
-    for (int r = 0; to_outputs && r < n; r++) {
+    for (int r = 0; r < n; r++) {
         *any_frame |= !ps[r]->out_ptr || ps[r]->out_nbytes != total;
         // Gathering in place (x at its own block of out) is fine; any other
         // overlap is gathered aside first.
@@ -123,7 +127,7 @@ int coll_gather_inputs(struct server *s, struct pending **ps, int n, bool to_out
     // Straight into each shared-memory output (skipping a member's own
     // block when it gathers in place); staged, the frame is copied there
     // when answering.
-    for (int r = 0; to_outputs && r < n && !*staged; r++)
+    for (int r = 0; r < n && !*staged; r++)
         if (ps[r]->out_ptr && ps[r]->out_nbytes == total)
             outs[nouts++] = ps[r]->out_ptr;
     pool_gather(s->pool, outs, nouts, srcs, (size_t) n, each);
@@ -139,7 +143,7 @@ static int run_gather(struct server *s, struct group *g, struct pending **ps, in
     bool any_frame, staged;
     zmq_msg_t result;
     zmq_msg_init(&result);
-    int code = coll_gather_inputs(s, ps, n, true, &result, &any_frame, &staged);
+    int code = gather_inputs(s, ps, n, &result, &any_frame, &staged);
     const uint8_t *frame = any_frame || staged ? zmq_msg_data(&result) : NULL;
     wire_result_shape(d.op, n, &d.ndim, d.shape);
     for (int r = 0; code == 0 && r < n; r++) {

@@ -1,35 +1,69 @@
 /* Collectives of a group whose members are on several hosts. Once this
  * host's members are in, arrive hands the engine this host's part (the
- * local reduction, or the local inputs in rank order; nothing for barrier
- * and split); the coordinator's Go says when the engine has combined every
+ * members' memory by reference for reductions and all_gather, hostpart.c;
+ * the local reduction for sum_scatter; nothing for barrier and split); the coordinator's Go says when the engine has combined every
  * host's part, and go answers this host's members from the result. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coll.h"
+#include "hostpart.h"
 #include "log.h"
 #include "result.h"
 
-static int part_reduce(struct server *s, struct group *g, struct pending **ps, int n, zmq_msg_t *part) {
-    (void) g;
-    uint8_t *frame;
-    int r = coll_reduce_inputs(s, ps, n, NULL, part, &frame);
-    return r < 0 ? r : 1;
+static bool same_op(const struct op_desc *a, const struct op_desc *b) {
+    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
+           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
 }
 
-static int part_gather(struct server *s, struct group *g, struct pending **ps, int n, zmq_msg_t *part) {
-    (void) g;
-    bool any_frame, staged;
-    int r = coll_gather_inputs(s, ps, n, false, part, &any_frame, &staged);
-    return r < 0 ? r : 1;
+// sum_scatter: the local members' reduction of their whole inputs (into the
+// first one's inline buffer), or an empty part when they disagree, which the
+// coordinator will report to everyone.
+static void arrive_reduce(struct server *s, struct group *g, const struct pending *p) {
+    struct pending **ps = malloc((size_t) g->size * sizeof *ps);
+    int n = ps ? coll_current(g, ps) : 0, r = ps ? 0 : MLXD_ENOMEM;
+    bool agree = true;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    for (int i = 1; i < n; i++)
+        agree &= same_op(&ps[0]->d, &ps[i]->d);
+    if (n && agree) {
+        uint8_t *frame;
+        r = coll_reduce_inputs(s, ps, n, NULL, &part, &frame);
+    }
+    free(ps);
+    if (r < 0)
+        log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
+                  (unsigned long long) g->seq + 1);
+    if (world_send_local(s->world, g->id, g->seq, &p->d, n && agree && r == 0 ? &part : NULL) < 0)
+        log_error("Job %s: out of memory handing the engine this host's part of op #%llu", g->job->id,
+                  (unsigned long long) g->seq + 1);
+    zmq_msg_close(&part);
 }
 
-// Every member here gets the whole result (reductions, all_gather), one
-// frame their replies share.
+// Reductions and all_gather: the local members' inputs and outputs, by
+// reference (hostpart.c).
+static void arrive_by_reference(struct server *s, struct group *g, const struct pending *p) {
+    struct world_part *part;
+    if (hostpart_build(s, g, &part) < 0)
+        log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
+                  (unsigned long long) g->seq + 1);
+    if (world_send_part(s->world, g->id, g->seq, &p->d, part) < 0)
+        log_error("Job %s: out of memory handing the engine this host's part of op #%llu", g->job->id,
+                  (unsigned long long) g->seq + 1);
+}
+
+// Every member here gets the whole result (reductions, all_gather): where
+// the engine left it in the part handed by reference, else one frame their
+// replies share.
 static int go_whole(struct server *s, struct group *g, struct pending **ps, int n, const struct coll_go *go) {
     struct op_desc d = ps[0]->d;
     wire_result_shape(d.op, g->size, &d.ndim, d.shape);
+    if (go->part) {
+        hostpart_reply(s, g, &d, go->part);
+        return 0;
+    }
     for (int i = 0; i < n; i++)
         op_reply_result(s, ps[i], d.dtype, d.ndim, d.shape, zmq_msg_data(go->data), zmq_msg_size(go->data),
                         go->data);
@@ -105,11 +139,11 @@ static int split_done(struct server *s, struct group *g, struct pending **ps, in
 }
 
 const struct coll coll_span[COLL_OPS] = {
-    [MLXD__OP_TYPE__OP_ALL_SUM] = { .arrive = part_reduce, .go = go_whole },
-    [MLXD__OP_TYPE__OP_ALL_MAX] = { .arrive = part_reduce, .go = go_whole },
-    [MLXD__OP_TYPE__OP_ALL_MIN] = { .arrive = part_reduce, .go = go_whole },
-    [MLXD__OP_TYPE__OP_ALL_GATHER] = { .arrive = part_gather, .go = go_whole },
-    [MLXD__OP_TYPE__OP_SUM_SCATTER] = { .arrive = part_reduce, .go = go_block },
+    [MLXD__OP_TYPE__OP_ALL_SUM] = { .arrive = arrive_by_reference, .go = go_whole },
+    [MLXD__OP_TYPE__OP_ALL_MAX] = { .arrive = arrive_by_reference, .go = go_whole },
+    [MLXD__OP_TYPE__OP_ALL_MIN] = { .arrive = arrive_by_reference, .go = go_whole },
+    [MLXD__OP_TYPE__OP_ALL_GATHER] = { .arrive = arrive_by_reference, .go = go_whole },
+    [MLXD__OP_TYPE__OP_SUM_SCATTER] = { .arrive = arrive_reduce, .go = go_block },
     [MLXD__OP_TYPE__OP_BARRIER] = { .go = coll_reply_barrier },
     [MLXD__OP_TYPE__OP_SPLIT] = { .go = split_done },
 };

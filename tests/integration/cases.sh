@@ -80,7 +80,7 @@ missing_member_times_out_naming_rank() {
     start_daemon
     launch 2 40 -- "$ERRCASE_BIN" timeout || fail "a member that never calls the op"
     daemon_alive
-    grep -i 'timed out' "$T_LOG" | grep -qE 'rank[^0-9]*1([^0-9]|$)' ||
+    grep -qE 'rank[^0-9]*1([^0-9]|$)' <<<"$(grep -i 'timed out' "$T_LOG")" ||
         fail "the daemon log has no timeout line naming the missing rank 1"
     next_job_works "a timeout"
 }
@@ -117,7 +117,7 @@ killed_member_gives_epeer_quickly() {
     wait_rank "$p0" 30 || rc0=$?
     expect_status "rank 0, whose peer was killed" 0 "$rc0"
     daemon_alive
-    grep -E "pid $p1\b" "$T_LOG" | grep -qiE 'died|exited|killed|disconnect' ||
+    grep -qiE 'died|exited|killed|disconnect' <<<"$(grep -E "pid $p1\b" "$T_LOG")" ||
         fail "the daemon log does not say that pid $p1 (rank 1) died"
     next_job_works "a killed member"
 }

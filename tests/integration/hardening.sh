@@ -178,7 +178,7 @@ other_uid_is_denied() {
     "${AS_OTHER[@]}" timeout --kill-after=5 30 "$HARDRAW_BIN" "$T_SOCK" denied ||
         soft_fail "a Ping, a Hello or a registration of uid $OTHER_UID was not refused"
 
-    grep -E "Refused a request from uid $OTHER_UID" "$T_LOG" | grep -q 'not this daemon' ||
+    grep -q 'not this daemon' <<<"$(grep -E "Refused a request from uid $OTHER_UID" "$T_LOG")" ||
         soft_fail "the daemon's log does not say why it refused uid $OTHER_UID"
     grep -q "Refused shared memory from uid $OTHER_UID" "$T_LOG" ||
         soft_fail "the daemon's log does not say that it refused uid $OTHER_UID's shared memory"

@@ -153,7 +153,11 @@ start_waiting_job() {
 
 # client_pending PID OP: the daemon shows client PID waiting in OP.
 client_pending() {
-    "$MLXCTL_BIN" status --json 2>/dev/null | tr -d ' \n' | grep -qE "\"pid\":$1,[^}]*\"pending\":\"$2"
+    # Read whole before matching: under pipefail, grep -q leaving early would
+    # fail the pipeline whenever tr was still writing.
+    local out
+    out=$("$MLXCTL_BIN" status --json 2>/dev/null | tr -d ' \n') &&
+        grep -qE "\"pid\":$1,[^}]*\"pending\":\"$2" <<<"$out"
 }
 
 # expect_status WHAT WANT GOT

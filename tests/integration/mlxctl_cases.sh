@@ -155,9 +155,11 @@ usage_errors_exit_2() {
         expect_status "mlxctl $args" 2 "$rc"
         grep -q '^Usage: mlxctl' "$T_ERRF" || fail "mlxctl $args: no usage line"
     done
-    "$MLXCTL_BIN" --version | grep -q '^mlxctl ' || fail "--version"
-    "$MLXCTL_BIN" help launch | grep -q '^Usage: mlxctl launch' || fail "help launch"
-    "$MLXCTL_BIN" status --help | grep -q '^Usage: mlxctl status' || fail "status --help"
+    # Each output read whole before matching (see service.sh's needs_libsystemd).
+    local out
+    out=$("$MLXCTL_BIN" --version) && grep -q '^mlxctl ' <<<"$out" || fail "--version"
+    out=$("$MLXCTL_BIN" help launch) && grep -q '^Usage: mlxctl launch' <<<"$out" || fail "help launch"
+    out=$("$MLXCTL_BIN" status --help) && grep -q '^Usage: mlxctl status' <<<"$out" || fail "status --help"
 }
 
 "$1"

@@ -247,7 +247,9 @@ metrics_pass_promtool_check_and_count_errors_by_code() {
     grep -qE "^mlxd_op_duration_seconds_bucket\{op=\"all_sum\",le=\"\+Inf\"\} $sums$" "$T_OUTF" || fail "no +Inf bucket"
     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/other") == 404 ]] || fail "/other is not 404"
     [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$MPORT/metrics") == 405 ]] || fail "POST is not 405"
-    curl -sfI "http://127.0.0.1:$MPORT/metrics" | grep -qi '^content-type: text/plain; version=0.0.4' || fail "wrong content type"
+    local head
+    head=$(curl -sfI "http://127.0.0.1:$MPORT/metrics") && grep -qi '^content-type: text/plain; version=0.0.4' <<<"$head" ||
+        fail "wrong content type"
 }
 
 # A real Prometheus server, scraping mlxd every second, answers a query for
@@ -314,7 +316,8 @@ ipc_path_limit_is_103_bytes_everywhere() {
     "$MLXCTL_BIN" status --socket "$bad" 2>"$T_ERRF" || rc=$?
     expect_status "mlxctl status with a 104-byte path" 2 "$rc"
     grep -q 'longer than 103 bytes' "$T_ERRF" || fail "mlxctl's error does not state the limit: $(cat "$T_ERRF")"
-    "$MLXD_BIN" --help | grep -q '103 bytes' || fail "mlxd --help does not state the limit"
+    local help
+    help=$("$MLXD_BIN" --help) && grep -q '103 bytes' <<<"$help" || fail "mlxd --help does not state the limit"
     # 103 bytes work, shared memory (the .shm socket beside it) included.
     T_SOCK=$ok
     export MLXD_SOCKET=$ok

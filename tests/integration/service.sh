@@ -72,7 +72,8 @@ fd_socket_path() {
 
 # The daemon's status shows some client waiting in OP.
 some_client_pending() {
-    "$MLXCTL_BIN" status --json 2>/dev/null | tr -d ' \n' | grep -q "\"pending\":\"$1\""
+    local out
+    out=$("$MLXCTL_BIN" status --json 2>/dev/null | tr -d ' \n') && grep -q "\"pending\":\"$1\"" <<<"$out"
 }
 
 # ---- sd_notify ----
@@ -254,7 +255,7 @@ installed_programs_find_libmlxd_from_any_prefix() {
     install_tree "$p"
     unset LD_LIBRARY_PATH
     while IFS= read -r -d '' f; do
-        readelf -d "$f" 2>/dev/null | grep -q 'NEEDED.*\[libmlxd\.so\.0\]' || continue
+        out=$(readelf -d "$f" 2>/dev/null) && grep -q 'NEEDED.*\[libmlxd\.so\.0\]' <<<"$out" || continue
         libs=$(ldd "$f" 2>&1)
         [[ $libs == *"libmlxd.so.0 => $p/"* ]] || fail "$f does not load $p's libmlxd: $(grep mlxd <<<"$libs")"
         log "${f#"$p"/} loads ${p}'s libmlxd: $(readelf -d "$f" | sed -n 's/.*RUNPATH.*\[\(.*\)\]/\1/p')"
@@ -293,8 +294,10 @@ debian_package_installs_runs_the_examples_and_removes_cleanly() {
     deb=$(ls "$BUILD_DIR"/mlxd_*_*.deb 2>/dev/null)
     [[ $(basename "$deb") =~ ^mlxd_[0-9]+\.[0-9]+\.[0-9]+_amd64\.deb$ ]] || fail "no mlxd_VERSION_amd64.deb: '$deb'"
     dpkg-deb -I "$deb"
-    dpkg-deb -f "$deb" Depends | grep -q 'libzmq5' || fail "the package does not depend on libzmq5"
-    dpkg-deb -f "$deb" Depends | grep -q 'libmicrohttpd12' || fail "the package does not depend on libmicrohttpd12"
+    local depends
+    depends=$(dpkg-deb -f "$deb" Depends) || fail "cannot read the package's Depends"
+    grep -q 'libzmq5' <<<"$depends" || fail "the package does not depend on libzmq5"
+    grep -q 'libmicrohttpd12' <<<"$depends" || fail "the package does not depend on libmicrohttpd12"
     dpkg-deb -c "$deb" | awk '{ print $6 }' >"$T_DIR/contents"
     for f in bin/mlxd bin/mlxctl 'libmlxd\.so\.0$' include/mlxd/mlxd.h pkgconfig/mlxd.pc cmake/mlxd/mlxdConfig.cmake \
              systemd/system/mlxd.service systemd/system/mlxd.socket systemd/system/mlxd-world.service \

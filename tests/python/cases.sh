@@ -126,7 +126,7 @@ blog_programs_print_the_posts_lines() {
 # finding libmlxd through the module's RUNPATH alone.
 python_module_installs_where_pkg_config_says() {
     command -v pkg-config >/dev/null || exit 77
-    local prefix dir pydir
+    local prefix dir pydir dyn
     start_daemon
     for prefix in "$T_DIR/opt" "$T_DIR/usr"; do
         cmake --install "${BUILD_DIR:?}" --prefix "$prefix" >"$T_DIR/install.log" 2>&1 ||
@@ -135,7 +135,8 @@ python_module_installs_where_pkg_config_says() {
         pydir=$(PKG_CONFIG_PATH=$dir pkg-config --variable=pythondir mlxd) || fail "no mlxd.pc under $prefix"
         [[ $pydir == "$prefix"/lib/python3* && -f $pydir/mlxd/__init__.py ]] ||
             fail "pkg-config names pythondir $pydir, which holds no mlxd"
-        readelf -d "$pydir"/mlxd/_core*.so | grep -q 'RUNPATH.*\$ORIGIN' || fail "the installed module has no \$ORIGIN RUNPATH"
+        dyn=$(readelf -d "$pydir"/mlxd/_core*.so) && grep -q 'RUNPATH.*\$ORIGIN' <<<"$dyn" ||
+            fail "the installed module has no \$ORIGIN RUNPATH"
         log "installed to $pydir"
         (cd / && env -u LD_LIBRARY_PATH PYTHONPATH="$pydir" "$MLXCTL_BIN" launch -n 2 --prefix -- "$PYTHON" -c \
             'import mlxd, sys; assert mlxd.__file__.startswith(sys.argv[1]); print(int(mlxd.all_sum(1)))' "$pydir" \
