@@ -10,11 +10,6 @@
 #include "pool.h"
 #include "reduce.h"
 
-static bool same_op(const struct op_desc *a, const struct op_desc *b) {
-    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
-}
-
 // This host's part of the current collective, once every local member is in:
 // the local reduction (sum_scatter, into the first local member's buffer),
 // or nothing (barrier, split, or members here that disagree, which the
@@ -29,7 +24,7 @@ static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
             continue;
         if (!first)
             first = p;
-        else if (!same_op(&first->d, &p->d))
+        else if (!op_desc_same(&first->d, &p->d))
             return 0;
         n++;
     }
