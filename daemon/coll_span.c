@@ -12,11 +12,6 @@
 #include "log.h"
 #include "result.h"
 
-static bool same_op(const struct op_desc *a, const struct op_desc *b) {
-    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
-}
-
 // sum_scatter: the local members' reduction of their whole inputs (into the
 // first one's inline buffer), or an empty part when they disagree, which the
 // coordinator will report to everyone.
@@ -27,7 +22,7 @@ static void arrive_reduce(struct server *s, struct group *g, const struct pendin
     zmq_msg_t part;
     zmq_msg_init(&part);
     for (int i = 1; i < n; i++)
-        agree &= same_op(&ps[0]->d, &ps[i]->d);
+        agree &= op_desc_same(&ps[0]->d, &ps[i]->d);
     if (n && agree) {
         uint8_t *frame;
         r = coll_reduce_inputs(s, ps, n, NULL, &part, &frame);

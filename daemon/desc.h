@@ -26,6 +26,9 @@ struct op_desc {
 // op: rank 0 called all_sum, rank 1 called all_max").
 int op_desc_check(const struct op_desc *const *d, int n, char *err, size_t errlen);
 
+// Whether two members asked for the same tensor op: op, dtype and shape.
+bool op_desc_same(const struct op_desc *a, const struct op_desc *b);
+
 // A split of n members: fills order[] with the members (their ranks) in the
 // order of their new groups and new ranks (by color, then key, then old rank;
 // key < 0 counts as the old rank), and returns the number of new groups.
