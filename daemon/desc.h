@@ -1,6 +1,6 @@
 /* What members ask for in a collective, and the two decisions made from all
  * of them: do they agree, and how does a split regroup them. Used for local
- * groups by op.c and for spanning groups by the coordinator (coord.c), so a
+ * groups by coll.c and for spanning groups by the coordinator (coord.c), so a
  * disagreement reads the same wherever it is found. Pure functions. */
 #ifndef MLXD_DESC_H
 #define MLXD_DESC_H
