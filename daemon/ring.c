@@ -23,6 +23,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "platform.h"
 #include "reply.h"
 #include "ring.h"
 #include "server.h"
@@ -80,8 +81,7 @@ static struct session *find_session(struct server *s, pid_t pid, uint64_t group,
 // Maps memfd as a ring: 0 with the mapping and its area size, or an MLXD_E*.
 static int map_ring(int memfd, uint8_t **ret_base, size_t *ret_len, uint32_t *ret_area, char *why, size_t wlen) {
     struct stat st;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+    if (!platform_memory_cannot_shrink(memfd)) {
         snprintf(why, wlen, "a ring must be a memfd sealed with F_SEAL_SHRINK");
         return MLXD_EINVAL;
     }
