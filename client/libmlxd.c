@@ -352,6 +352,7 @@ static int join(const char *endpoint, const char *job, int rank, int size, const
     g->m->next = registry;
     registry = g->m;
     shm_refresh(endpoint);
+    conn_ring_start(c, group_id, rank);
     *ret = g;
     return 0;
 }
@@ -408,6 +409,7 @@ static int split_locked(mlxd_group *g, int color, int key, mlxd_group **ret) {
     }
     n->m->conn = c;
     n->m->id = group_id;
+    conn_ring_start(c, group_id, new_rank);
     *ret = n;
     return 0;
 }

@@ -34,12 +34,14 @@ struct outstanding {
     struct tracker *tracker;            // its zero-copy tensor; NULL without one
     struct reply rep;
     bool replied;
+    bool via_zmq;                       // sent through the socket, not the ring
 };
 
 struct conn {
     void *sock;                         // DEALER; NULL once broken
     void *mon;                          // PAIR receiving sock's disconnect events
     struct outstanding *out;
+    struct lib_ring *ring;              // NULL: ZeroMQ only
     uint64_t next_id;
     bool broken;
     enum conn_fault fault;              // what broke the last call that failed...
@@ -247,6 +249,7 @@ void conn_free(struct conn *c) {
     close_sockets(c);
     while (c->out)
         drop_outstanding(c, c->out);
+    lib_ring_free(c->ring);
     free(c);
 }
 
@@ -276,6 +279,78 @@ static void reply_move(struct reply *dst, struct reply *src) {
     src->has_data = false;
 }
 
+static bool monitor_saw_disconnect(struct conn *c);
+
+// Whether a request sent through the socket is still unanswered: the daemon
+// may not have read it yet, so a later one must not overtake it by the ring.
+static bool zmq_unanswered(const struct conn *c) {
+    for (const struct outstanding *o = c->out; o; o = o->next)
+        if (o->via_zmq && !o->replied)
+            return true;
+    return false;
+}
+
+// Waits, briefly sleeping, until done(c) or the daemon has been silent for
+// LIB_GRACE_MS (it takes every request at once, so only a daemon that is
+// gone or stuck makes this wait long). 0, or -ETIMEDOUT.
+static int ring_wait_for(struct conn *c, bool (*done)(const struct conn *c)) {
+    uint64_t deadline = wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u;
+    while (!done(c)) {
+        if (wire_now_us() >= deadline || monitor_saw_disconnect(c))
+            return -ETIMEDOUT;
+        zmq_pollitem_t item = { c->mon, 0, ZMQ_POLLIN, 0 };
+        zmq_poll(&item, 1, 1);
+    }
+    return 0;
+}
+
+static bool ring_drained_c(const struct conn *c) {
+    return lib_ring_drained(c->ring);
+}
+
+// Sends req (packed, n bytes) and its inline tensor through c's ring when
+// it can go that way: 0 once written; -ENOTSUP when it must go through
+// ZeroMQ (after the ring's requests were all taken, so that it cannot
+// overtake them); -ETIMEDOUT when the daemon stopped taking them.
+// The daemon matches a member's requests in the order it reads them: a
+// request goes by the ring only while none sent by ZeroMQ is unanswered,
+// and by ZeroMQ only once the ring is drained.
+static int ring_send(struct conn *c, Mlxd__Request *req, size_t n, const void *data, size_t nbytes) {
+    if (!c->ring)
+        return -ENOTSUP;
+    if (lib_ring_session_closed(c->ring))
+        return -ECONNRESET;
+    bool fits = req->body_case == MLXD__REQUEST__BODY_OP && nbytes <= LIB_RING_INLINE_MAX;
+    if (fits && lib_ring_usable(c->ring) && !zmq_unanswered(c)) {
+        uint8_t small[1024];
+        uint8_t *pb = n <= sizeof small ? small : malloc(n);
+        if (pb) {
+            protobuf_c_message_pack(&req->base, pb);
+            uint64_t deadline = wire_now_us() + (uint64_t) LIB_GRACE_MS * 1000u;
+            int r;
+            // Full: the daemon takes what is there at once, room comes soon.
+            while ((r = lib_ring_send(c->ring, pb, n, data, nbytes)) == -EAGAIN && wire_now_us() < deadline &&
+                   !monitor_saw_disconnect(c)) {
+                zmq_pollitem_t item = { c->mon, 0, ZMQ_POLLIN, 0 };
+                zmq_poll(&item, 1, 1);
+            }
+            if (pb != small)
+                free(pb);
+            if (r == 0)
+                return 0;
+            if (r == -EAGAIN)
+                return -ETIMEDOUT;
+        }
+    }
+    return ring_wait_for(c, ring_drained_c) < 0 ? -ETIMEDOUT : -ENOTSUP;
+}
+
+void conn_ring_start(struct conn *c, uint64_t group, int rank) {
+    char err[LIB_ERR_MAX];
+    if (!c->ring && lib_ring_open(c->endpoint, group, rank, &c->ring, err) < 0)
+        c->ring = NULL;
+}
+
 int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data, size_t nbytes,
               uint64_t *ret_id, char *err) {
     if (c->broken)
@@ -300,7 +375,27 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
     while (*tail)
         tail = &(*tail)->next;
     *tail = o;
-    int r = wire_send_pb(c->sock, &req->base, tensor ? ZMQ_SNDMORE : 0);
+    static const char empty;
+    int r = ring_send(c, req, n, tensor ? (data ? data : &empty) : NULL, tensor ? nbytes : 0);
+    if (r == 0) {
+        *ret_id = id;
+        return 0;
+    }
+    o->via_zmq = true;
+    if (r == -ECONNRESET) {
+        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s closed this connection: its request ring broke the rules",
+                   c->endpoint);
+        conn_break(c);
+        drop_outstanding(c, o);
+        return MLXD_EUNAVAILABLE;
+    }
+    if (r == -ETIMEDOUT) {
+        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s stopped reading this connection's ring", c->endpoint);
+        conn_break(c);
+        drop_outstanding(c, o);
+        return MLXD_EUNAVAILABLE;
+    }
+    r = wire_send_pb(c->sock, &req->base, tensor ? ZMQ_SNDMORE : 0);
     if (r < 0)
         goto fail;
     if (tensor) {
@@ -415,22 +510,41 @@ static int recv_reply(struct conn *c, struct reply *ret, char *err) {
 // oldest one without a reply. Replies to requests given up on are dropped.
 // Returns 0, or a negative MLXD_E* code for a socket that failed or a reply
 // that breaks the protocol.
-static int pump(struct conn *c, char *err) {
+static void keep_reply(struct conn *c, struct reply *r) {
+    struct outstanding *o = find_outstanding(c, r->pb->id);
+    if (!o && r->pb->id == 0 && r->pb->code < 0)
+        for (o = c->out; o && o->replied; o = o->next)
+            ;
+    if (o && !o->replied) {
+        reply_move(&o->rep, r);
+        o->replied = true;
+    } else {
+        reply_done(r);
+    }
+}
+
+// The replies in the ring, as pump() for the socket's. A broken ring
+// breaks the connection (the daemon is trusted not to: it is a bug).
+static int pump_ring(struct conn *c, char *err) {
     for (;;) {
         struct reply r = { 0 };
-        int k = recv_reply(c, &r, err);
+        int k = c->ring ? lib_ring_take(c->ring, &r, err) : 0;
+        if (k <= 0)
+            return k == MLXD_EPROTO ? MLXD_EUNAVAILABLE : k;
+        keep_reply(c, &r);
+    }
+}
+
+static int pump(struct conn *c, char *err) {
+    int k = pump_ring(c, err);
+    if (k < 0)
+        return k;
+    for (;;) {
+        struct reply r = { 0 };
+        k = recv_reply(c, &r, err);
         if (k <= 0)
             return k;
-        struct outstanding *o = find_outstanding(c, r.pb->id);
-        if (!o && r.pb->id == 0 && r.pb->code < 0)
-            for (o = c->out; o && o->replied; o = o->next)
-                ;
-        if (o && !o->replied) {
-            reply_move(&o->rep, &r);
-            o->replied = true;
-        } else {
-            reply_done(&r);
-        }
+        keep_reply(c, &r);
     }
 }
 
@@ -510,7 +624,15 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             return r;
         }
 
-        zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
+        // A ring's reply is near: spin a little before sleeping (and then
+        // ask the daemon to ring).
+        int bell = c->ring ? lib_ring_fd(c->ring) : -1;
+        if (c->ring && lib_ring_spin_us() && lib_ring_spin(c->ring, wire_now_us() + lib_ring_spin_us()))
+            continue;
+        if (bell >= 0 && !lib_ring_sleep(c->ring))
+            continue;
+        zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 },
+                                   { NULL, bell, ZMQ_POLLIN, 0 } };
         uint64_t now = wire_now_us();
         if (now >= deadline_us) {
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s did not answer within %llu ms",
@@ -521,7 +643,9 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             return r;
         }
         long wait_ms = (long) ((deadline_us - now + 999u) / 1000u);
-        int n = zmq_poll(items, 2, lib_wait_slice(wait_ms));
+        int n = zmq_poll(items, bell >= 0 ? 3 : 2, lib_wait_slice(wait_ms));
+        if (bell >= 0)
+            lib_ring_wake(c->ring);
         if (n < 0 && zmq_errno() != EINTR) {
             fault(c, CONN_FAULT_IO, zmq_errno(), 0);
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "cannot wait for mlxd at %s: %s", c->endpoint,

@@ -54,8 +54,17 @@
 // again (a daemon may come back; an old one never will).
 #define LIB_SHM_RETRY_MS 1000
 
+// How long a wait spins on the ring before it sleeps, where there are
+// cores to spare ($MLXD_RING_SPIN_US overrides it).
+#define LIB_RING_SPIN_US 50
+
+// Tensors of at most this many bytes travel inline in the ring; larger ones
+// (not in shared memory) go through ZeroMQ.
+#define LIB_RING_INLINE_MAX (64u * 1024u)
+
 struct conn;
 struct shm_seg;
+struct lib_ring;
 
 // A group's staging memory: one segment, replaced by a larger one when an op
 // needs more, freed with the group. Used only by the group's thread.
@@ -207,6 +216,43 @@ void reply_done(struct reply *r);
 // still queued) and waits for ZeroMQ to let go of the caller's tensor.
 void conn_break(struct conn *c);
 
+// Sets up a request/reply ring for c, a connection to group as rank (after
+// its Hello): from then on its ops go through the ring where they can.
+// Without one (tcp://, $MLXD_RING=0, an older daemon) c goes on with ZeroMQ.
+void conn_ring_start(struct conn *c, uint64_t group, int rank);
+
+/* libmlxd_ring.c: a connection's ring, record by record */
+
+// Makes the ring's memory and doorbell and hands them to the daemon at
+// endpoint: 0, or an MLXD_E* code with the reason in err.
+int lib_ring_open(const char *endpoint, uint64_t group, int rank, struct lib_ring **ret, char *err);
+void lib_ring_free(struct lib_ring *r);
+// Whether requests may still go in (the daemon has not closed the ring).
+bool lib_ring_usable(const struct lib_ring *r);
+// Whether the daemon closed the connection's session with the ring.
+bool lib_ring_session_closed(const struct lib_ring *r);
+// The doorbell to poll while waiting, or -1 once unusable.
+int lib_ring_fd(const struct lib_ring *r);
+// Writes one request and rings the daemon if it sleeps: 0, -EAGAIN when
+// full, -EMSGSIZE when it never fits, -EPROTO when the ring is broken.
+int lib_ring_send(struct lib_ring *r, const void *pb, size_t pb_len, const void *data, size_t data_len);
+// Whether the daemon has taken every request written.
+bool lib_ring_drained(const struct lib_ring *r);
+// Takes one reply: 1 and *ret, 0 when none is there, or an MLXD_E* code
+// (the ring is then unusable).
+int lib_ring_take(struct lib_ring *r, struct reply *ret, char *err);
+// Whether a reply waits in the ring.
+bool lib_ring_replied(const struct lib_ring *r);
+// About to sleep: asks the daemon to ring; false when a reply is there
+// already (then do not sleep).
+bool lib_ring_sleep(struct lib_ring *r);
+// Woke up: the daemon need not ring; drains the doorbell.
+void lib_ring_wake(struct lib_ring *r);
+// Spins until a reply is there (true) or until_us.
+bool lib_ring_spin(const struct lib_ring *r, uint64_t until_us);
+// How long waits spin (LIB_RING_SPIN_US where cores allow, or the env).
+unsigned lib_ring_spin_us(void);
+
 /* libmlxd_intr.c */
 
 // How long conn_wait() may poll before it checks for an interrupt: ms, or
@@ -238,6 +284,15 @@ struct shm_ref {
 // another MLXD_E* code (the daemon refused, out of memory); err says why.
 // Thread-safe.
 int shm_seg_new(const char *endpoint, size_t nbytes, bool staging, struct shm_seg **ret_seg, char *err);
+
+// Makes a connection's ring: size bytes of sealed memory, which init fills
+// in (the header), and a doorbell socketpair; hands the memory and one end
+// of the doorbell to the daemon at endpoint (WIRE_SHM_RING) for group and
+// rank. Returns 0 with the mapping and our end of the doorbell, or an
+// MLXD_E* code (MLXD_EUNAVAILABLE without a side channel; the daemon's code
+// when it refuses, MLXD_EPROTO from one that has no rings). Thread-safe.
+int shm_ring_new(const char *endpoint, size_t size, uint64_t group, int rank, void (*init)(void *base, size_t size),
+                 void **ret_base, int *ret_bell, char *err);
 
 // Releases a segment with the daemon, unmaps and frees it. NULL is fine.
 // Thread-safe.

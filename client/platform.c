@@ -10,7 +10,11 @@
 #include <unistd.h>
 
 int platform_shm_create(size_t size, enum platform_shm_step *ret_step) {
-    int fd = memfd_create("mlxd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    return platform_shm_create_named("mlxd", size, ret_step);
+}
+
+int platform_shm_create_named(const char *name, size_t size, enum platform_shm_step *ret_step) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     enum platform_shm_step step = PLATFORM_SHM_CREATE;
     if (fd >= 0) {
         step = PLATFORM_SHM_SIZE;
@@ -29,6 +33,10 @@ int platform_shm_create(size_t size, enum platform_shm_step *ret_step) {
 
 int platform_seqpacket_socket(void) {
     return socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+}
+
+int platform_seqpacket_pair(int sv[2]) {
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv);
 }
 
 ssize_t platform_sendmsg(int fd, const struct msghdr *mh) {

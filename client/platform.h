@@ -30,8 +30,16 @@ enum platform_shm_step {
 // and -EINVAL at PLATFORM_SHM_SEAL, mean this kernel has no sealed memory.
 int platform_shm_create(size_t size, enum platform_shm_step *ret_step);
 
+// The same under another name (what /proc/PID/maps shows: "memfd:NAME"),
+// for memory that is not the caller's tensors (a connection's ring).
+int platform_shm_create_named(const char *name, size_t size, enum platform_shm_step *ret_step);
+
 // A close-on-exec AF_UNIX SOCK_SEQPACKET socket, or -1 with errno set.
 int platform_seqpacket_socket(void);
+
+// A pair of connected, nonblocking, close-on-exec AF_UNIX SOCK_SEQPACKET
+// sockets: 0, or -1 with errno set.
+int platform_seqpacket_pair(int sv[2]);
 
 // sendmsg() that never raises SIGPIPE on a peer that went away (EPIPE instead).
 ssize_t platform_sendmsg(int fd, const struct msghdr *mh);

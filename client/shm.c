@@ -191,12 +191,13 @@ static int chan_recv(struct chan *c, struct wire_shm_msg *ret, char *err) {
     return MLXD_EUNAVAILABLE;
 }
 
-// Sends one message, with fd attached when fd >= 0. c->lock held. On failure
-// the connection is broken; *ret_lost says whether it was already gone (the
-// daemon closed it earlier: a new connection may work).
-static int chan_send(struct chan *c, const struct wire_shm_msg *m, int fd, bool *ret_lost, char *err) {
+// Sends one message, with nfds descriptors (at most 2) attached. c->lock
+// held. On failure the connection is broken; *ret_lost says whether it was
+// already gone (the daemon closed it earlier: a new connection may work).
+static int chan_send(struct chan *c, const struct wire_shm_msg *m, const int *fds, int nfds, bool *ret_lost,
+                     char *err) {
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
     } u;
     struct iovec iov = { (void *) m, sizeof *m };
@@ -204,14 +205,14 @@ static int chan_send(struct chan *c, const struct wire_shm_msg *m, int fd, bool 
     ssize_t n;
 
     memset(&u, 0, sizeof u);
-    if (fd >= 0) {
+    if (nfds > 0) {
         mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof u.buf;
+        mh.msg_controllen = CMSG_SPACE((size_t) nfds * sizeof(int));
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+        cm->cmsg_len = CMSG_LEN((size_t) nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, (size_t) nfds * sizeof(int));
     }
     do
         n = platform_sendmsg(c->fd, &mh);
@@ -237,7 +238,7 @@ static int chan_register(struct chan *c, int memfd, uint64_t size, uint32_t *ret
     int r;
 
     *ret_lost = false;
-    if ((r = chan_send(c, &m, memfd, ret_lost, err)) < 0 || (r = chan_recv(c, &rep, err)) < 0)
+    if ((r = chan_send(c, &m, &memfd, 1, ret_lost, err)) < 0 || (r = chan_recv(c, &rep, err)) < 0)
         return r;
     rep.message[sizeof rep.message - 1] = '\0';
     if (rep.code < 0) {
@@ -310,9 +311,9 @@ static int errno_code(int e) {
 
 // A sealed memfd of size bytes, mapped: 0, or an MLXD_E* code (EUNAVAILABLE
 // when the kernel has no memfds or seals, so that the caller falls back).
-static int memfd_map(size_t size, int *ret_fd, void **ret_base, char *err) {
+static int memfd_map(const char *name, size_t size, int *ret_fd, void **ret_base, char *err) {
     enum platform_shm_step step;
-    int fd = platform_shm_create(size, &step);
+    int fd = platform_shm_create_named(name, size, &step);
     if (fd < 0) {
         int e = -fd;
         switch (step) {
@@ -360,7 +361,7 @@ int shm_seg_new(const char *endpoint, size_t nbytes, bool staging, struct shm_se
     bool lost = false;
     pthread_mutex_lock(&c->lock);
     // Without a side channel there is no point in making the memory.
-    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map(size, &fd, &s->base, err)) < 0)
+    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map("mlxd", size, &fd, &s->base, err)) < 0)
         goto out;
     r = chan_register(c, fd, size, &s->id, &lost, err);
     // A connection the daemon closed since the last use (it restarted) is
@@ -375,7 +376,7 @@ int shm_seg_new(const char *endpoint, size_t nbytes, bool staging, struct shm_se
     pthread_mutex_unlock(&shm_lock);
     if (!inserted) {
         struct wire_shm_msg m = { .magic = WIRE_SHM_MAGIC, .type = WIRE_SHM_RELEASE, .segment = s->id };
-        chan_send(c, &m, -1, NULL, err);
+        chan_send(c, &m, NULL, 0, NULL, err);
         r = lib_errorf(err, MLXD_ENOMEM, "out of memory");
     }
 out:
@@ -402,7 +403,7 @@ static void seg_destroy(struct shm_seg *s) {
     // still knows the id as this segment.
     if (s->gen == c->gen && c->fd >= 0) {
         struct wire_shm_msg m = { .magic = WIRE_SHM_MAGIC, .type = WIRE_SHM_RELEASE, .segment = s->id };
-        chan_send(c, &m, -1, NULL, err);
+        chan_send(c, &m, NULL, 0, NULL, err);
     }
     pthread_mutex_unlock(&c->lock);
     munmap(s->base, s->size);
@@ -485,6 +486,54 @@ void shm_refresh(const char *endpoint) {
     if (c->fd >= 0 && poll(&p, 1, 0) != 0)
         chan_break(c);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- rings ---- */
+
+int shm_ring_new(const char *endpoint, size_t size, uint64_t group, int rank, void (*init)(void *base, size_t size),
+                 void **ret_base, int *ret_bell, char *err) {
+    struct chan *c = chan_get(endpoint);
+    struct wire_shm_msg m = { .magic = WIRE_SHM_MAGIC, .type = WIRE_SHM_RING, .segment = (uint32_t) rank,
+                              .size = group };
+    struct wire_shm_msg rep;
+    int fds[2] = { -1, -1 }, bell[2] = { -1, -1 }, r;
+    void *base = NULL;
+    bool lost;
+
+    if (!c)
+        return lib_errorf(err, MLXD_ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->lock);
+    if ((r = chan_connect(c, err)) < 0 || (r = memfd_map("mlxring", size, &fds[0], &base, err)) < 0)
+        goto out;
+    if (platform_seqpacket_pair(bell) < 0) {
+        r = lib_errorf(err, errno_code(errno), "cannot make a doorbell: %s", strerror(errno));
+        goto out;
+    }
+    init(base, size);
+    fds[1] = bell[1];
+    if ((r = chan_send(c, &m, fds, 2, &lost, err)) < 0 || (r = chan_recv(c, &rep, err)) < 0)
+        goto out;
+    rep.message[sizeof rep.message - 1] = '\0';
+    if (rep.code != 0)
+        r = lib_errorf(err, rep.code < 0 ? rep.code : MLXD_EPROTO, "mlxd gives this connection no ring: %s",
+                       rep.message[0] ? rep.message : mlxd_strerror(rep.code));
+out:
+    pthread_mutex_unlock(&c->lock);
+    // The daemon keeps its own descriptors; the mapping keeps the memory.
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (bell[1] >= 0)
+        close(bell[1]);
+    if (r < 0) {
+        if (base)
+            munmap(base, size);
+        if (bell[0] >= 0)
+            close(bell[0]);
+        return r;
+    }
+    *ret_base = base;
+    *ret_bell = bell[0];
+    return 0;
 }
 
 /* ---- staging ---- */

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "job.h"
+#include "p2p.h"
 #include "log.h"
 #include "world.h"
 
@@ -19,16 +21,8 @@
 // left after issuing seq collectives. To a host it travels behind the
 // member's messages (the same channel keeps their order).
 static void send_depart(struct server *s, struct group *g, int rank, uint64_t seq, const char *text) {
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__Depart d = MLXD__CTL__DEPART__INIT;
     int me = world_rank(s->world), n = world_size(s->world);
     bool *told = calloc((size_t) n, sizeof *told);
-    d.group = g->id;
-    d.rank = rank;
-    d.seq = seq;
-    d.message = (char *) text;
-    c.body_case = MLXD__CTL__CTL__BODY_DEPART;
-    c.depart = &d;
     if (!told) {
         log_error("Job %s: out of memory telling the other hosts that rank %d left", g->job->id, rank);
         return;
@@ -38,11 +32,10 @@ static void send_depart(struct server *s, struct group *g, int rank, uint64_t se
         if (h < 0 || h >= n || h == me || told[h])
             continue;
         told[h] = true;
-        if (world_send_ctl(s->world, h, &c) < 0)
-            log_error("Job %s: out of memory telling world rank %d that rank %d left", g->job->id, h, rank);
+        ctl_depart(s->world, h, g->id, rank, seq, text);
     }
-    if (!told[0] && world_send_ctl(s->world, 0, &c) < 0)
-        log_error("Job %s: out of memory telling the coordinator that rank %d left", g->job->id, rank);
+    if (!told[0])
+        ctl_depart(s->world, 0, g->id, rank, seq, text);
     free(told);
 }
 
@@ -59,7 +52,7 @@ void group_depart(struct server *s, struct group *g, int rank, struct session *s
     g->live--;
     log_debug("Job %s group %016llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
               (unsigned long long) g->id, rank, (int) sl->pid, why, (unsigned long long) sl->issued);
-    op_depart(s, g, rank, se, why);
+    p2p_depart(s, g, rank, se, why);
     if (g->spanning) {
         snprintf(text, sizeof text, "rank %d (pid %d) %s", rank, (int) sl->pid, why);
         send_depart(s, g, rank, sl->issued, text);
@@ -75,7 +68,7 @@ void group_depart_remote(struct server *s, struct group *g, int rank, uint64_t s
     sl->left = true;
     sl->left_seq = seq;
     snprintf(sl->left_why, sizeof sl->left_why, "left the group");
-    op_depart(s, g, rank, NULL, sl->left_why);
+    p2p_depart(s, g, rank, NULL, sl->left_why);
 }
 
 void group_break_collectives(struct server *s, struct group *g, int code, const char *text) {
@@ -83,11 +76,11 @@ void group_break_collectives(struct server *s, struct group *g, int code, const 
         g->coll_code = code;
         snprintf(g->coll_msg, sizeof g->coll_msg, "%s", text);
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
-        bool waiting = op_waiting(g);
+        bool waiting = group_waiting(g);
         log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %016llx: no more collectives: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }
-    op_fail_collectives(s, g, g->coll_code, g->coll_msg);
+    group_fail_collectives(s, g, g->coll_code, g->coll_msg);
 }
 
 void group_check_collectives(struct server *s, struct group *g) {

@@ -1,6 +1,7 @@
 /* mlxd: the daemon. Parses its options, builds the server and runs its loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -10,6 +11,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "loop.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -35,6 +37,8 @@ static void usage(FILE *f) {
             "      --max-mpi-stall SECS exit with status 3 when one MPI call between hosts has not\n"
             "                           returned for SECS, so that the world is started again\n"
             "                           (default 4 times --op-timeout)\n"
+            "      --heartbeat-timeout SECS  a host whose daemon is silent for SECS is lost\n"
+            "                           (default 2)\n"
             "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                           (off by default; PORT alone is 127.0.0.1:PORT,\n"
             "                           0.0.0.0:PORT listens on every address)\n"
@@ -58,126 +62,146 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
     return 0;
 }
 
+// The options that set a number in struct config, one row each: their
+// getopt value is OPT_NUMBER + the row.
+enum num_kind {
+    NUM_SECONDS,                    // a uint32_t of milliseconds, given in seconds
+    NUM_COUNT,                      // a uint32_t from 1 to 2^20
+    NUM_BYTES,                      // a uint64_t from 1 to 2^40
+    NUM_THREADS,                    // an unsigned from 0 to 256
+};
+
+static const struct num_opt {
+    const char *name;
+    enum num_kind kind;
+    size_t offset;                  // in struct config
+} num_opts[] = {
+    { "op-timeout", NUM_SECONDS, offsetof(struct config, op_timeout_ms) },
+    { "max-mpi-stall", NUM_SECONDS, offsetof(struct config, mpi_stall_ms) },
+    { "heartbeat-timeout", NUM_SECONDS, offsetof(struct config, heartbeat_timeout_ms) },
+    { "max-clients", NUM_COUNT, offsetof(struct config, max_clients) },
+    { "max-jobs", NUM_COUNT, offsetof(struct config, max_jobs) },
+    { "max-groups-per-client", NUM_COUNT, offsetof(struct config, max_groups_per_client) },
+    { "max-inflight-per-client", NUM_COUNT, offsetof(struct config, max_inflight_per_client) },
+    { "max-tensor-bytes", NUM_BYTES, offsetof(struct config, max_tensor_bytes) },
+    { "max-queued-bytes", NUM_BYTES, offsetof(struct config, max_queued_bytes) },
+    { "max-shm-bytes", NUM_BYTES, offsetof(struct config, max_shm_bytes) },
+    { "workers", NUM_THREADS, offsetof(struct config, workers) },
+};
+
+#define N_NUM_OPTS (sizeof num_opts / sizeof num_opts[0])
+
+enum { OPT_METRICS = 256, OPT_NUMBER };
+
+// Sets the number option o from arg, or says why not.
+static int set_number(const struct num_opt *o, const char *arg, struct config *cfg) {
+    void *field = (char *) cfg + o->offset;
+    uint64_t v;
+    switch (o->kind) {
+    case NUM_SECONDS: {
+        char *end;
+        double secs = strtod(arg, &end);
+        if (end == arg || *end || !(secs > 0) || secs > 86400 * 7) {
+            fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n", o->name, arg);
+            return -EINVAL;
+        }
+        *(uint32_t *) field = (uint32_t) (secs * 1000 + 0.5);
+        return 0;
+    }
+    case NUM_COUNT:
+        if (parse_u64(arg, 1, 1u << 20, &v) < 0) {
+            fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", o->name, 1u << 20);
+            return -EINVAL;
+        }
+        *(uint32_t *) field = (uint32_t) v;
+        return 0;
+    case NUM_BYTES:
+        if (parse_u64(arg, 1, UINT64_C(1) << 40, &v) < 0) {
+            fprintf(stderr, "mlxd: --%s takes a number of bytes from 1 to 2^40\n", o->name);
+            return -EINVAL;
+        }
+        *(uint64_t *) field = v;
+        return 0;
+    case NUM_THREADS:
+        if (parse_u64(arg, 0, 256, &v) < 0) {
+            fprintf(stderr, "mlxd: --%s takes a number of threads from 0 (one per CPU) to 256\n", o->name);
+            return -EINVAL;
+        }
+        *(unsigned *) field = (unsigned) v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+// One option that takes an argument and is not a number.
+static int set_other(int c, const char *arg, struct config *cfg) {
+    struct sockaddr_storage sa;
+    char err[512];
+    switch (c) {
+    case 's':
+        if (snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", arg) >= (int) sizeof cfg->endpoint) {
+            fprintf(stderr, "mlxd: the endpoint %s is too long (an ipc path may have %d bytes at most)\n", arg,
+                    WIRE_MAX_IPC_PATH);
+            return -EINVAL;
+        }
+        cfg->endpoint_given = true;
+        return 0;
+    case 'l':
+        cfg->log_level = log_level_from_name(arg);
+        if (cfg->log_level < 0) {
+            fprintf(stderr, "mlxd: unknown log level '%s' (error, warning, notice, info, debug)\n", arg);
+            return -EINVAL;
+        }
+        return 0;
+    case OPT_METRICS:
+        if (strlen(arg) >= sizeof cfg->metrics_addr || http_parse_addr(arg, &sa, err, sizeof err) < 0) {
+            fprintf(stderr, "mlxd: --metrics takes HOST:PORT, e.g. 127.0.0.1:9464: %s\n",
+                    strlen(arg) >= sizeof cfg->metrics_addr ? "too long" : err);
+            return -EINVAL;
+        }
+        snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", arg);
+        return 0;
+    }
+    fprintf(stderr, "Try 'mlxd --help'.\n");
+    return -EINVAL;
+}
+
 static int parse_args(int argc, char **argv, struct config *cfg) {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_JOBS, OPT_MAX_TENSOR, OPT_MAX_QUEUED, OPT_MAX_SHM, OPT_MAX_GROUPS,
-           OPT_MAX_INFLIGHT, OPT_METRICS, OPT_MAX_MPI_STALL, OPT_WORKERS };
-    static const struct option opts[] = {
+    static const struct option fixed[] = {
         { "socket", required_argument, NULL, 's' },
         { "log-level", required_argument, NULL, 'l' },
-        { "op-timeout", required_argument, NULL, 't' },
-        { "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
-        { "max-jobs", required_argument, NULL, OPT_MAX_JOBS },
-        { "max-tensor-bytes", required_argument, NULL, OPT_MAX_TENSOR },
-        { "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED },
-        { "max-shm-bytes", required_argument, NULL, OPT_MAX_SHM },
-        { "max-groups-per-client", required_argument, NULL, OPT_MAX_GROUPS },
-        { "max-inflight-per-client", required_argument, NULL, OPT_MAX_INFLIGHT },
-        { "max-mpi-stall", required_argument, NULL, OPT_MAX_MPI_STALL },
         { "metrics", required_argument, NULL, OPT_METRICS },
-        { "workers", required_argument, NULL, OPT_WORKERS },
         { "foreground", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
-        {},
     };
-    uint64_t v;
-    int c;
-    while ((c = getopt_long(argc, argv, "s:l:t:fhV", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            if (snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", optarg) >= (int) sizeof cfg->endpoint) {
-                fprintf(stderr, "mlxd: the endpoint %s is too long (an ipc path may have %d bytes at most)\n",
-                        optarg, WIRE_MAX_IPC_PATH);
-                return -EINVAL;
-            }
-            cfg->endpoint_given = true;
-            break;
-        case 'l':
-            cfg->log_level = log_level_from_name(optarg);
-            if (cfg->log_level < 0) {
-                fprintf(stderr, "mlxd: unknown log level '%s' (error, warning, notice, info, debug)\n", optarg);
-                return -EINVAL;
-            }
-            break;
-        case 't':
-        case OPT_MAX_MPI_STALL: {
-            char *end;
-            double secs = strtod(optarg, &end);
-            if (end == optarg || *end || !(secs > 0) || secs > 86400 * 7) {
-                fprintf(stderr, "mlxd: --%s takes seconds, more than 0 (got '%s')\n",
-                        c == 't' ? "op-timeout" : "max-mpi-stall", optarg);
-                return -EINVAL;
-            }
-            *(c == 't' ? &cfg->op_timeout_ms : &cfg->mpi_stall_ms) = (uint32_t) (secs * 1000 + 0.5);
-            break;
-        }
-        case OPT_MAX_CLIENTS:
-        case OPT_MAX_JOBS:
-        case OPT_MAX_GROUPS:
-        case OPT_MAX_INFLIGHT:
-            if (parse_u64(optarg, 1, 1u << 20, &v) < 0) {
-                fprintf(stderr, "mlxd: --%s takes a number from 1 to %u\n", opts[c - OPT_MAX_CLIENTS + 3].name, 1u << 20);
-                return -EINVAL;
-            }
-            if (c == OPT_MAX_CLIENTS)
-                cfg->max_clients = (uint32_t) v;
-            else if (c == OPT_MAX_JOBS)
-                cfg->max_jobs = (uint32_t) v;
-            else if (c == OPT_MAX_GROUPS)
-                cfg->max_groups_per_client = (uint32_t) v;
-            else
-                cfg->max_inflight_per_client = (uint32_t) v;
-            break;
-        case OPT_MAX_TENSOR:
-        case OPT_MAX_QUEUED:
-        case OPT_MAX_SHM:
-            if (parse_u64(optarg, 1, UINT64_C(1) << 40, &v) < 0) {
-                fprintf(stderr, "mlxd: --%s takes a number of bytes from 1 to 2^40\n", opts[c - OPT_MAX_CLIENTS + 3].name);
-                return -EINVAL;
-            }
-            if (c == OPT_MAX_TENSOR)
-                cfg->max_tensor_bytes = v;
-            else if (c == OPT_MAX_QUEUED)
-                cfg->max_queued_bytes = v;
-            else
-                cfg->max_shm_bytes = v;
-            break;
-        case OPT_METRICS: {
-            struct sockaddr_storage sa;
-            char err[512];
-            if (strlen(optarg) >= sizeof cfg->metrics_addr || http_parse_addr(optarg, &sa, err, sizeof err) < 0) {
-                fprintf(stderr, "mlxd: --metrics takes HOST:PORT, e.g. 127.0.0.1:9464: %s\n",
-                        strlen(optarg) >= sizeof cfg->metrics_addr ? "too long" : err);
-                return -EINVAL;
-            }
-            snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", optarg);
-            break;
-        }
-        case OPT_WORKERS:
-            if (parse_u64(optarg, 0, 256, &v) < 0) {
-                fprintf(stderr, "mlxd: --workers takes a number of threads from 0 (one per CPU) to 256\n");
-                return -EINVAL;
-            }
-            cfg->workers = (unsigned) v;
-            break;
-        case 'f':
-            break;
-        case 'h':
+    struct option opts[sizeof fixed / sizeof fixed[0] + N_NUM_OPTS + 1] = { 0 };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        opts[n++] = fixed[i];
+    for (size_t i = 0; i < N_NUM_OPTS; i++)
+        opts[n++] = (struct option) { num_opts[i].name, required_argument, NULL, OPT_NUMBER + (int) i };
+    int c, r = 0;
+    while (r == 0 && (c = getopt_long(argc, argv, "s:l:t:fhV", opts, NULL)) != -1) {
+        if (c == 't')
+            c = OPT_NUMBER;         // -t is --op-timeout, the table's first row
+        if (c >= OPT_NUMBER && c < OPT_NUMBER + (int) N_NUM_OPTS) {
+            r = set_number(&num_opts[c - OPT_NUMBER], optarg, cfg);
+        } else if (c == 'h') {
             usage(stdout);
             exit(EXIT_SUCCESS);
-        case 'V':
+        } else if (c == 'V') {
             printf("mlxd %s (protocol %d)\n", MLXD_VERSION_STRING, MLXD_PROTOCOL_VERSION);
             exit(EXIT_SUCCESS);
-        default:
-            fprintf(stderr, "Try 'mlxd --help'.\n");
-            return -EINVAL;
+        } else if (c != 'f') {
+            r = set_other(c, optarg, cfg);
         }
     }
-    if (optind < argc) {
+    if (r == 0 && optind < argc) {
         fprintf(stderr, "mlxd: unexpected argument '%s'\nTry 'mlxd --help'.\n", argv[optind]);
-        return -EINVAL;
+        r = -EINVAL;
     }
-    return 0;
+    return r;
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -239,7 +263,7 @@ int main(int argc, char **argv) {
     }
     r = server_init(&s, &cfg);
     if (r == 0)
-        r = server_run(&s);
+        r = loop_run(&s);
     server_fini(&s);
     if (r == 0)
         log_notice("Stopped");

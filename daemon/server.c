@@ -1,158 +1,52 @@
-/* The ZeroMQ front and the event loop: binds the ROUTER socket, reads each
- * request, checks who sent it, validates and dispatches it, and enforces the
- * deadlines of requests that wait. */
+/* The daemon's wiring: builds each module in order (signals, the engine,
+ * the ZeroMQ front, shared memory, metrics, the worker pool) and takes them
+ * down in the reverse order, every request answered first. */
 #include "server.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "front.h"
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "loop.h"
 #include "pool.h"
-#include "request.h"
+#include "ringsvc.h"
 #include "service.h"
+#include "span.h"
 #include "world.h"
 
-// Raw frames one request may carry; a request with more is refused.
-#define MAX_DATA_FRAMES 2
-// Requests handled per wakeup before timers and pidfds get a turn.
-#define MAX_BATCH 64
-
-static volatile sig_atomic_t got_stop, got_hup;
-static int signal_fd = -1;           // write end of the server's signal pipe
-
-void server_signal(int sig) {
-    int saved = errno;
-    if (sig == SIGHUP)
-        got_hup = 1;
-    else
-        got_stop = 1;
-    if (signal_fd >= 0) {
-        char c = 0;
-        ssize_t n = write(signal_fd, &c, 1);
-        (void) n;                    // a full pipe already wakes the loop
-    }
-    errno = saved;
+// The engine's events go to span.c, which owns what they mean.
+static void on_world_event(void *ctx, struct world_event *e) {
+    span_event(ctx, e);
 }
 
-static int mkdir_parents(const char *path, mode_t mode) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int) sizeof buf)
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    return 0;
-}
-
-// The socket path's lock: held for the daemon's life, so that a second daemon
-// on the same endpoint is refused even while the first is still starting.
-static int lock_path(const char *sock_path, int *ret_fd) {
-    char lock[PATH_MAX];
-    if (snprintf(lock, sizeof lock, "%s.lock", sock_path) >= (int) sizeof lock)
-        return -ENAMETOOLONG;
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int r = -errno;
-        close(fd);
-        return r == -EWOULDBLOCK ? -EADDRINUSE : r;
-    }
-    *ret_fd = fd;
-    return 0;
-}
-
-static int lock_fd = -1;
-
-// Makes the socket's directory and takes its lock, so that a second daemon
-// on the same endpoint is refused before it initialises MPI. Idempotent.
-static int claim_endpoint(struct server *s) {
-    const char *ep = s->cfg.endpoint;
-    const char *path = wire_ipc_path(ep);
-    int r = wire_check_endpoint(ep);
-    if (lock_fd >= 0)
-        return 0;
-    if (r < 0 || !path)
-        return log_errno(LOG_ERR, r < 0 ? r : -EINVAL,
-                         "Endpoint %s is not usable: mlxd serves ipc:// endpoints whose path is at most %d bytes "
-                         "(the shared-memory socket adds \".shm\" to it)",
-                         ep, WIRE_MAX_IPC_PATH);
-    // A user's daemon keeps its directory to itself; the system one lets the
-    // socket's group in (the service sets the group and mode).
-    r = mkdir_parents(path, geteuid() == 0 ? 0770 : 0700);
-    if (r < 0)
-        return log_errno(LOG_ERR, r, "Failed to create the directory of %s: %m", path);
-    r = lock_path(path, &lock_fd);
-    if (r == -EADDRINUSE || wire_probe_ipc(ep) == 0) {
-        log_error("Another mlxd already serves %s; stop it first, or give this one another --socket", ep);
-        return -EADDRINUSE;
-    }
-    if (r < 0)
-        return log_errno(LOG_ERR, r, "Failed to lock %s.lock: %m", path);
-    return 0;
-}
-
-static int bind_endpoint(struct server *s) {
-    const char *ep = s->cfg.endpoint;
-    const char *path = wire_ipc_path(ep);
-    int r = claim_endpoint(s);
-    if (r < 0)
-        return r;
-    if (unlink(path) < 0 && errno != ENOENT)
-        return log_errno(LOG_ERR, -errno, "Failed to remove the stale socket %s: %m", path);
-    mode_t old = umask(0117);        // socket file 0660: owner and group only
-    r = zmq_bind(s->router, ep);
-    umask(old);
-    if (r < 0)
-        return log_errno(LOG_ERR, -zmq_errno(), "Failed to bind %s: %s", ep, zmq_strerror(zmq_errno()));
-    s->unlink_on_exit = true;
-    return 0;
-}
-
-static int setup_signals(struct server *s) {
-    if (pipe2(s->signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-        return -errno;
-    signal_fd = s->signal_pipe[1];
-    struct sigaction sa = { .sa_handler = server_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    // mpirun aborts its job on SIGTERM but forwards SIGUSR2 to every daemon:
-    // mlxd-world.service stops the world with it, gracefully.
-    sigaction(SIGUSR2, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
+static int start_world(struct server *s) {
+    struct world_config wc = {
+        .zctx = s->zctx,
+        .op_timeout_ms = s->cfg.op_timeout_ms,
+        .mpi_stall_ms = s->cfg.mpi_stall_ms,
+        .heartbeat_timeout_ms = s->cfg.heartbeat_timeout_ms,
+        .on_event = on_world_event,
+        .ctx = s,
+    };
+    return world_start(&wc, &s->world);
 }
 
 int server_init(struct server *s, const struct config *cfg) {
     int r;
-    *s = (struct server) { .cfg = *cfg, .signal_pipe = { -1, -1 }, .shm_fd = -1, .next_group_id = 1,
-                           .next_segment_id = 1 };
-    LIST_INIT(&s->sessions);
+    *s = (struct server) { .cfg = *cfg, .loop = LOOP_INIT, .front = FRONT_INIT, .shm = SHM_REGISTRY_INIT,
+                           .next_group_id = 1 };
+    LIST_INIT(&s->sessions.list);
     LIST_INIT(&s->jobs);
-    LIST_INIT(&s->pendings);
-    LIST_INIT(&s->shm_clients);
+    TAILQ_INIT(&s->replies.pendings);
+    s->replies.on_failed = status_request_failed;
+    s->replies.on_request = loop_request;
+    LIST_INIT(&s->shm.clients);
+    LIST_INIT(&s->rings);
     s->start_us = wire_now_us();
-    r = setup_signals(s);
+    r = loop_init_signals(s);
     if (r < 0)
         return log_errno(LOG_ERR, r, "Failed to set up signal handling: %m");
     s->zctx = zmq_ctx_new();
@@ -162,47 +56,31 @@ int server_init(struct server *s, const struct config *cfg) {
     r = service_adopt(s, &router_fd, &shm_fd);
     if (r < 0)
         return r;
-    s->activated = router_fd >= 0;
+    bool activated = router_fd >= 0;
     // Without %r the endpoint is known before MPI starts: refuse a second
     // daemon at once rather than after MPI's start-up.
-    if (!s->activated && !strstr(s->cfg.endpoint, "%r")) {
-        r = claim_endpoint(s);
+    if (!activated && !strstr(s->cfg.endpoint, "%r")) {
+        r = front_claim(&s->front, s->cfg.endpoint);
         if (r < 0)
             return r;
     }
-    r = world_start(s, &s->world);
+    r = start_world(s);
     if (r < 0)
         return r;
-    if (!s->activated)
+    if (!activated)
         r = world_expand_endpoint(s->world, s->cfg.endpoint, sizeof s->cfg.endpoint);
     if (r < 0)
         return log_errno(LOG_ERR, r, "The endpoint is too long once %%r is replaced: %m");
-    s->router = zmq_socket(s->zctx, ZMQ_ROUTER);
-    if (!s->router)
-        return log_errno(LOG_ERR, -zmq_errno(), "Failed to create the ROUTER socket");
-    int one = 1, hwm = 10000, linger = 1000;
-    int64_t maxmsg = (int64_t) (s->cfg.max_tensor_bytes > WIRE_MAX_PB_FRAME ? s->cfg.max_tensor_bytes
-                                                                            : WIRE_MAX_PB_FRAME);
-    zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
-    if (s->activated) {
-        // systemd made, owns and will remove the socket file.
-        zmq_setsockopt(s->router, ZMQ_USE_FD, &router_fd, sizeof router_fd);
-        if (zmq_bind(s->router, s->cfg.endpoint) < 0)
-            return log_errno(LOG_ERR, -zmq_errno(), "Failed to adopt the passed socket of %s: %s", s->cfg.endpoint,
-                             zmq_strerror(zmq_errno()));
-    } else if ((r = bind_endpoint(s)) < 0) {
+    uint64_t max_msg = s->cfg.max_tensor_bytes > WIRE_MAX_PB_FRAME ? s->cfg.max_tensor_bytes : WIRE_MAX_PB_FRAME;
+    r = front_open(&s->front, s->zctx, s->cfg.endpoint, max_msg, router_fd);
+    if (r < 0)
         return r;
-    }
     if (shm_fd >= 0)
-        s->shm_fd = shm_fd;
+        s->shm.listen_fd = shm_fd;
     else if ((r = shm_start(s)) < 0)
         return r;
     if (s->cfg.metrics_addr[0]) {
-        r = http_start(s->cfg.metrics_addr, &s->http);
+        r = http_start(s->cfg.metrics_addr, &s->status.http);
         if (r < 0)
             return r;
         status_publish_metrics(s, wire_now_us());
@@ -219,517 +97,23 @@ int server_init(struct server *s, const struct config *cfg) {
 
 void server_fini(struct server *s) {
     struct session *se;
-    struct pending *p;
     // Every request in flight gets its answer before the sessions go, so no
     // member sees a peer failure for what is the daemon stopping.
     status_free_all(s);
-    s->http = http_stop(s->http);
-    while ((p = LIST_FIRST(&s->pendings)))
-        pending_fail(s, p, MLXD_EUNAVAILABLE, "mlxd is shutting down");
-    while ((se = LIST_FIRST(&s->sessions)))
+    s->status.http = http_stop(s->status.http);
+    pending_fail_all(s, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    while ((se = LIST_FIRST(&s->sessions.list)))
         session_close(s, se, MLXD_EUNAVAILABLE, "mlxd is shutting down");
+    sessions_fini(s);
     job_free_all(s);
+    ring_stop(s);
     shm_stop(s);
-    if (s->router)
-        zmq_close(s->router);
-    if (s->unlink_on_exit) {
-        const char *path = wire_ipc_path(s->cfg.endpoint);
-        char lock[PATH_MAX];
-        unlink(path);
-        if (snprintf(lock, sizeof lock, "%s.lock", path) < (int) sizeof lock)
-            unlink(lock);
-    }
-    if (lock_fd >= 0)
-        close(lock_fd);
-    lock_fd = -1;
+    front_close(&s->front, s->cfg.endpoint);
     s->pool = pool_free(s->pool);
     world_stop(s->world);            // finalizes MPI, reaps its helpers
     s->world = NULL;
     if (s->zctx)
         zmq_ctx_term(s->zctx);
-    signal_fd = -1;
-    for (int i = 0; i < 2; i++)
-        if (s->signal_pipe[i] >= 0)
-            close(s->signal_pipe[i]);
+    loop_fini_signals(s);
 }
 
-/* ---- replies ---- */
-
-void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
-    int flags = ZMQ_DONTWAIT | ZMQ_SNDMORE, e;
-    if (zmq_send(s->router, p->rid, p->rid_len, flags) < 0)
-        goto fail;
-    e = wire_send_pb(s->router, &r->base, nframes > 0 ? flags : ZMQ_DONTWAIT);
-    if (e < 0) {
-        errno = -e;
-        goto fail;
-    }
-    for (int i = 0; i < nframes; i++)
-        if (zmq_msg_send(&frames[i], s->router, i + 1 < nframes ? flags : ZMQ_DONTWAIT) < 0)
-            goto fail;
-    return;
-fail:
-    // The peer is gone (EHOSTUNREACH) or not reading (EAGAIN): its request
-    // is answered as far as we are concerned.
-    log_debug("Dropped the reply to request %llu of pid %d: %s", (unsigned long long) r->id, (int) p->pid,
-              zmq_strerror(zmq_errno()));
-    for (int i = 0; i < nframes; i++)
-        zmq_msg_close(&frames[i]);
-}
-
-static void reply_error_va(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt,
-                           va_list ap) {
-    char text[1024];
-    vsnprintf(text, sizeof text, fmt, ap);
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.id = id;
-    r.code = code;
-    r.message = text;
-    log_debug("Request %llu of pid %d failed: %s: %s", (unsigned long long) id, (int) p->pid,
-              wire_error_name(code), text);
-    server_reply(s, p, &r, NULL, 0);
-}
-
-void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    reply_error_va(s, p, id, code, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- pending requests ---- */
-
-struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms) {
-    struct pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    p->kind = kind;
-    p->req_id = req_id;
-    p->start_us = wire_now_us();
-    p->deadline_us = p->start_us + (uint64_t) (timeout_ms ? timeout_ms : s->cfg.op_timeout_ms) * 1000u;
-    p->peer = -1;
-    zmq_msg_init(&p->data);
-    LIST_INSERT_HEAD(&s->pendings, p, link);
-    return p;
-}
-
-void pending_free(struct server *s, struct pending *p) {
-    if (!p)
-        return;
-    LIST_REMOVE(p, link);
-    if (p->ref)
-        *p->ref = NULL;
-    if (p->queue)
-        TAILQ_REMOVE(p->queue, p, qlink);
-    pending_orphan(p);
-    zmq_msg_close(&p->data);
-    shm_unref(p->in_seg);
-    shm_unref(p->out_seg);
-    free(p);
-}
-
-void pending_track(struct session *se, struct pending *p) {
-    p->session = se;
-    TAILQ_INSERT_TAIL(&se->pendings, p, slink);
-    se->inflight++;
-}
-
-void pending_orphan(struct pending *p) {
-    if (!p->session)
-        return;
-    TAILQ_REMOVE(&p->session->pendings, p, slink);
-    p->session->inflight--;
-    p->session = NULL;
-}
-
-const uint8_t *pending_input(const struct pending *p) {
-    return p->in_ptr ? p->in_ptr : zmq_msg_data((zmq_msg_t *) &p->data);
-}
-
-void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes) {
-    r->id = p->req_id;
-    if (p->kind == PENDING_OP)
-        metrics_record(&s->metrics, p->d.op, p->nbytes, wire_now_us() - p->start_us, r->code);
-    if (r->code != 0)
-        status_request_failed(s, p, r->code, r->message);
-    if (p->session) {
-        server_reply(s, &p->session->peer, r, frames, nframes);
-    } else {
-        // Its member died (a spanning group's op outlives it): nobody to
-        // answer, but the frames may share received buffers.
-        for (int i = 0; i < nframes; i++)
-            zmq_msg_close(&frames[i]);
-    }
-    pending_free(s, p);
-}
-
-void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...) {
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.code = code;
-    r.message = text;
-    pending_finish(s, p, &r, NULL, 0);
-}
-
-/* ---- requests ---- */
-
-static void handle_op(struct server *s, struct session *se, const Mlxd__Request *req, zmq_msg_t *frames,
-                      int nframes) {
-    // Several requests may be in flight on a connection (nonblocking ops);
-    // each member's are matched in the order it sent them.
-    if (se->inflight >= s->cfg.max_inflight_per_client) {
-        server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM,
-                           "too many requests in flight on this group (the daemon's limit is %u, "
-                           "--max-inflight-per-client): wait for some first",
-                           s->cfg.max_inflight_per_client);
-        return;
-    }
-    struct pending *p = pending_new(s, PENDING_OP, req->id, req->timeout_ms);
-    if (!p) {
-        server_reply_error(s, &se->peer, req->id, MLXD_ENOMEM, "out of memory");
-        return;
-    }
-    pending_track(se, p);
-    request_fill_pending(req->op, p);
-    // The one inline tensor, if any, moves into the pending request.
-    const Mlxd__Tensor *in = req->op->input;
-    if (in && in->frame > 0) {
-        zmq_msg_move(&p->data, &frames[in->frame - 1]);
-        p->has_data = true;
-    }
-    // Tensors in shared memory: only what this very process shared.
-    const Mlxd__Tensor *out = req->op->output;
-    int r = 0;
-    if (in && in->segment)
-        r = shm_resolve(s, se->peer.pid, in->segment, in->offset, p->nbytes, &p->in_seg, &p->in_ptr);
-    if (r == 0 && out && out->segment) {
-        wire_tensor_nbytes(out->dtype, out->n_shape, out->shape, &p->out_nbytes);
-        p->out_segment = out->segment;
-        p->out_offset = out->offset;
-        r = shm_resolve(s, se->peer.pid, out->segment, out->offset, p->out_nbytes, &p->out_seg, &p->out_ptr);
-    }
-    if (r < 0) {
-        bool is_in = in && in->segment && !p->in_seg;
-        const Mlxd__Tensor *t = is_in ? in : out;
-        if (r == -ERANGE)
-            pending_fail(s, p, MLXD_EINVAL, "the %s (%llu bytes at offset %llu) runs past the end of shared-memory segment %u",
-                         is_in ? "input" : "output", (unsigned long long) (is_in ? p->nbytes : p->out_nbytes),
-                         (unsigned long long) t->offset, t->segment);
-        else
-            pending_fail(s, p, MLXD_EINVAL, "the %s names shared-memory segment %u, which this process has not shared",
-                         is_in ? "input" : "output", t->segment);
-        return;
-    }
-    se->ops++;
-    op_submit(s, se, p);
-}
-
-static void handle_goodbye(struct server *s, struct session *se, const Mlxd__Request *req, const struct peer *p) {
-    Mlxd__Reply r = MLXD__REPLY__INIT;
-    r.id = req->id;
-    if (se)
-        session_close(s, se, MLXD_EPEER, "left the group");
-    server_reply(s, p, &r, NULL, 0);
-}
-
-static void dispatch(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
-                     int nframes) {
-    struct session *se = session_find(s, p->rid, p->rid_len);
-    char err[512];
-    int code;
-
-    if (s->stopping && req->body_case != MLXD__REQUEST__BODY_STATUS && req->body_case != MLXD__REQUEST__BODY_PING) {
-        server_reply_error(s, p, req->id, MLXD_EUNAVAILABLE, "mlxd is shutting down");
-        return;
-    }
-    code = request_validate(req, frames, nframes, &s->cfg, err, sizeof err);
-    if (code < 0) {
-        server_reply_error(s, p, req->id, code, "%s", err);
-        return;
-    }
-    switch (req->body_case) {
-    case MLXD__REQUEST__BODY_PING: {
-        Mlxd__Reply r = MLXD__REPLY__INIT;
-        r.id = req->id;
-        server_reply(s, p, &r, NULL, 0);
-        break;
-    }
-    case MLXD__REQUEST__BODY_STATUS:
-        status_request(s, p, req);
-        break;
-    case MLXD__REQUEST__BODY_HELLO:
-        if (se) {
-            server_reply_error(s, p, req->id, MLXD_EPROTO, "this connection already said hello (job %s)",
-                               se->group ? se->group->job->id : "forming");
-            break;
-        }
-        if (req->hello->attach_group)
-            job_attach(s, p, req);
-        else
-            job_hello(s, p, req);
-        break;
-    case MLXD__REQUEST__BODY_OP:
-        if (!se || !se->group)
-            server_reply_error(s, p, req->id, MLXD_EPROTO,
-                               se ? "the job has not formed yet on this connection" : "say hello first: no job on this connection");
-        else
-            handle_op(s, se, req, frames, nframes);
-        break;
-    case MLXD__REQUEST__BODY_GOODBYE:
-        handle_goodbye(s, se, req, p);
-        break;
-    default:
-        server_reply_error(s, p, req->id, MLXD_EPROTO, "unknown request type %d", (int) req->body_case);
-        break;
-    }
-}
-
-// Reads one whole message from the router and handles it. Returns false when
-// there was none.
-static bool read_one(struct server *s) {
-    zmq_msg_t head, pb, frames[MAX_DATA_FRAMES];
-    int nframes = 0, extra = 0;
-    struct peer p = { 0 };
-
-    zmq_msg_init(&head);
-    if (zmq_msg_recv(&head, s->router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&head);
-        return false;
-    }
-    p.rid_len = zmq_msg_size(&head) <= sizeof p.rid ? zmq_msg_size(&head) : sizeof p.rid;
-    memcpy(p.rid, zmq_msg_data(&head), p.rid_len);
-    bool more = zmq_msg_more(&head);
-    zmq_msg_close(&head);
-    if (!more)
-        return true;
-    zmq_msg_init(&pb);
-    if (zmq_msg_recv(&pb, s->router, 0) < 0) {
-        zmq_msg_close(&pb);
-        return true;
-    }
-    more = zmq_msg_more(&pb);
-    while (more) {
-        zmq_msg_t *f = nframes < MAX_DATA_FRAMES ? &frames[nframes] : &head;
-        zmq_msg_init(f);
-        if (zmq_msg_recv(f, s->router, 0) < 0) {
-            zmq_msg_close(f);
-            break;
-        }
-        more = zmq_msg_more(f);
-        if (f == &head) {
-            extra++;
-            zmq_msg_close(f);
-        } else {
-            nframes++;
-        }
-    }
-
-    const char *addr = zmq_msg_gets(&pb, "Peer-Address");
-    size_t len = zmq_msg_size(&pb);
-    if (!addr || wire_parse_peer_address(addr, &p.uid, &p.gid, &p.pid) < 0) {
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "the peer's credentials are unknown; connect over ipc://");
-    } else if (!peer_allowed(s, &p)) {
-        log_warning("Refused a request from uid %u (pid %d): not this daemon's user, root or its group",
-                    (unsigned) p.uid, (int) p.pid);
-        server_reply_error(s, &p, 0, MLXD_EDENIED, "uid %u may not use this mlxd (it serves uid %u, root and its group)",
-                           (unsigned) p.uid, (unsigned) geteuid());
-    } else if (len > WIRE_MAX_PB_FRAME) {
-        server_reply_error(s, &p, 0, MLXD_EPROTO, "request frame of %zu bytes exceeds the maximum of %u", len,
-                           WIRE_MAX_PB_FRAME);
-    } else if (extra > 0) {
-        server_reply_error(s, &p, 0, MLXD_EPROTO, "request has %d data frames; at most %d are allowed",
-                           nframes + extra, MAX_DATA_FRAMES);
-    } else {
-        Mlxd__Request *req = mlxd__request__unpack(NULL, len, zmq_msg_data(&pb));
-        if (!req) {
-            server_reply_error(s, &p, 0, MLXD_EPROTO, "malformed request: not a valid mlxd protobuf message");
-        } else {
-            dispatch(s, &p, req, frames, nframes);
-            mlxd__request__free_unpacked(req, NULL);
-        }
-    }
-    zmq_msg_close(&pb);
-    for (int i = 0; i < nframes; i++)
-        zmq_msg_close(&frames[i]);
-    return true;
-}
-
-static void expire(struct server *s, uint64_t now) {
-    struct pending *p, *next;
-    // A deadline may fail a whole group and free other pendings, so restart
-    // the scan after each one.
-restart:
-    for (p = LIST_FIRST(&s->pendings); p; p = next) {
-        next = LIST_NEXT(p, link);
-        if (p->deadline_us <= now) {
-            job_expired(s, p);
-            goto restart;
-        }
-    }
-}
-
-static int next_timeout_ms(struct server *s, uint64_t now) {
-    uint64_t first = UINT64_MAX;
-    struct pending *p;
-    LIST_FOREACH(p, &s->pendings, link)
-        if (p->deadline_us < first)
-            first = p->deadline_us;
-    uint64_t w = status_expire(s, now);
-    if (w < first)
-        first = w;
-    w = service_tick(s, now);
-    if (w < first)
-        first = w;
-    w = status_publish_metrics(s, now);
-    if (w < first)
-        first = w;
-    if (first == UINT64_MAX)
-        return -1;
-    return first <= now ? 0 : (int) ((first - now + 999) / 1000);
-}
-
-static void drain_signals(struct server *s) {
-    char buf[64];
-    while (read(s->signal_pipe[0], buf, sizeof buf) > 0)
-        ;
-    if (got_hup) {
-        // Logs go to stderr (the journal keeps them) and options come from
-        // the command line, so there is nothing to reopen; say where we are.
-        got_hup = 0;
-        log_notice("SIGHUP: serving %s; %u client(s), %u job(s); options change with a restart", s->cfg.endpoint,
-                   s->n_sessions, s->n_jobs);
-    }
-    if (got_stop && !s->stopping) {
-        s->stopping = true;
-        service_stopping();
-        log_notice("Stopping: failing %u session(s) with MLXD_EUNAVAILABLE", s->n_sessions);
-    }
-}
-
-// The world cannot make progress: its engine has been stuck in one MPI call
-// for the stall limit. Every request in flight gets its answer, then the
-// daemon exits at once with status 3 (the engine cannot be joined, nor MPI
-// finalized), so that mpirun ends the world and mlxd-world.service or
-// whoever started it starts it again.
-static void exit_wedged(struct server *s, const struct world_watch_event *ev) {
-    char text[256];
-    snprintf(text, sizeof text,
-             "mlxd exits: the world cannot make progress (%s for %.1f s, more than --max-mpi-stall)", ev->why,
-             (double) ev->stuck_ms / 1000);
-    log_error("%s", text);
-    struct pending *p;
-    while ((p = LIST_FIRST(&s->pendings)))
-        pending_fail(s, p, MLXD_EUNAVAILABLE, text);
-    // A moment for the replies to leave, and the socket file goes.
-    struct timespec ts = { 0, 200 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
-    if (s->unlink_on_exit)
-        unlink(wire_ipc_path(s->cfg.endpoint));
-    _exit(3);
-}
-
-static void watch_events(struct server *s) {
-    struct world_watch_event ev;
-    while (world_watch_read(s->world, &ev)) {
-        switch (ev.type) {
-        case WORLD_HOST_LOST:
-            log_warning("Lost host %s (world rank %d): %s", world_host(s->world, ev.rank), ev.rank, ev.why);
-            job_host_lost(s, ev.rank, ev.why);
-            break;
-        case WORLD_HOST_BACK:
-            log_notice("Host %s (world rank %d) answers again", world_host(s->world, ev.rank), ev.rank);
-            break;
-        case WORLD_WEDGED:
-            exit_wedged(s, &ev);
-            break;
-        }
-    }
-}
-
-// Fixed poll items before the side channel's and the sessions' descriptors.
-enum { ITEM_ROUTER, ITEM_SIGNAL, ITEM_WORLD, ITEM_WATCH, ITEM_FIXED };
-
-int server_run(struct server *s) {
-    zmq_pollitem_t *items = NULL;
-    int *fds = NULL;
-    size_t cap = 0;
-
-    while (!s->stopping) {
-        unsigned n_shm = 1;
-        struct shm_client *c;
-        LIST_FOREACH(c, &s->shm_clients, link)
-            n_shm++;
-        size_t n = ITEM_FIXED + n_shm + s->n_sessions;
-        if (n > cap) {
-            // fds only ever holds fewer than n descriptors: sized by n too,
-            // both grow together.
-            zmq_pollitem_t *ni = realloc(items, n * sizeof *ni);
-            int *nf = ni ? realloc(fds, n * sizeof *nf) : NULL;
-            if (!ni || !nf) {
-                free(ni ? ni : items);
-                free(fds);
-                return log_errno(LOG_ERR, -ENOMEM, "Out of memory in the event loop");
-            }
-            items = ni;
-            fds = nf;
-            cap = n;
-        }
-        items[ITEM_ROUTER] = (zmq_pollitem_t) { .socket = s->router, .events = ZMQ_POLLIN };
-        items[ITEM_SIGNAL] = (zmq_pollitem_t) { .fd = s->signal_pipe[0], .events = ZMQ_POLLIN };
-        items[ITEM_WORLD] = (zmq_pollitem_t) { .socket = world_socket(s->world), .events = ZMQ_POLLIN };
-        items[ITEM_WATCH] = (zmq_pollitem_t) { .socket = world_watch_socket(s->world), .events = ZMQ_POLLIN };
-        size_t k = ITEM_FIXED, nf = shm_poll_fds(s, fds, n_shm);
-        for (size_t i = 0; i < nf; i++)
-            items[k++] = (zmq_pollitem_t) { .fd = fds[i], .events = ZMQ_POLLIN };
-        size_t first_session = k;
-        struct session *se;
-        LIST_FOREACH(se, &s->sessions, link)
-            items[k++] = (zmq_pollitem_t) { .fd = se->pidfd, .events = ZMQ_POLLIN };
-
-        int r = zmq_poll(items, (int) k, next_timeout_ms(s, wire_now_us()));
-        if (r < 0 && zmq_errno() != EINTR) {
-            free(items);
-            free(fds);
-            return log_errno(LOG_ERR, -zmq_errno(), "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
-        }
-        status_sample(s, wire_now_us());
-        drain_signals(s);
-        if (s->stopping)
-            break;
-        if (r > 0 && (items[ITEM_WATCH].revents & ZMQ_POLLIN))
-            watch_events(s);
-        if (r > 0 && (items[ITEM_WORLD].revents & ZMQ_POLLIN))
-            world_dispatch(s->world, s);
-        if (r > 0 && (items[ITEM_ROUTER].revents & ZMQ_POLLIN))
-            for (int i = 0; i < MAX_BATCH && read_one(s); i++)
-                ;
-        // Each descriptor is looked up again: handling one may have closed
-        // another.
-        for (size_t i = ITEM_FIXED; r > 0 && i < first_session; i++)
-            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                shm_ready(s, items[i].fd);
-        for (size_t i = first_session; r > 0 && i < k; i++) {
-            if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-                continue;
-            struct session *t, *tn;
-            for (t = LIST_FIRST(&s->sessions); t; t = tn) {
-                tn = LIST_NEXT(t, link);
-                if (t->pidfd == items[i].fd) {
-                    char why[64];
-                    snprintf(why, sizeof why, "died (pid %d exited)", (int) t->peer.pid);
-                    session_close(s, t, MLXD_EPEER, why);
-                    break;
-                }
-            }
-        }
-        expire(s, wire_now_us());
-        service_status(s, wire_now_us());
-    }
-    free(items);
-    free(fds);
-    return 0;
-}

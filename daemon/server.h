@@ -1,6 +1,7 @@
-/* The daemon's one owner of state: the ZeroMQ front, the event loop, and the
- * sessions, jobs and groups it serves. Everything here runs on the loop
- * thread; nothing takes a lock. */
+/* The daemon's state: struct server holds each module's own part (the loop,
+ * the ZeroMQ front, the replies, the sessions, shared memory, status, the
+ * engine, the domain's jobs), built by server.c. Everything here runs on the
+ * loop thread; nothing takes a lock. */
 #ifndef MLXD_SERVER_H
 #define MLXD_SERVER_H
 
@@ -11,7 +12,10 @@
 #include <zmq.h>
 
 #include "desc.h"
+#include "front.h"
+#include "loop.h"
 #include "metrics.h"
+#include "reply.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -41,59 +45,15 @@ struct config {
     uint64_t max_shm_bytes;         // shared memory per client process
     int max_group_size;
     uint32_t mpi_stall_ms;          // the world exits when one MPI call takes longer; 0: 4 op timeouts
+    uint32_t heartbeat_timeout_ms;  // --heartbeat-timeout: a host silent this long is lost; 0: the default
     char metrics_addr[256];         // --metrics HOST:PORT; "" when off
     unsigned workers;               // --workers: threads for bulk work, the loop counted; 0: one per CPU
 };
 
-// The peer of one request: who sent it and how to answer.
-struct peer {
-    uint8_t rid[256];               // ZeroMQ routing id
-    size_t rid_len;
-    uid_t uid;
-    gid_t gid;
-    pid_t pid;
-};
-
-enum pending_kind {
-    PENDING_HELLO,                  // waits for its job to form
-    PENDING_OP,                     // a collective, send or recv
-};
-
-TAILQ_HEAD(pending_list, pending);
-
-// A request that is waiting: for the other members, a message, or the job to
-// form. Owns its input frame. Exactly one reply ends it (pending_finish).
-struct pending {
-    LIST_ENTRY(pending) link;       // in server.pendings (deadline scan)
-    TAILQ_ENTRY(pending) slink;     // in session->pendings, while it has a session
-    TAILQ_ENTRY(pending) qlink;     // in *queue: a member's queued collectives or receives
-    struct pending_list *queue;
-    enum pending_kind kind;
-    struct session *session;        // who to answer; NULL once it died
-    struct group *group;            // an op's group, and the member's rank in it
-    int rank;
-    struct pending **ref;           // the one pointer to it (slot, hello list), cleared on free
-    uint64_t req_id;
-    struct op_desc d;               // what it asks for (op is an Mlxd__OpType)
-    uint64_t nbytes;
-    zmq_msg_t data;                 // inline input (send, reductions, gather)
-    bool has_data;
-    struct shm_seg *in_seg;         // input in shared memory: in_ptr points into it
-    uint8_t *in_ptr;
-    struct shm_seg *out_seg;        // the result goes to shared memory: out_ptr
-    uint8_t *out_ptr;
-    uint64_t out_nbytes;
-    uint32_t out_segment;           // as the client named it, for the reply
-    uint64_t out_offset;
-    int peer;                       // send dst / recv src
-    uint64_t start_us, deadline_us;
-    uint64_t seq;                   // k for the k-th collective on the group
-    bool coord_asked;               // its deadline passed and the coordinator was told
-};
-
 // One connection (one group of one client process), created by Hello.
 struct session {
-    LIST_ENTRY(session) link;
+    LIST_ENTRY(session) link;       // in sessions.list
+    LIST_ENTRY(session) rid_link, fd_link, pid_link;   // in sessions' buckets
     struct peer peer;
     int pidfd;                      // becomes readable when the process exits
     struct job *job;                // the job it joined (forming or formed)
@@ -104,6 +64,7 @@ struct session {
     uint64_t ops;
     uint64_t queued_bytes;          // of its sends not yet received
     char cmdline[256];              // /proc/PID/cmdline when it connected, for status
+    struct ring *ring;              // its request/reply ring (ring.c); NULL: ZeroMQ only
 };
 
 // A job that ended, as mlxctl status shows it (status.c).
@@ -120,27 +81,21 @@ struct cpu_sample {
     uint64_t wall_us, cpu_us;
 };
 
-struct server {
-    struct config cfg;
-    void *zctx;
-    void *router;
-    bool unlink_on_exit;            // we created the socket file
-    bool activated;                 // the service manager passed our sockets
-    bool shm_owned;                 // we created the shared-memory socket file
-    int signal_pipe[2];
-    uint64_t start_us;
-    struct world *world;
-    struct metrics metrics;
-    LIST_HEAD(, session) sessions;
-    unsigned n_sessions;
-    LIST_HEAD(, job) jobs;
-    unsigned n_jobs;
-    LIST_HEAD(, pending) pendings;
-    int shm_fd;                     // the shared-memory side channel's listener
-    LIST_HEAD(, shm_client) shm_clients;
-    uint32_t next_segment_id;
-    uint64_t next_group_id;         // of groups this host makes alone
+LIST_HEAD(session_bucket, session);
+
+// The sessions, one per connection that said hello (session.c), found by
+// routing id, by pidfd and by process in hash buckets.
+struct sessions {
+    LIST_HEAD(, session) list;
+    unsigned n;
+    struct session_bucket *by_rid, *by_fd, *by_pid;
+    unsigned n_buckets;             // a power of two, at least n (0: none yet)
+};
+
+// What mlxctl status and the metrics endpoint show (status.c).
+struct status_state {
     struct status_gather *gathers;  // mlxctl status --world in progress
+    uint64_t last_gather_id;        // the id of the latest one (ids start at 1)
     struct ended_job recent[STATUS_RECENT_JOBS];  // a ring, recent_next is the oldest once full
     unsigned n_recent, recent_next;
     struct cpu_sample cpu[STATUS_CPU_SAMPLES];     // a ring, taken at most every 250 ms
@@ -148,48 +103,63 @@ struct server {
     struct http *http;              // --metrics: the HTTP server, reading what we publish
     uint64_t metrics_next_us;       // when the next snapshot may be published
     uint64_t metrics_seen;          // what the last one showed (metrics_fingerprint)
+};
+
+// The daemon: each module's own part, built by server_init().
+// Groups by id, for the engine's events and attaches (group.c).
+struct group_map {
+    struct group **buckets;         // [nbuckets], a power of two
+    size_t nbuckets, n;
+};
+
+struct server {
+    struct config cfg;
+    void *zctx;                     // shared by the front and the engine
+    uint64_t start_us;
+    struct loop_state loop;         // signals, stopping (loop.c)
+    struct front front;             // the ROUTER socket, its file and lock (front.c)
+    struct replies replies;         // requests waiting for their reply (reply.c)
+    struct sessions sessions;       // (session.c)
+    struct shm_registry shm;        // the side channel and its segments (shm.c)
+    struct status_state status;     // (status.c)
+    struct metrics metrics;         // counters by op and code (metrics.c)
+    struct world *world;            // the MPI engine (world.c)
     struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
-    bool stopping;
+    LIST_HEAD(, job) jobs;
+    unsigned n_jobs;
+    struct group_map groups;        // every group of every job, by id (group.c)
+    LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
+    uint64_t next_group_id;         // of groups this host makes alone
 };
 
 /* server.c */
+// Builds every module (logs its failures); server_fini() takes down what
+// was built, whatever server_init() returned.
 int server_init(struct server *s, const struct config *cfg);
-int server_run(struct server *s);
 void server_fini(struct server *s);
-void server_signal(int sig);        // async-signal-safe: wakes the loop
-
-// Sends a reply to p; frames (may be NULL) are moved into the message.
-// Failures to send are logged, never fatal.
-void server_reply(struct server *s, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
-
-// An error reply with a formatted message, also logged at debug level.
-void server_reply_error(struct server *s, const struct peer *p, uint64_t id, int code,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* pending: requests that wait (server.c) */
-struct pending *pending_new(struct server *s, enum pending_kind kind, uint64_t req_id, uint32_t timeout_ms);
-// Answers the request (r may carry frames) and frees it. Updates metrics.
-void pending_finish(struct server *s, struct pending *p, Mlxd__Reply *r, zmq_msg_t *frames, int nframes);
-// Answers with an error and frees it.
-void pending_fail(struct server *s, struct pending *p, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void pending_free(struct server *s, struct pending *p);
-// p belongs to session se (se answers it) / no longer does: nobody will be
-// answered (its member died), but the request stays and completes.
-void pending_track(struct session *se, struct pending *p);
-void pending_orphan(struct pending *p);
-// The bytes of a pending op's input, wherever they are.
-const uint8_t *pending_input(const struct pending *p);
 
 /* session.c */
+// What session_new() refuses with, beside a negative errno (watching the
+// process failed, or out of memory): below every errno.
+enum session_refusal {
+    SESSION_TOO_MANY_CLIENTS = -4096,   // --max-clients
+    SESSION_TOO_MANY_GROUPS,            // --max-groups-per-client, in one process
+};
+
+// The session of routing id rid / of the pidfd fd; NULL when none.
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
+struct session *session_by_pidfd(struct server *s, int fd);
 int session_new(struct server *s, const struct peer *p, struct session **ret);
 // Answers a hello whose session_new() failed with r, saying which limit.
 void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id, int r);
 // Ends a session: its group learns (code, why), its pending request is
 // failed with the same code, and it is freed.
 void session_close(struct server *s, struct session *se, int code, const char *why);
-bool peer_allowed(const struct server *s, const struct peer *p);
+// The session's process exited (its pidfd is readable): as session_close(),
+// MLXD_EPEER, and the process attaches to nothing more.
+void session_died(struct server *s, struct session *se);
+// Frees the buckets, once every session is closed.
+void sessions_fini(struct server *s);
 
 /* status.c */
 // Fills a DaemonStatus of this daemon; free with status_free().

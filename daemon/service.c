@@ -63,7 +63,7 @@ void service_status(struct server *s, uint64_t now_us) {
         ops += s->metrics.op[i].count;
     char text[256];
     snprintf(text, sizeof text, "world rank %d of %d; %u client(s), %u job(s), %llu op(s) done",
-             world_rank(s->world), world_size(s->world), s->n_sessions, s->n_jobs, (unsigned long long) ops);
+             world_rank(s->world), world_size(s->world), s->sessions.n, s->n_jobs, (unsigned long long) ops);
     if (strcmp(text, status_last) != 0) {
         sd_notifyf(0, "STATUS=%s", text);
         memcpy(status_last, text, sizeof text);

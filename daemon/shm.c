@@ -3,7 +3,6 @@
 #include "shm.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
+#include "platform.h"
+#include "ringsvc.h"
 #include "server.h"
 
 static void seg_unmap(struct shm_seg *seg) {
@@ -25,6 +27,10 @@ static void seg_unmap(struct shm_seg *seg) {
 void shm_unref(struct shm_seg *seg) {
     if (seg && --seg->refs == 0)
         seg_unmap(seg);
+}
+
+void shm_ref(struct shm_seg *seg) {
+    seg->refs++;
 }
 
 // The owner lets go: the segment leaves its client's books at once (a
@@ -67,65 +73,63 @@ int shm_start(struct server *s) {
         close(fd);
         return r;
     }
-    s->shm_fd = fd;
-    s->shm_owned = true;
+    s->shm.listen_fd = fd;
+    s->shm.owned = true;
     return 0;
 }
 
 void shm_stop(struct server *s) {
-    while (!LIST_EMPTY(&s->shm_clients))
-        client_close(s, LIST_FIRST(&s->shm_clients));
-    if (s->shm_fd >= 0) {
+    while (!LIST_EMPTY(&s->shm.clients))
+        client_close(s, LIST_FIRST(&s->shm.clients));
+    if (s->shm.listen_fd >= 0) {
         char path[sizeof ((struct sockaddr_un *) 0)->sun_path];
-        close(s->shm_fd);
-        if (s->shm_owned && wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
+        close(s->shm.listen_fd);
+        if (s->shm.owned && wire_shm_path(s->cfg.endpoint, path, sizeof path) == 0)
             unlink(path);
     }
-    s->shm_fd = -1;
+    s->shm.listen_fd = -1;
 }
 
 size_t shm_poll_fds(struct server *s, int *fds, size_t max) {
     size_t n = 0;
     struct shm_client *c;
-    if (s->shm_fd >= 0 && n < max)
-        fds[n++] = s->shm_fd;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    if (s->shm.listen_fd >= 0 && n < max)
+        fds[n++] = s->shm.listen_fd;
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (n < max)
             fds[n++] = c->fd;
     return n;
 }
 
 static void accept_one(struct server *s) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    int fd = accept4(s->shm_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    struct peer p = { 0 };
+    int fd = accept4(s->shm.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0)
         return;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    if (platform_peer_cred(fd, &p.uid, &p.gid, &p.pid) < 0) {
         close(fd);
         return;
     }
-    struct peer p = { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
     if (!peer_allowed(s, &p)) {
         log_warning("Refused shared memory from uid %u (pid %d): not this daemon's user, root or its group",
-                    (unsigned) cred.uid, (int) cred.pid);
+                    (unsigned) p.uid, (int) p.pid);
         close(fd);
         return;
     }
     unsigned n = 0;
     struct shm_client *c;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         n++;
     if (n >= s->cfg.max_clients || !(c = calloc(1, sizeof *c))) {
-        log_warning("Refused shared memory from pid %d: too many clients", (int) cred.pid);
+        log_warning("Refused shared memory from pid %d: too many clients", (int) p.pid);
         close(fd);
         return;
     }
     c->fd = fd;
-    c->pid = cred.pid;
-    c->uid = cred.uid;
+    c->pid = p.pid;
+    c->uid = p.uid;
     LIST_INIT(&c->segs);
-    LIST_INSERT_HEAD(&s->shm_clients, c, link);
+    LIST_INSERT_HEAD(&s->shm.clients, c, link);
 }
 
 static void reply(struct shm_client *c, uint32_t segment, int code, const char *fmt, ...)
@@ -143,8 +147,7 @@ static void reply(struct shm_client *c, uint32_t segment, int code, const char *
 
 static void do_register(struct server *s, struct shm_client *c, const struct wire_shm_msg *m, int memfd) {
     struct stat st;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+    if (!platform_memory_cannot_shrink(memfd)) {
         // An unsealed file could shrink under us and fault the daemon.
         reply(c, 0, MLXD_EINVAL, "shared memory must be a memfd sealed with F_SEAL_SHRINK");
         return;
@@ -177,7 +180,7 @@ static void do_register(struct server *s, struct shm_client *c, const struct wir
     seg->size = m->size;
     seg->refs = 1;
     do
-        seg->id = s->next_segment_id++;
+        seg->id = s->shm.next_segment_id++;
     while (seg->id == 0);
     LIST_INSERT_HEAD(&c->segs, seg, link);
     c->n_segs++;
@@ -230,6 +233,18 @@ static void read_one(struct server *s, struct shm_client *c) {
             seg_release(seg);
         break;
     }
+    case WIRE_SHM_RING: {
+        char why[sizeof m.message];
+        int r = MLXD_EPROTO;
+        if (nfds != 2)
+            snprintf(why, sizeof why, "a ring carries exactly two file descriptors, not %d", nfds);
+        else if (m.segment > INT32_MAX)
+            snprintf(why, sizeof why, "rank %u is out of range", m.segment);
+        else
+            r = ring_attach(s, c->pid, m.size, (int) m.segment, fds[0], fds[1], why, sizeof why);
+        reply(c, 0, r, "%s", r < 0 ? why : "");
+        break;
+    }
     default:
         reply(c, 0, MLXD_EPROTO, "unknown shared-memory message type %u", m.type);
     }
@@ -240,11 +255,11 @@ static void read_one(struct server *s, struct shm_client *c) {
 
 void shm_ready(struct server *s, int fd) {
     struct shm_client *c;
-    if (fd == s->shm_fd) {
+    if (fd == s->shm.listen_fd) {
         accept_one(s);
         return;
     }
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (c->fd == fd) {
             read_one(s, c);
             return;
@@ -256,7 +271,7 @@ int shm_resolve(struct server *s, pid_t pid, uint32_t id, uint64_t offset, uint6
     struct shm_client *c;
     struct shm_seg *seg;
     uint64_t end;
-    LIST_FOREACH(c, &s->shm_clients, link) {
+    LIST_FOREACH(c, &s->shm.clients, link) {
         if (c->pid != pid)
             continue;
         LIST_FOREACH(seg, &c->segs, link) {
@@ -277,7 +292,7 @@ void shm_usage(struct server *s, pid_t pid, unsigned *ret_segs, uint64_t *ret_by
     struct shm_client *c;
     *ret_segs = 0;
     *ret_bytes = 0;
-    LIST_FOREACH(c, &s->shm_clients, link)
+    LIST_FOREACH(c, &s->shm.clients, link)
         if (c->pid == pid) {
             *ret_segs += c->n_segs;
             *ret_bytes += c->bytes;

@@ -5,6 +5,7 @@
 #ifndef MLXD_SHM_H
 #define MLXD_SHM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -33,6 +34,17 @@ struct shm_client {
     uint64_t bytes;
 };
 
+// The side channel and what its clients registered.
+struct shm_registry {
+    int listen_fd;                  // the listener; -1 when none
+    bool owned;                     // we created its socket file
+    LIST_HEAD(, shm_client) clients;
+    uint32_t next_segment_id;
+};
+
+// A registry that holds nothing yet.
+#define SHM_REGISTRY_INIT ((struct shm_registry) { .listen_fd = -1, .next_segment_id = 1 })
+
 // Binds the side channel beside the ZeroMQ socket. Logs its failures.
 int shm_start(struct server *s);
 // Closes every connection and unmaps what no op uses; NULL-safe on a server
@@ -51,6 +63,9 @@ void shm_ready(struct server *s, int fd);
 int shm_resolve(struct server *s, pid_t pid, uint32_t id, uint64_t offset, uint64_t nbytes,
                 struct shm_seg **ret_seg, uint8_t **ret_ptr);
 void shm_unref(struct shm_seg *seg);
+// Another reference on seg (an op across hosts that uses its memory), dropped
+// with shm_unref.
+void shm_ref(struct shm_seg *seg);
 
 // What process pid shares with us, for mlxctl status.
 void shm_usage(struct server *s, pid_t pid, unsigned *ret_segs, uint64_t *ret_bytes);

@@ -9,8 +9,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "http.h"
 #include "job.h"
+#include "log.h"
+#include "platform.h"
 #include "world.h"
 
 // A member waiting this long in an op (or a job forming this long) shows
@@ -112,11 +115,11 @@ static uint64_t cpu_time_us(void) {
 }
 
 void status_sample(struct server *s, uint64_t now) {
-    const struct cpu_sample *last = &s->cpu[(s->cpu_next + STATUS_CPU_SAMPLES - 1) % STATUS_CPU_SAMPLES];
+    const struct cpu_sample *last = &s->status.cpu[(s->status.cpu_next + STATUS_CPU_SAMPLES - 1) % STATUS_CPU_SAMPLES];
     if (last->wall_us && now - last->wall_us < CPU_SAMPLE_US)
         return;
-    s->cpu[s->cpu_next] = (struct cpu_sample) { .wall_us = now, .cpu_us = cpu_time_us() };
-    s->cpu_next = (s->cpu_next + 1) % STATUS_CPU_SAMPLES;
+    s->status.cpu[s->status.cpu_next] = (struct cpu_sample) { .wall_us = now, .cpu_us = cpu_time_us() };
+    s->status.cpu_next = (s->status.cpu_next + 1) % STATUS_CPU_SAMPLES;
 }
 
 // Percent of one core over the last second: from the newest sample at least
@@ -126,7 +129,7 @@ static double cpu_percent(const struct server *s, uint64_t now) {
     uint64_t cpu = cpu_time_us();
     const struct cpu_sample *aged = NULL, *oldest = NULL;
     for (int i = 0; i < STATUS_CPU_SAMPLES; i++) {
-        const struct cpu_sample *c = &s->cpu[i];
+        const struct cpu_sample *c = &s->status.cpu[i];
         if (!c->wall_us || c->wall_us >= now)
             continue;
         if (now - c->wall_us >= 1000000u && (!aged || c->wall_us > aged->wall_us))
@@ -138,17 +141,6 @@ static double cpu_percent(const struct server *s, uint64_t now) {
     if (!from || cpu < from->cpu_us)
         return 0.0;
     return (double) (cpu - from->cpu_us) * 100.0 / (double) (now - from->wall_us);
-}
-
-static uint64_t rss_bytes(void) {
-    unsigned long long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "re");
-    if (!f)
-        return 0;
-    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
 }
 
 /* ---- jobs that ended ---- */
@@ -169,14 +161,14 @@ void status_request_failed(struct server *s, const struct pending *p, int code, 
 }
 
 void status_job_ended(struct server *s, const struct job *j) {
-    struct ended_job *e = &s->recent[s->recent_next];
+    struct ended_job *e = &s->status.recent[s->status.recent_next];
     *e = (struct ended_job) { .size = j->size, .code = j->first_code,
                               .duration_ms = (wire_now_us() - j->created_us) / 1000 };
     snprintf(e->id, sizeof e->id, "%s", j->id);
     snprintf(e->error, sizeof e->error, "%s", j->first_code ? j->first_error : "");
-    s->recent_next = (s->recent_next + 1) % STATUS_RECENT_JOBS;
-    if (s->n_recent < STATUS_RECENT_JOBS)
-        s->n_recent++;
+    s->status.recent_next = (s->status.recent_next + 1) % STATUS_RECENT_JOBS;
+    if (s->status.n_recent < STATUS_RECENT_JOBS)
+        s->status.n_recent++;
 }
 
 static Mlxd__RecentJob *recent_job(const struct ended_job *e) {
@@ -209,9 +201,9 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
     for (int r = 0; d->hosts && r < d->world_size; r++)
         d->hosts[d->n_hosts++] = dup_str(world_host(s->world, r));
 
-    d->clients = calloc(s->n_sessions ? s->n_sessions : 1, sizeof *d->clients);
+    d->clients = calloc(s->sessions.n ? s->sessions.n : 1, sizeof *d->clients);
     const struct session *se;
-    LIST_FOREACH(se, &s->sessions, link)
+    LIST_FOREACH(se, &s->sessions.list, link)
         if (d->clients && (d->clients[d->n_clients] = client_status(s, se)))
             d->n_clients++;
 
@@ -222,14 +214,14 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
             d->n_jobs++;
 
     d->recent_jobs = calloc(STATUS_RECENT_JOBS, sizeof *d->recent_jobs);
-    for (unsigned i = 0; d->recent_jobs && i < s->n_recent; i++) {
-        unsigned k = (s->recent_next + STATUS_RECENT_JOBS - s->n_recent + i) % STATUS_RECENT_JOBS;
-        if ((d->recent_jobs[d->n_recent_jobs] = recent_job(&s->recent[k])))
+    for (unsigned i = 0; d->recent_jobs && i < s->status.n_recent; i++) {
+        unsigned k = (s->status.recent_next + STATUS_RECENT_JOBS - s->status.n_recent + i) % STATUS_RECENT_JOBS;
+        if ((d->recent_jobs[d->n_recent_jobs] = recent_job(&s->status.recent[k])))
             d->n_recent_jobs++;
     }
     uint64_t now = wire_now_us();
     d->cpu_percent = cpu_percent(s, now);
-    d->rss_bytes = rss_bytes();
+    d->rss_bytes = platform_resident_bytes();
 
     d->totals = calloc(METRICS_OPS, sizeof *d->totals);
     for (int op = 1; d->totals && op < METRICS_OPS; op++) {
@@ -247,6 +239,13 @@ Mlxd__DaemonStatus *status_build(struct server *s) {
         t->p50_us = metrics_quantile(&s->metrics, (Mlxd__OpType) op, 0.50);
         t->p99_us = metrics_quantile(&s->metrics, (Mlxd__OpType) op, 0.99);
         d->totals[d->n_totals++] = t;
+    }
+    // A status that misses what it should show is not one: out of memory.
+    if (!d->version || !d->endpoint || !d->host || !d->mpi_version || d->n_hosts < (size_t) d->world_size ||
+        d->n_clients < s->sessions.n || d->n_jobs < s->n_jobs || d->n_recent_jobs < s->status.n_recent ||
+        !d->totals) {
+        status_free(d);
+        return NULL;
     }
     return d;
 }
@@ -302,7 +301,7 @@ static void gather_finish(struct server *s, struct status_gather *sg) {
     for (int r = 0; r < n; r++)
         status_free(sg->got[r]);
     free(sg->got);
-    for (struct status_gather **p = &s->gathers; *p; p = &(*p)->next)
+    for (struct status_gather **p = &s->status.gathers; *p; p = &(*p)->next)
         if (*p == sg) {
             *p = sg->next;
             break;
@@ -311,7 +310,6 @@ static void gather_finish(struct server *s, struct status_gather *sg) {
 }
 
 void status_request(struct server *s, const struct peer *p, const Mlxd__Request *req) {
-    static uint64_t next_id = 1;
     int n = world_size(s->world);
     struct status_gather *sg = NULL;
     if (req->status->world && n > 1 && (sg = calloc(1, sizeof *sg)) &&
@@ -321,11 +319,14 @@ void status_request(struct server *s, const struct peer *p, const Mlxd__Request 
     }
     if (!sg) {
         // This daemon alone (or no memory to ask the others).
-        sg = &(struct status_gather) { .peer = *p, .req_id = req->id };
         Mlxd__DaemonStatus *d = status_build(s);
+        if (!d) {
+            server_reply_error(s, p, req->id, MLXD_ENOMEM, "out of memory");
+            return;
+        }
         Mlxd__StatusReply st = MLXD__STATUS_REPLY__INIT;
         Mlxd__Reply rep = MLXD__REPLY__INIT;
-        st.n_daemons = d ? 1 : 0;
+        st.n_daemons = 1;
         st.daemons = &d;
         rep.id = req->id;
         rep.body_case = MLXD__REPLY__BODY_STATUS;
@@ -334,45 +335,38 @@ void status_request(struct server *s, const struct peer *p, const Mlxd__Request 
         status_free(d);
         return;
     }
-    sg->id = next_id++;
+    sg->id = ++s->status.last_gather_id;
     sg->peer = *p;
     sg->req_id = req->id;
     sg->missing = n - 1;
     sg->deadline_us = wire_now_us() + GATHER_TIMEOUT_US;
-    sg->next = s->gathers;
-    s->gathers = sg;
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__StatusReq q = MLXD__CTL__STATUS_REQ__INIT;
-    q.id = sg->id;
-    c.body_case = MLXD__CTL__CTL__BODY_STATUS_REQ;
-    c.status_req = &q;
+    sg->next = s->status.gathers;
+    s->status.gathers = sg;
+    // A host we cannot ask is a missing answer: the deadline reports it.
     for (int r = 0; r < n; r++)
         if (r != world_rank(s->world))
-            world_send_ctl(s->world, r, &c);
+            ctl_status_req(s->world, r, sg->id);
 }
 
 void status_remote_request(struct server *s, int from, uint64_t id) {
     Mlxd__DaemonStatus *d = status_build(s);
     if (!d)
         return;
-    Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
-    Mlxd__Ctl__StatusRep rep = MLXD__CTL__STATUS_REP__INIT;
-    rep.id = id;
-    rep.daemon.len = mlxd__daemon_status__get_packed_size(d);
-    rep.daemon.data = malloc(rep.daemon.len ? rep.daemon.len : 1);
-    if (rep.daemon.data) {
-        mlxd__daemon_status__pack(d, rep.daemon.data);
-        c.body_case = MLXD__CTL__CTL__BODY_STATUS_REP;
-        c.status_rep = &rep;
-        world_send_ctl(s->world, from, &c);
+    size_t len = mlxd__daemon_status__get_packed_size(d);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        mlxd__daemon_status__pack(d, buf);
+        ctl_status_rep(s->world, from, id, buf, len);
+    } else {
+        log_error("Out of memory answering world rank %d's status request", from);
     }
-    free(rep.daemon.data);
+    free(buf);
     status_free(d);
 }
 
 void status_remote_reply(struct server *s, int from, uint64_t id, const uint8_t *buf, size_t len) {
     struct status_gather *sg;
-    for (sg = s->gathers; sg && sg->id != id; sg = sg->next)
+    for (sg = s->status.gathers; sg && sg->id != id; sg = sg->next)
         ;
     if (!sg || from < 0 || from >= world_size(s->world) || sg->got[from])
         return;
@@ -384,7 +378,7 @@ void status_remote_reply(struct server *s, int from, uint64_t id, const uint8_t 
 uint64_t status_expire(struct server *s, uint64_t now) {
     uint64_t next = UINT64_MAX;
     struct status_gather *sg, *sn;
-    for (sg = s->gathers; sg; sg = sn) {
+    for (sg = s->status.gathers; sg; sg = sn) {
         sn = sg->next;
         if (sg->deadline_us <= now)
             gather_finish(s, sg);
@@ -395,37 +389,37 @@ uint64_t status_expire(struct server *s, uint64_t now) {
 }
 
 void status_free_all(struct server *s) {
-    while (s->gathers)
-        gather_finish(s, s->gathers);
+    while (s->status.gathers)
+        gather_finish(s, s->status.gathers);
 }
 
 /* ---- the metrics snapshot of --metrics ---- */
 
 // Changes whenever what the snapshot shows changes.
 static uint64_t metrics_fingerprint(const struct server *s) {
-    return s->metrics.records * 1000003u ^ (uint64_t) s->n_sessions << 40 ^ (uint64_t) s->n_jobs << 20;
+    return s->metrics.records * 1000003u ^ (uint64_t) s->sessions.n << 40 ^ (uint64_t) s->n_jobs << 20;
 }
 
 uint64_t status_publish_metrics(struct server *s, uint64_t now) {
-    if (!s->http)
+    if (!s->status.http)
         return UINT64_MAX;
     uint64_t seen = metrics_fingerprint(s);
-    if (seen == s->metrics_seen && s->metrics_next_us)
+    if (seen == s->status.metrics_seen && s->status.metrics_next_us)
         return UINT64_MAX;           // nothing new: no wakeup needed
-    if (now < s->metrics_next_us)
-        return s->metrics_next_us;   // new, but published a moment ago
+    if (now < s->status.metrics_next_us)
+        return s->status.metrics_next_us;   // new, but published a moment ago
     struct metrics_gauges g = {
         .world_rank = world_rank(s->world),
         .world_size = world_size(s->world),
-        .clients = s->n_sessions,
+        .clients = s->sessions.n,
         .jobs = s->n_jobs,
     };
     char *text;
     size_t len;
     if (metrics_render(&s->metrics, &g, &text, &len) < 0)
         return now + METRICS_PUBLISH_US;  // try again later
-    http_publish(s->http, text, len);
-    s->metrics_seen = seen;
-    s->metrics_next_us = now + METRICS_PUBLISH_US;
+    http_publish(s->status.http, text, len);
+    s->status.metrics_seen = seen;
+    s->status.metrics_next_us = now + METRICS_PUBLISH_US;
     return UINT64_MAX;
 }

@@ -123,6 +123,12 @@ enum {
     WIRE_SHM_REGISTER = 1,
     WIRE_SHM_RELEASE = 2,
     WIRE_SHM_REPLY = 3,
+    // A connection's request/reply ring (proto/ring.h): two descriptors,
+    // the ring's memfd (sealed as a REGISTER's) and the client's end of a
+    // SOCK_SEQPACKET socketpair, the doorbell both ways; `size` carries the
+    // connection's group id and `segment` its rank there. Answered by a
+    // REPLY (segment 0). An older daemon answers MLXD_EPROTO: no ring.
+    WIRE_SHM_RING = 4,
 };
 
 struct wire_shm_msg {

@@ -91,7 +91,7 @@ if [[ $fuzz == 1 ]]; then
     fuzz_rc=0
     export MLXD_FUZZ_SECONDS=${MLXD_FUZZ_SECONDS:-30}
     ctest_args+=(-L fuzz)
-    build_targets="fuzz_request fuzz_control fuzz_control_struct" run_pass build-fuzz -DCMAKE_C_COMPILER=clang -DMLXD_FUZZ=ON -DMLXD_FUZZ_SECONDS="$MLXD_FUZZ_SECONDS" \
+    build_targets="fuzz_request fuzz_control fuzz_control_struct fuzz_ring" run_pass build-fuzz -DCMAKE_C_COMPILER=clang -DMLXD_FUZZ=ON -DMLXD_FUZZ_SECONDS="$MLXD_FUZZ_SECONDS" \
         || fuzz_rc=$?
     if ((rc == 0)); then
         rc=$fuzz_rc

@@ -1,5 +1,5 @@
 /* libFuzzer target: a client's request as the daemon's ZeroMQ front sees it
- * (daemon/server.c, read_one and dispatch): a protobuf frame of at most
+ * (daemon/loop.c, read_one and loop_request): a protobuf frame of at most
  * WIRE_MAX_PB_FRAME bytes and up to MAX_DATA_FRAMES data frames, decoded
  * with mlxd__request__unpack, checked by request_validate_lengths against
  * the daemon's default limits and, when valid, copied into a pending op by

@@ -48,6 +48,8 @@ mlxd_multihost_test(three_daemons_all_ops_uneven 120)
 mlxd_multihost_test(three_daemons_five_ranks_blocks 180)
 mlxd_multihost_test(split_spans_and_stays 120)
 mlxd_multihost_test(large_all_sum_across_hosts 180)
+mlxd_multihost_test(large_integer_all_sum_wraps_exactly_across_hosts 600)
+mlxd_multihost_test(client_killed_mid_pipelined_op_leaves_the_daemon_serving 400)
 mlxd_multihost_test(split_after_freed_split_works_on_every_host 120)
 
 # Jobs that cross each other on the daemons.
@@ -79,6 +81,7 @@ mlxd_test_hosts_test(job_split_over_daemons_forms_and_status_world_shows_all 120
 # Hosts lost or cut off: errors naming the host, fast, and a world that
 # recovers or exits (test hosts only: they kill a host, cut a link).
 mlxd_test_hosts_test(lost_host_gives_every_surviving_rank_an_error_naming_it 120)
+mlxd_test_hosts_test(lost_host_fails_a_forming_job_at_once_naming_it 150)
 mlxd_test_hosts_test(link_cut_gives_both_sides_an_error_and_the_world_recovers 180)
 mlxd_test_hosts_test(stalled_mpi_call_exits_the_world_non_zero 120)
 mlxd_test_hosts_test(busy_coordinator_host_leaves_deadlines_to_each_daemon 400)
