@@ -154,14 +154,21 @@ static int run_reduce(struct world *w, struct egroup *g, struct wmsg *m, reduce_
     MPI_Datatype type;
     MPI_Op mop;
     engine_mpi_type_op(t, op, &type, &mop);
+    // Where the time goes, for the debug log: waiting for the local
+    // reduction, in MPI, and for the last copies.
+    uint64_t t0 = wire_now_us(), waited = 0, in_mpi = 0;
     if (helper)
         pipe_start(w->pipe, part, op, t, block, reduce);
     for (size_t k = 0; k < nblocks; k++) {
         size_t off = k * block, len = part->nbytes - off < block ? part->nbytes - off : block;
+        uint64_t a = wire_now_us();
         if (reduce)
             pipe_wait_reduced(w->pipe, k);
+        uint64_t b = wire_now_us();
         int e = MPI_Allreduce(direct ? part->srcs[0] + off : MPI_IN_PLACE, part->dst + off, (int) (len / esize), type,
                               mop, g->comm);
+        waited += b - a;
+        in_mpi += wire_now_us() - b;
         if (e != MPI_SUCCESS) {
             code = mpi_failed(e, "MPI_Allreduce", err, errlen);
             break;
@@ -169,8 +176,12 @@ static int run_reduce(struct world *w, struct egroup *g, struct wmsg *m, reduce_
         if (helper)
             pipe_sent(w->pipe, k);
     }
+    uint64_t c = wire_now_us();
     if (helper)
         pipe_finish(w->pipe, code < 0);
+    log_debug("Group %016llx: %zu bytes in %zu blocks of %zu members here in %.3f ms: %.3f in MPI, %.3f waiting for "
+              "the local reduction, %.3f for the last copies", (unsigned long long) g->id, part->nbytes, nblocks,
+              part->nsrcs, (wire_now_us() - t0) / 1e3, in_mpi / 1e3, waited / 1e3, (wire_now_us() - c) / 1e3);
     return code;
 }
 
