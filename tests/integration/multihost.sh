@@ -834,6 +834,31 @@ link_cut_gives_both_sides_an_error_and_the_world_recovers() {
     fail "within 60 s of the link coming back, the world neither served a new job nor exited"
 }
 
+# With --heartbeat-timeout 0.5, a host whose link goes down is lost after
+# half a second of silence, not the default 2 s: both ranks of a job across
+# the cut have an error naming the other host within 1.5 s.
+heartbeat_timeout_sets_how_soon_a_silent_host_is_lost() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=30
+    start_world 2 --heartbeat-timeout 0.5
+    new_job
+    local r pids=() t_cut
+    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
+    pids+=("$SPAWNED")
+    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
+    pids+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
+    hosts_link 1 down || fail "cannot take the link of host 1 down"
+    t_cut=$(now_ms)
+    touch "$M_DIR/cut"
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
+        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 1500
+    done
+    hosts_link 1 up || fail "cannot bring the link of host 1 back"
+}
+
 # Links capped at 20 Mbit/s: job A (host 0, host 1) runs an all_sum of
 # 32 MiB, which keeps the engines of hosts 0 (the coordinator's) and 1 in
 # one MPI call for over 10 s. Meanwhile job B (host 1, host 2) calls all_sum
