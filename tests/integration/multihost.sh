@@ -533,6 +533,9 @@ sample_rss_anon() {
 # of the tensor's size. Then int32 and int64 inline (frames, not shared
 # memory), one rank and two ranks per daemon.
 large_integer_all_sum_wraps_exactly_across_hosts() {
+    # Ranks fill and check 256 MiB each (slow under ASan): they reach the
+    # all_sum far apart.
+    M_OP_TIMEOUT=240
     start_world 2
     local r idle=() samplers=() peak
     next_job_works "the start"
@@ -564,6 +567,7 @@ large_integer_all_sum_wraps_exactly_across_hosts() {
 # shared stay mapped until the op ends, the others get the sum or
 # MLXD_EPEER, never a hang, and both daemons serve the next job.
 client_killed_mid_pipelined_op_leaves_the_daemon_serving() {
+    M_OP_TIMEOUT=240
     start_world 2
     new_job
     local r pids=() hosts=(0 0 1 1) out
