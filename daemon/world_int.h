@@ -27,7 +27,6 @@
 // pipeline (the local reduction of the next block beside the transfer of
 // this one) fills at once.
 #define PIPE_BLOCK ((size_t) 4 << 20)
-#define PIPE_MIN_BLOCK ((size_t) 256 << 10)
 // Reductions up to this many bytes travel with the hosts' word on whether
 // they can take part, in one exchange; each host's record has a header.
 #define SMALL_BYTES 4096
