@@ -8,7 +8,14 @@
 add_executable(it_mhclient mhclient.c)
 target_link_libraries(it_mhclient PRIVATE mlxd_client it_testclient)
 
+# Whether this build is sanitized: then RSS bounds say nothing (shadow memory).
+if(MLXD_SANITIZE)
+  set(MH_SANITIZED 1)
+else()
+  set(MH_SANITIZED 0)
+endif()
 set(MH_ENV
+  MLXD_SANITIZED=${MH_SANITIZED}
   MLXD_BIN=$<TARGET_FILE:mlxd>
   MLXCTL_BIN=$<TARGET_FILE:mlxctl>
   OPCHECK_BIN=$<TARGET_FILE:it_opcheck>

@@ -552,7 +552,9 @@ large_integer_all_sum_wraps_exactly_across_hosts() {
     for r in 0 1; do
         peak=$(<"$M_DIR/peak.$r") || fail "no RssAnon sample of the daemon of world rank $r"
         log "daemon $r: RssAnon ${idle[r]} KiB before, at most $peak KiB during the 256 MiB all_sum"
-        (( peak - idle[r] <= 32 * 1024 )) ||
+        # Under ASan the shadow of the shared memory the daemon touches (an
+        # eighth of it) is anonymous memory: the bound says nothing there.
+        [[ ${MLXD_SANITIZED:-0} == 1 ]] || (( peak - idle[r] <= 32 * 1024 )) ||
             fail "the daemon of world rank $r grew by $(( (peak - idle[r]) / 1024 )) MiB of RssAnon (at most 32 MiB)"
     done
     new_job
