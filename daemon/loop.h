@@ -23,7 +23,8 @@ struct loop_state {
 // against frames (its raw data frames, nframes of them; frames the request
 // uses are moved out, the caller closes them all afterwards) and answers it,
 // at once or later, through server_reply(p, ...), that is by p->transport.
-// The caller keeps req and frees it afterwards. Loop thread only.
+// The caller keeps req and frees it afterwards. Loop thread only. Modules
+// below the loop reach it through s->replies.on_request (reply.h).
 void loop_request(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
                   int nframes);
 

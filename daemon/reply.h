@@ -86,6 +86,11 @@ struct replies {
     // A request is answered with an error (code, message): the domain's
     // bookkeeping of a job's first error. Set at start-up; may be NULL.
     void (*on_failed)(struct server *s, const struct pending *p, int code, const char *message);
+    // Handles one decoded request that came by another transport than the
+    // ZeroMQ front (the ring): loop_request() (loop.h says the contract),
+    // registered at start-up so that transports need not call the loop.
+    void (*on_request)(struct server *s, const struct peer *p, const Mlxd__Request *req, zmq_msg_t *frames,
+                       int nframes);
 };
 
 // Sends a reply to p, by p's transport; frames (may be NULL) are moved into

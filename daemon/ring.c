@@ -23,7 +23,7 @@
 
 #include "job.h"
 #include "log.h"
-#include "loop.h"
+#include "platform.h"
 #include "reply.h"
 #include "ring.h"
 #include "server.h"
@@ -82,8 +82,7 @@ static struct session *find_session(struct server *s, pid_t pid, uint64_t group,
 // Maps memfd as a ring: 0 with the mapping and its area size, or an MLXD_E*.
 static int map_ring(int memfd, uint8_t **ret_base, size_t *ret_len, uint32_t *ret_area, char *why, size_t wlen) {
     struct stat st;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+    if (!platform_memory_cannot_shrink(memfd)) {
         snprintf(why, wlen, "a ring must be a memfd sealed with F_SEAL_SHRINK");
         return MLXD_EINVAL;
     }
@@ -250,7 +249,7 @@ static int take_one(struct server *s, struct ring *rg) {
     else if (has_frame && !have_frame)
         server_reply_error(s, &p, req->id, MLXD_ENOMEM, "out of memory for a tensor of %zu bytes", data_len);
     else
-        loop_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
+        s->replies.on_request(s, &p, req, have_frame ? &frame : NULL, have_frame ? 1 : 0);
     mlxd__request__free_unpacked(req, NULL);
     if (have_frame)
         zmq_msg_close(&frame);

@@ -42,6 +42,7 @@ int server_init(struct server *s, const struct config *cfg) {
     LIST_INIT(&s->jobs);
     TAILQ_INIT(&s->replies.pendings);
     s->replies.on_failed = status_request_failed;
+    s->replies.on_request = loop_request;
     LIST_INIT(&s->shm.clients);
     LIST_INIT(&s->rings);
     s->start_us = wire_now_us();

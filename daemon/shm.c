@@ -29,6 +29,10 @@ void shm_unref(struct shm_seg *seg) {
         seg_unmap(seg);
 }
 
+void shm_ref(struct shm_seg *seg) {
+    seg->refs++;
+}
+
 // The owner lets go: the segment leaves its client's books at once (a
 // request naming it is refused from now on), and is unmapped once no op uses
 // it.

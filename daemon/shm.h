@@ -63,6 +63,9 @@ void shm_ready(struct server *s, int fd);
 int shm_resolve(struct server *s, pid_t pid, uint32_t id, uint64_t offset, uint64_t nbytes,
                 struct shm_seg **ret_seg, uint8_t **ret_ptr);
 void shm_unref(struct shm_seg *seg);
+// Another reference on seg (an op across hosts that uses its memory), dropped
+// with shm_unref.
+void shm_ref(struct shm_seg *seg);
 
 // What process pid shares with us, for mlxctl status.
 void shm_usage(struct server *s, pid_t pid, unsigned *ret_segs, uint64_t *ret_bytes);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "hostpart.h"
 #include "log.h"
 #include "pool.h"
 #include "reduce.h"
@@ -15,9 +16,10 @@ static bool same_op(const struct op_desc *a, const struct op_desc *b) {
 }
 
 // This host's part of the current collective, once every local member is in:
-// the local reduction (into the first local member's buffer), the local
-// inputs in rank order (gather), or nothing (barrier, split, or members here
-// that disagree, which the coordinator will report to everyone).
+// the local reduction (sum_scatter, into the first local member's buffer),
+// or nothing (barrier, split, or members here that disagree, which the
+// coordinator will report to everyone). Reductions and all_gather go to the
+// engine by reference (hostpart.c).
 static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
     struct pending *first = NULL;
     int n = 0;
@@ -33,9 +35,6 @@ static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
     }
     const uint8_t **srcs = NULL;
     switch (first->d.op) {
-    case MLXD__OP_TYPE__OP_ALL_SUM:
-    case MLXD__OP_TYPE__OP_ALL_MAX:
-    case MLXD__OP_TYPE__OP_ALL_MIN:
     case MLXD__OP_TYPE__OP_SUM_SCATTER: {
         reduce_op op = wire_op_reduction(first->d.op);
         size_t count = first->nbytes / wire_dtype(first->d.dtype)->size;
@@ -63,22 +62,6 @@ static int local_part(struct server *s, struct group *g, zmq_msg_t *ret) {
         free(srcs);
         return r < 0 ? MLXD_ENOMEM : 1;
     }
-    case MLXD__OP_TYPE__OP_ALL_GATHER: {
-        size_t each = first->nbytes;
-        const uint8_t **in = malloc((size_t) n * sizeof *in);
-        if (!in || zmq_msg_init_size(ret, each * (size_t) n) < 0) {
-            free(in);
-            return MLXD_ENOMEM;
-        }
-        int k = 0;
-        for (int r = 0; r < g->size; r++)
-            if (g->slots[r].coll)
-                in[k++] = pending_input(g->slots[r].coll);
-        uint8_t *out = zmq_msg_data(ret);
-        pool_gather(s->pool, &out, 1, in, (size_t) n, each);
-        free(in);
-        return 1;
-    }
     default:
         return 0;
     }
@@ -90,7 +73,13 @@ void span_arrive(struct server *s, struct group *g, struct pending *p) {
         if (g->slots[r].state != SLOT_REMOTE && !g->slots[r].coll)
             all = false;
     // The part goes first, so the engine has it by the time the Go comes.
-    if (all) {
+    if (all && hostpart_by_reference(p->d.op)) {
+        struct world_part *part;
+        if (hostpart_build(s, g, &part) < 0)
+            log_error("Job %s: out of memory combining this host's part of op #%llu", g->job->id,
+                      (unsigned long long) g->seq + 1);
+        world_send_part(s->world, g->id, g->seq, &p->d, part);
+    } else if (all) {
         zmq_msg_t part;
         zmq_msg_init(&part);
         int r = local_part(s, g, &part);
@@ -209,6 +198,10 @@ static void go_done(struct server *s, struct world_event *e) {
         }
         default:
             wire_result_shape(d.op, g->size, &d.ndim, d.shape);
+            if (e->part) {
+                hostpart_reply(s, g, &d, e->part);
+                break;
+            }
             for (int r = 0; r < g->size; r++)
                 if (g->slots[r].coll)
                     op_reply_result(s, g->slots[r].coll, d.dtype, d.ndim, d.shape, zmq_msg_data(&e->data),

@@ -37,13 +37,17 @@ void world_event_free(struct world_event *e) {
     if (e->ctl)
         mlxd__ctl__ctl__free_unpacked(e->ctl, NULL);
     zmq_msg_close(&e->data);
+    if (e->part)
+        e->part->release(e->part);
     free(e);
 }
 
-void engine_emit(struct world *w, enum world_event_type type, int from, Mlxd__Ctl__Ctl *ctl, zmq_msg_t *data,
-                 int code, const char *message) {
+static void emit_event(struct world *w, enum world_event_type type, int from, Mlxd__Ctl__Ctl *ctl, zmq_msg_t *data,
+                       struct world_part *part, int code, const char *message) {
     struct world_event *e = calloc(1, sizeof *e);
     if (!e) {
+        // A part cannot be released here (its references are the loop's):
+        // it stays mapped for good, which is the lesser harm.
         log_error("Out of memory passing a control message to the loop; dropped it");
         if (ctl)
             mlxd__ctl__ctl__free_unpacked(ctl, NULL);
@@ -54,6 +58,7 @@ void engine_emit(struct world *w, enum world_event_type type, int from, Mlxd__Ct
     e->type = type;
     e->from = from;
     e->ctl = ctl;
+    e->part = part;
     e->code = code;
     snprintf(e->message, sizeof e->message, "%s", message ? message : "");
     zmq_msg_init(&e->data);
@@ -62,10 +67,38 @@ void engine_emit(struct world *w, enum world_event_type type, int from, Mlxd__Ct
         zmq_msg_close(data);
         e->has_data = true;
     }
-    if (send_ptr(w->engine_end, e) < 0)
-        world_event_free(e);
+    if (send_ptr(w->engine_end, e) < 0) {
+        if (part)
+            log_error("Failed to pass an event to the loop: %s", zmq_strerror(zmq_errno()));
+        else
+            world_event_free(e);
+    }
 }
 
+void engine_emit(struct world *w, enum world_event_type type, int from, Mlxd__Ctl__Ctl *ctl, zmq_msg_t *data,
+                 int code, const char *message) {
+    emit_event(w, type, from, ctl, data, NULL, code, message);
+}
+
+void engine_emit_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct world_part *part, int code,
+                    const char *message) {
+    emit_event(w, WORLD_EVENT_GO, from, ctl, NULL, part, code, message);
+}
+
+void engine_release_part(struct world *w, struct world_part *part) {
+    if (!part)
+        return;
+    struct world_event *e = calloc(1, sizeof *e);
+    if (!e) {
+        log_error("Out of memory handing back the memory of an op that will not run; it stays mapped");
+        return;
+    }
+    e->release_only = true;
+    e->part = part;
+    zmq_msg_init(&e->data);
+    if (send_ptr(w->engine_end, e) < 0)
+        log_error("Failed to pass an event to the loop: %s", zmq_strerror(zmq_errno()));
+}
 
 void wmsg_free(struct wmsg *m) {
     if (!m)
@@ -90,6 +123,7 @@ static bool handle_loop(struct world *w) {
             wmsg_free(m);
             break;
         case WMSG_LOCAL:
+        case WMSG_PART:
             m->next = w->locals;
             w->locals = m;
             break;
@@ -104,8 +138,10 @@ static bool handle_loop(struct world *w) {
 
 static void drain_queues(struct world *w) {
     struct wmsg *m;
-    while ((m = recv_ptr(w->engine_end, ZMQ_DONTWAIT)))
+    while ((m = recv_ptr(w->engine_end, ZMQ_DONTWAIT))) {
+        engine_release_part(w, m->part);
         wmsg_free(m);
+    }
     while (w->self) {
         struct self_item *it = w->self;
         w->self = it->next;
@@ -120,6 +156,7 @@ static void drain_queues(struct world *w) {
     }
     while ((m = w->locals)) {
         w->locals = m->next;
+        engine_release_part(w, m->part);
         wmsg_free(m);
     }
     // Transfers in flight are cancelled before their buffers go.
@@ -201,11 +238,11 @@ static void *engine_main(void *arg) {
 
 // Signals belong to the loop thread: the engine and the watch inherit a
 // blocked mask.
-static int start_thread(pthread_t *t, void *(*fn)(void *), struct world *w) {
+int engine_start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int r = pthread_create(t, NULL, fn, w);
+    int r = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }
@@ -249,7 +286,7 @@ int world_start(const struct world_config *cfg, struct world **ret) {
         world_stop(w);
         return r;
     }
-    r = start_thread(&w->thread, engine_main, w);
+    r = engine_start_thread(&w->thread, engine_main, w);
     if (r != 0) {
         world_stop(w);
         return log_errno(LOG_ERR, -r, "Failed to start the MPI engine thread: %m");
@@ -263,7 +300,7 @@ int world_start(const struct world_config *cfg, struct world **ret) {
     }
     log_info("MPI world: rank %d of %d on %s; %s", w->rank, w->size, w->hosts[w->rank], w->mpi_version);
     if (w->size > 1) {
-        r = start_thread(&w->watch_thread, watch_main, w);
+        r = engine_start_thread(&w->watch_thread, watch_main, w);
         if (r != 0) {
             world_stop(w);
             return log_errno(LOG_ERR, -r, "Failed to start the watch thread: %m");
@@ -417,6 +454,26 @@ int world_send_local(struct world *w, uint64_t group, uint64_t seq, const struct
     return post(w, x);
 }
 
+int world_send_part(struct world *w, uint64_t group, uint64_t seq, const struct op_desc *d, struct world_part *part) {
+    struct wmsg *x = wmsg_new(WMSG_PART, w->rank, NULL);
+    if (!x) {
+        if (part)
+            part->release(part);
+        return -ENOMEM;
+    }
+    x->group = group;
+    x->seq = seq;
+    x->d = *d;
+    x->part = part;
+    if (send_ptr(w->loop_end, x) < 0) {
+        if (part)
+            part->release(part);
+        wmsg_free(x);
+        return -EIO;
+    }
+    return 0;
+}
+
 int world_send_p2p(struct world *w, int dest, uint64_t group, int src, int dst, const struct op_desc *d,
                    zmq_msg_t *data) {
     Mlxd__Ctl__Ctl c = MLXD__CTL__CTL__INIT;
@@ -455,6 +512,10 @@ bool world_watch_read(struct world *w, struct world_watch_event *ev) {
 
 void world_dispatch(struct world *w) {
     struct world_event *e;
-    while ((e = recv_ptr(w->loop_end, ZMQ_DONTWAIT)))
-        w->on_event(w->on_event_ctx, e);
+    while ((e = recv_ptr(w->loop_end, ZMQ_DONTWAIT))) {
+        if (e->release_only)
+            world_event_free(e);
+        else
+            w->on_event(w->on_event_ctx, e);
+    }
 }

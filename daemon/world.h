@@ -55,11 +55,40 @@ int world_send_ctl(struct world *w, int dest, const Mlxd__Ctl__Ctl *m);
 
 // This host's part of the seq-th collective of a spanning group, handed over
 // before the last local member's Arrive so that the engine has it when the Go
-// comes. For reductions and sum_scatter, data is the local members' reduction;
-// for all_gather, their inputs concatenated in rank order; barrier and split
-// carry none (data NULL). d is the op as the local members asked it. data is
+// comes. For sum_scatter, data is the local members' reduction; barrier and
+// split carry none (data NULL); reductions and all_gather go by reference
+// (world_send_part). d is the op as the local members asked it. data is
 // moved into the engine.
 int world_send_local(struct world *w, uint64_t group, uint64_t seq, const struct op_desc *d, zmq_msg_t *data);
+
+// This host's part of a reduction (all_sum, all_max, all_min) or all_gather
+// of a spanning group, by reference: the engine runs MPI straight on the
+// members' memory, block by block, reducing the local inputs of one block
+// while the previous one crosses the network, so that it needs no buffer of
+// the tensor's size. Whoever builds it keeps that memory mapped (references
+// on shared memory and frames) until release, which is called on the loop's
+// thread once the engine is done with the memory: from world_event_free() of
+// the Go's event (which carries the part, its result in dst), or from
+// world_dispatch() when the op will never run.
+struct world_part {
+    const uint8_t *const *srcs;     // the local members' inputs, in rank order...
+    size_t nsrcs;
+    size_t nbytes;                  // ...of nbytes each
+    // The result: reductions reduce the inputs into it (it may be srcs[0],
+    // in place; else it overlaps none); all_gather gathers every member's
+    // input into it, in rank order (nbytes times the group's size).
+    uint8_t *dst;
+    uint8_t *const *copies;         // further outputs, filled with the result as its blocks complete
+    size_t ncopies;
+    void (*release)(struct world_part *part);
+};
+
+// This host's part of the seq-th collective of a spanning group that is a
+// reduction or all_gather, handed over like world_send_local's. part NULL:
+// this host cannot take part (out of memory, or members that disagree); the
+// engine still makes the MPI calls the other hosts make. The engine takes
+// part (release is called however it ends).
+int world_send_part(struct world *w, uint64_t group, uint64_t seq, const struct op_desc *d, struct world_part *part);
 
 // A send to a rank on another host: the message and its bytes go to world
 // rank dest. data is moved into the engine.
@@ -69,7 +98,7 @@ int world_send_p2p(struct world *w, int dest, uint64_t group, int src, int dst, 
 // What the engine reports to the loop.
 enum world_event_type {
     WORLD_EVENT_CTL,                // a control message for the loop: HelloFail, Form, Abort, GroupFree, StatusReq, StatusRep
-    WORLD_EVENT_GO,                 // a Go, run: ctl is the Go; data the result (reductions, gathers)
+    WORLD_EVENT_GO,                 // a Go, run: ctl is the Go; data the result (sum_scatter), or part's dst
     WORLD_EVENT_P2P,                // a send from another host: ctl is the P2P; data its bytes
 };
 
@@ -79,10 +108,13 @@ struct world_event {
     Mlxd__Ctl__Ctl *ctl;            // decoded; freed by world_event_free
     zmq_msg_t data;
     bool has_data;
+    struct world_part *part;        // WORLD_EVENT_GO of a part sent by reference; released by world_event_free
+    bool release_only;              // carries a part that never ran; world_dispatch() releases it
     int code;                       // WORLD_EVENT_GO: an MPI failure here overrides the Go's code
     char message[256];
 };
 
+// Frees e, releasing its part. On the loop's thread.
 void world_event_free(struct world_event *e);
 
 // The loop polls this socket; when it is readable, world_dispatch() reads

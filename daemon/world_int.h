@@ -22,13 +22,22 @@
 #define TAG_DATA 2
 // Largest piece of a tensor one MPI call moves: counts stay far below INT_MAX.
 #define CHUNK_BYTES (UINT64_C(64) << 20)
-#define CHUNK_ELEMS (1 << 28)
+// Blocks of a reduction across hosts: large enough for MPI to run at the
+// links' speed, small enough that its own buffers stay small and the
+// pipeline (the local reduction of the next block beside the transfer of
+// this one) fills at once.
+#define PIPE_BLOCK ((size_t) 4 << 20)
+// Reductions up to this many bytes travel with the hosts' word on whether
+// they can take part, in one exchange; each host's record has a header.
+#define SMALL_BYTES 4096
+#define SMALL_HEADER 16
 // The engine's poll interval when idle grows to this, so an idle world sleeps.
 #define IDLE_POLL_MAX_MS 50
 
 enum wmsg_type {
     WMSG_CTL,                       // send buf (a packed Ctl) to dest
-    WMSG_LOCAL,                     // this host's part of a collective
+    WMSG_LOCAL,                     // this host's part of a collective, in data
+    WMSG_PART,                      // this host's part of a collective, by reference
     WMSG_P2P,                       // send buf (a packed P2P) then data to dest
     WMSG_STOP,
 };
@@ -43,6 +52,7 @@ struct wmsg {
     struct op_desc d;
     zmq_msg_t data;
     bool has_data;
+    struct world_part *part;        // WMSG_PART: by reference (NULL: this host cannot take part)
     struct wmsg *next;              // in the engine's lists
     MPI_Request *reqs;              // P2P: header and data chunks in flight
     int nreqs;
@@ -57,6 +67,8 @@ struct egroup {
     MPI_Comm comm;                  // ranks = the distinct hosts, ascending
     int ncomm;
     int *comm_hosts;                // world rank of each comm rank
+    uint8_t *small;                 // (ncomm + 1) records for small reductions (world_coll.c)
+    void **small_parts;             // [ncomm]
 };
 
 // A control message waiting its turn in the engine's ordered queue.
@@ -96,6 +108,7 @@ struct world {
     MPI_Comm control;               // control messages and p2p bytes
     MPI_Comm data;                  // parent of every spanning group's comm
     struct coord *coord;            // world rank 0 only
+    struct pipe *pipe;              // the helper of pipelined reductions (worlds of several)
     struct ctl_outbox out;
     struct egroup *groups;
     struct wmsg *locals;            // parts waiting for their Go
@@ -128,7 +141,15 @@ struct world {
 // Hands an event to the loop; takes ctl and data (either may be NULL).
 void engine_emit(struct world *w, enum world_event_type type, int from, Mlxd__Ctl__Ctl *ctl, zmq_msg_t *data,
                  int code, const char *message);
+// A Go's event that hands part back with the result in it.
+void engine_emit_go(struct world *w, int from, Mlxd__Ctl__Ctl *ctl, struct world_part *part, int code,
+                    const char *message);
+// Hands back a part that will never run, for the loop to release. NULL is fine.
+void engine_release_part(struct world *w, struct world_part *part);
+// Frees m; its part must have been handed back or released already.
 void wmsg_free(struct wmsg *m);
+// Starts a thread with every signal blocked (they are the loop's).
+int engine_start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* world_mpi.c */
 int engine_init_mpi(struct world *w);
@@ -156,6 +177,27 @@ void engine_run_self(struct world *w);
 // Runs the ordered queue of control messages as far as it can: a Go waits
 // for this host's part.
 void engine_run_fifo(struct world *w);
+
+/* world_pipe.c */
+// The helper thread of pipelined reductions (one per engine).
+struct pipe;
+int pipe_new(struct pipe **ret);
+struct pipe *pipe_free(struct pipe *p);
+// Starts a job on part in blocks of block bytes: the helper reduces the
+// inputs into dst (when reduce) ahead of MPI, and copies each block that
+// pipe_sent() reports on to the copies.
+void pipe_start(struct pipe *p, const struct world_part *part, reduce_op op, mlxd_dtype t, size_t block,
+                bool reduce);
+// Waits until block k is reduced.
+void pipe_wait_reduced(struct pipe *p, size_t k);
+// Block k (and every one before it) has its result from MPI.
+void pipe_sent(struct pipe *p, size_t k);
+// Waits until the helper is done with the job (cancel: at once, the rest
+// left undone); the part is the caller's again.
+void pipe_finish(struct pipe *p, bool cancel);
+
+// dst = the reduction of part's inputs at byte offset off, count elements.
+void part_reduce(const struct world_part *part, reduce_op op, mlxd_dtype t, size_t off, size_t count, uint8_t *dst);
 
 /* world_watch.c */
 // Sets up the watch's sockets (collective over MPI_COMM_WORLD, at start-up).

@@ -185,7 +185,13 @@ void egroup_add(struct world *w, uint64_t id, size_t n, const int32_t *hosts) {
         return;
     }
     struct egroup *g = calloc(1, sizeof *g);
-    if (!g || !(g->hosts = malloc(n * sizeof *g->hosts))) {
+    size_t small = (size_t) (ncomm + 1) * (SMALL_HEADER + SMALL_BYTES);
+    if (!g || !(g->hosts = malloc(n * sizeof *g->hosts)) || !(g->small = malloc(small)) ||
+        !(g->small_parts = calloc((size_t) ncomm, sizeof *g->small_parts))) {
+        if (g) {
+            free(g->hosts);
+            free(g->small);
+        }
         free(g);
         free(sorted);
         goto oom;
@@ -228,6 +234,8 @@ void egroup_free(struct world *w, uint64_t id) {
             MPI_Comm_free(&g->comm);
         free(g->hosts);
         free(g->comm_hosts);
+        free(g->small);
+        free(g->small_parts);
         free(g);
         return;
     }
@@ -496,10 +504,13 @@ int engine_init_mpi(struct world *w) {
         return r;
     if (w->rank == 0 && !(w->coord = coord_new(w->size)))
         return -ENOMEM;
+    if (w->size > 1 && (r = pipe_new(&w->pipe)) < 0)
+        return r;
     return 0;
 }
 
 void engine_fini_mpi(struct world *w) {
+    w->pipe = pipe_free(w->pipe);
     while (w->groups)
         egroup_free(w, w->groups->id);
     for (size_t i = 0; i < w->n_isends; i++) {

@@ -48,6 +48,8 @@ mlxd_multihost_test(three_daemons_all_ops_uneven 120)
 mlxd_multihost_test(three_daemons_five_ranks_blocks 180)
 mlxd_multihost_test(split_spans_and_stays 120)
 mlxd_multihost_test(large_all_sum_across_hosts 180)
+mlxd_multihost_test(large_integer_all_sum_wraps_exactly_across_hosts 600)
+mlxd_multihost_test(client_killed_mid_pipelined_op_leaves_the_daemon_serving 400)
 mlxd_multihost_test(split_after_freed_split_works_on_every_host 120)
 
 # Jobs that cross each other on the daemons.

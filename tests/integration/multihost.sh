@@ -508,6 +508,86 @@ large_all_sum_across_hosts() {
     world_alive
 }
 
+# rss_anon_kib PID: the process's anonymous resident memory, KiB.
+rss_anon_kib() {
+    local status
+    status=$(<"/proc/$1/status") || return 1
+    awk '/^RssAnon:/ {print $2}' <<<"$status"
+}
+
+# sample_rss_anon PID FILE: writes the highest RssAnon of PID seen (KiB) to
+# FILE, sampling every 10 ms until killed or PID ends.
+sample_rss_anon() {
+    local v max=0
+    while v=$(rss_anon_kib "$1") && [[ -n "$v" ]]; do
+        (( v > max )) && { max=$v; echo "$max" >"$2"; }
+        sleep 0.01
+    done
+}
+
+# A 256 MiB all_sum of uint8 in shared memory, 2 ranks on each of 2 daemons
+# (the engine reduces the local pair block by block beside MPI's transfer of
+# the block before), checked exactly: the sums overflow and must wrap (Open
+# MPI's own AVX sum saturates). Each daemon's RssAnon stays within 32 MiB of
+# what it was before: the engine runs on the members' memory, with no buffer
+# of the tensor's size. Then int32 and int64 inline (frames, not shared
+# memory), one rank and two ranks per daemon.
+large_integer_all_sum_wraps_exactly_across_hosts() {
+    start_world 2
+    local r idle=() samplers=() peak
+    next_job_works "the start"
+    for r in 0 1; do
+        idle[r]=$(rss_anon_kib "${DPID[r]}") || fail "cannot read the RssAnon of the daemon of world rank $r"
+        sample_rss_anon "${DPID[r]}" "$M_DIR/peak.$r" &
+        samplers+=($!)
+    done
+    new_job
+    launch_on 4 300 "0 1" -- "$OPCHECK_BIN" --large 256 --shm --int 1 ||
+        fail "all_sum of 256 MiB of uint8 in shared memory, 2 ranks on each of 2 daemons"
+    kill "${samplers[@]}" 2>/dev/null
+    wait "${samplers[@]}" 2>/dev/null
+    for r in 0 1; do
+        peak=$(<"$M_DIR/peak.$r") || fail "no RssAnon sample of the daemon of world rank $r"
+        log "daemon $r: RssAnon ${idle[r]} KiB before, at most $peak KiB during the 256 MiB all_sum"
+        (( peak - idle[r] <= 32 * 1024 )) ||
+            fail "the daemon of world rank $r grew by $(( (peak - idle[r]) / 1024 )) MiB of RssAnon (at most 32 MiB)"
+    done
+    new_job
+    launch_on 2 120 "0 1" -- "$OPCHECK_BIN" --large 64 --int 4 || fail "all_sum of 64 MiB of int32 inline, 1 rank per daemon"
+    new_job
+    launch_on 4 120 "0 1" -- "$OPCHECK_BIN" --large 64 --int 8 || fail "all_sum of 64 MiB of int64 inline, 2 ranks per daemon"
+    world_alive
+}
+
+# A rank SIGKILLed while the engines run a pipelined 256 MiB all_sum of
+# shared memory (2 ranks per daemon, every one in the op): the segments it
+# shared stay mapped until the op ends, the others get the sum or
+# MLXD_EPEER, never a hang, and both daemons serve the next job.
+client_killed_mid_pipelined_op_leaves_the_daemon_serving() {
+    start_world 2
+    new_job
+    local r pids=() hosts=(0 0 1 1) out
+    for r in 0 1 2 3; do
+        spawn_rank "$JOB" "$r" 4 "${hosts[r]}" "$OPCHECK_BIN" --large 256 --shm --int 4
+        pids+=("$SPAWNED")
+    done
+    wait_until 120 clients_pending 0 "$JOB" all_sum 2 || fail "ranks 0 and 1 were not in all_sum on d0 within 120 s"
+    wait_until 120 clients_pending 1 "$JOB" all_sum 2 || fail "ranks 2 and 3 were not in all_sum on d1 within 120 s"
+    kill -KILL "${pids[0]}"
+    log "killed rank 0 (pid ${pids[0]}, on d0) in the all_sum"
+    expect_exit "rank 0, killed" "${pids[0]}" 10 137
+    for r in 1 2 3; do
+        wait_rank "${pids[r]}" 120
+        (( $? != 124 )) || fail "rank $r did not end within 120 s of the kill"
+        out=$(<"${M_OUT[${pids[r]}]}")
+        grep -qE 'exact|MLXD_EPEER' <<<"$out" || fail "rank $r got neither the sum nor MLXD_EPEER"
+    done
+    world_alive
+    new_job
+    launch_on 4 200 "0 1" -- "$OPCHECK_BIN" --large 64 --shm --int 4 || fail "a pipelined all_sum in a new job after the kill"
+    world_alive
+}
+
 # ---- jobs that cross each other ----
 
 # Job A has rank 0 on d0 and rank 1 on d1, job B the other way round. Before

@@ -14,7 +14,9 @@
  * be in step), with exit status 1.
  *
  *   opcheck [--quick] [--only OP] [--no-split] [--no-shm]
- *   opcheck --large MiB [--shm]
+ *   opcheck --large MiB [--shm] [--int 1|4|8]
+ *       (--int: uint8, int32 or int64 values whose sums overflow and wrap,
+ *       checked exactly)
  *
  * OP is one of all_sum all_max all_min all_gather sum_scatter sendrecv
  * barrier split. With MLXT_DIR set (the harness sets it), barrier is checked
@@ -88,6 +90,7 @@ struct run {
     unsigned ops;
     bool quick, split, shm, shm_large;
     long large_mib;
+    size_t large_int;             // --large with --int BYTES: unsigned sums that wrap, else float32
     const char *dir, *job;
     int world_rank;
     long checks, failures;
@@ -860,11 +863,51 @@ static int run_large(struct run *R, const struct grp *G) {
     return 0;
 }
 
+// Integer values whose sums over a few ranks overflow: the top bits are set.
+static uint64_t large_int_value(uint64_t i, int rank) {
+    return ~UINT64_C(0) - (i * UINT64_C(2654435761) + (uint64_t) rank * UINT64_C(0x9e3779b97f4a7c15)) % 97;
+}
+
+static int run_large_int(struct run *R, const struct grp *G) {
+    size_t w = R->large_int, n = (size_t) R->large_mib * (1u << 20) / w;
+    mlxd_dtype t = w == 1 ? MLXD_UINT8 : w == 4 ? MLXD_INT32 : MLXD_INT64;
+    int64_t shape[MLXD_MAX_NDIM] = { (int64_t) n };
+    struct where wh = { G, "all_sum", R->shm_large ? "large_int_shm" : "large_int_heap", t, 1, shape };
+    uint8_t *x = buf_new(R, G, n * w, R->shm_large), *o = buf_new(R, G, n * w, R->shm_large);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = large_int_value(i, G->rank);
+        memcpy(x + i * w, &v, w);   // the low bytes (little-endian)
+    }
+    mlxd_array xa = { t, 1, { (int64_t) n }, x }, oa = { t, 0, { 0 }, o };
+    int rc = mlxd_all_sum(G->g, &xa, &oa);
+    if (rc < 0)
+        op_error(R, &wh, rc);
+    uint64_t bad = 0;
+    R->checks++;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t e = 0, got = 0;
+        for (int r = 0; r < G->size; r++)
+            e += large_int_value(i, r);
+        memcpy(&got, o + i * w, w);
+        if (w < 8)
+            e &= (UINT64_C(1) << (8 * w)) - 1;
+        if (got != e && bad++ < MAX_REPORTS)
+            failf(R, &wh, "element %zu: got %" PRIu64 ", expected %" PRIu64 " (wrapped)", i, got, e);
+    }
+    if (bad > MAX_REPORTS)
+        failf(R, &wh, "%" PRIu64 " of %zu elements differ", bad, n);
+    printf("opcheck rank %d: all_sum of %ld MiB of %zu-byte integers over %d ranks: %s\n", G->rank, R->large_mib, w,
+           G->size, rc == 0 && !bad ? "exact" : "wrong");
+    buf_free(G, x, R->shm_large);
+    buf_free(G, o, R->shm_large);
+    return 0;
+}
+
 /* ---------- main ---------- */
 
 static void usage(void) {
     fprintf(stderr, "usage: opcheck [--quick] [--only OP] [--no-split] [--no-shm]\n"
-                    "       opcheck --large MiB [--shm]\n");
+                    "       opcheck --large MiB [--shm] [--int 1|4|8]\n");
     exit(2);
 }
 
@@ -880,7 +923,11 @@ int main(int argc, char **argv) {
             R.shm = false;
         else if (strcmp(argv[i], "--shm") == 0)
             R.shm_large = true;
-        else if (strcmp(argv[i], "--large") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--int") == 0 && i + 1 < argc) {
+            R.large_int = (size_t) strtol(argv[++i], NULL, 10);
+            if (R.large_int != 1 && R.large_int != 4 && R.large_int != 8)
+                usage();
+        } else if (strcmp(argv[i], "--large") == 0 && i + 1 < argc)
             R.large_mib = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             const char *name = argv[++i];
@@ -920,7 +967,7 @@ int main(int argc, char **argv) {
     }
 
     if (R.large_mib > 0)
-        run_large(&R, &W);
+        R.large_int ? run_large_int(&R, &W) : run_large(&R, &W);
     else {
         check_group(&R, &W);
         if (R.split && (R.ops & SEL_SPLIT))
