@@ -223,10 +223,11 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
 // Takes one record: 1 when one was dispatched, 0 when the ring is empty,
 // -1 when the ring is gone (broken, or its session closed meanwhile).
 static int take_one(struct server *s, struct ring *rg) {
-    size_t pb_len, data_len, max_data = s->cfg.max_tensor_bytes < rg->req.size ? s->cfg.max_tensor_bytes
-                                                                                 : rg->req.size;
+    size_t pb_len, data_len;
     bool has_frame;
-    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len, &has_frame);
+    // The area bounds the frame; --max-tensor-bytes is the validation's, as
+    // for a frame from ZeroMQ.
+    int r = ring_peek(&rg->req, sizeof pb_buf, rg->req.size, &pb_len, &data_len, &has_frame);
     if (r == 0)
         return 0;
     if (r < 0) {
