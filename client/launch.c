@@ -50,23 +50,7 @@ extern char **environ;
 #define CHECK_TIMEOUT_MS 5000
 
 
-// The signals that stop a launch (and are passed on to the ranks).
-static const int stopping[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-
-struct rank {
-    pid_t pid;                      // also its process group; 0 if never started
-    bool running;                   // started and not yet reaped
-    bool group_gone;                // nothing is left in its process group
-    int host;                       // index into o->hosts; -1 for a rank here
-    int link;                       // a remote rank's agent's stdin (write end): closing it stops the rank; -1
-    struct stream streams[2];       // stdout, stderr
-};
-
-enum phase {
-    PHASE_RUN,                      // ranks run
-    PHASE_STOP,                     // a rank failed, the timeout passed or mlxctl was interrupted
-    PHASE_SWEEP,                    // every rank exited: leftovers in their groups get SIGTERM
-};
+const int launch_stopping[LAUNCH_N_STOPPING] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 
 // What stopping the ranks does after the first signal (to the ranks here) and
 // the closed links (to remote ranks): ms after the stop, to which ranks.
@@ -81,41 +65,6 @@ static const struct stop_step {
 };
 
 #define N_STOP_STEPS (sizeof stop_steps / sizeof stop_steps[0])
-
-struct launcher {
-    const struct launch_opts *o;
-    char job[WIRE_JOB_ID_MAX + 1];
-    int attempt;                    // 0, 1, ... as MLXD_ATTEMPT says
-    struct rank *ranks;
-    int running;                    // ranks not yet reaped
-    int sigfd;
-    sigset_t blocked, oldmask;
-    struct sigaction old_sigpipe;
-    struct rlimit old_nofile;       // restored in the ranks when raised here
-    bool nofile_raised;
-    struct output out;              // where the output of --prefix goes
-    char self[PATH_MAX];            // this mlxctl, for remote command lines ("" if unknown)
-    char here[PATH_MAX];            // the working directory ("" if unknown)
-    char **agent_env;               // the agents' environment: ours without MLXD_*
-    bool watch_stdin;               // the remote side: EOF on fd 0 stops the rank
-
-    enum phase phase;
-    // This attempt:
-    int exit_status;                // the first failure's, 0 while none
-    bool failed;
-    char failure[PATH_MAX];         // what it was: "rank 2 exited with code 1"
-    bool failure_told;              // already printed
-    uint64_t stop_at;               // wire_now_us() of the stop, 0 while running
-    size_t stop_step;               // the next stop_steps[] entry
-    uint64_t kill_at;               // the sweep's SIGKILL
-    uint64_t give_up_at;
-    // The whole launch:
-    int interrupted;                // the signal that stopped mlxctl, 0 if none
-    int stopped;                    // ranks that were running then
-    bool timed_out;
-    bool no_restart;                // interrupted while stopping: no further attempt
-    uint64_t timeout_at;            // wire_now_us() deadline of --timeout, 0 when unset
-};
 
 // host-pid-time-random: unique per launch, even for two launches from one
 // process in one second.
@@ -138,7 +87,7 @@ static void make_job_id(char *buf, size_t size) {
 
 // The daemon of a rank: contiguous blocks over --daemons, the first
 // n % daemons blocks one rank larger (5 ranks on 3 daemons: 2, 2, 1).
-static const char *rank_endpoint(const struct launch_opts *o, int rank) {
+const char *launch_rank_endpoint(const struct launch_opts *o, int rank) {
     if (!o->daemons || o->n_daemons == 0)
         return o->default_endpoint;
     size_t n = (size_t) o->n, d = o->n_daemons, r = (size_t) rank;
@@ -344,195 +293,6 @@ static void reap(struct launcher *l) {
     }
 }
 
-// What a child that could not become its rank tells the parent.
-struct child_error {
-    int err;                        // errno
-    bool chdir;                     // chdir(--cwd) failed, not exec
-};
-
-// In the child, between fork and exec: only async-signal-safe calls.
-// stdin_fd becomes standard input; -1 is /dev/null, -2 keeps mlxctl's.
-static void __attribute__((noreturn))
-child_exec(struct launcher *l, int i, pid_t parent, int fds[2][2], int stdin_fd, int errfd, char *const *argv) {
-    struct child_error ce = { 0 };
-    setpgid(0, 0);
-    // Dies with mlxctl even if mlxctl is killed with SIGKILL.
-    platform_parent_death_signal(SIGTERM);
-    if (getppid() != parent)
-        _exit(127);
-    sigaction(SIGPIPE, &l->old_sigpipe, NULL);
-    // The signals mlxctl passes on act on the rank even where mlxctl's
-    // caller ignored them (as a shell does for a background job).
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
-    for (size_t k = 0; k < sizeof stopping / sizeof stopping[0]; k++)
-        sigaction(stopping[k], &dfl, NULL);
-    if (l->nofile_raised)
-        setrlimit(RLIMIT_NOFILE, &l->old_nofile);
-    if (stdin_fd >= 0)
-        dup2(stdin_fd, 0);
-    else if (stdin_fd == -1) {
-        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null > 0)
-            dup2(null, 0);
-        else if (null == 0)
-            fcntl(0, F_SETFD, 0);
-    }
-    if (l->o->prefix) {
-        dup2(fds[0][1], 1);
-        dup2(fds[1][1], 2);
-    }
-    sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
-    if (l->ranks[i].host >= 0)
-        execvpe(argv[0], argv, l->agent_env);
-    else if (l->o->cwd && chdir(l->o->cwd) < 0)
-        ce.chdir = true;
-    else
-        execvp(argv[0], argv);
-    ce.err = errno;
-    ssize_t ignored = write(errfd, &ce, sizeof ce);
-    (void) ignored;
-    _exit(ce.chdir ? 1 : ce.err == ENOENT ? 127 : 126);
-}
-
-// The agent's command line for remote rank i: its words, the host and the
-// remote command line, in one allocation (free() it).
-static char **agent_argv(struct launcher *l, int i) {
-    const struct launch_opts *o = l->o;
-    size_t words = 0;
-    while (o->rsh[words])
-        words++;
-    char *cmd = launch_remote_cmdline(o, *l->self ? l->self : NULL, *l->here ? l->here : NULL, l->job, i,
-                                      l->attempt);
-    if (!cmd)
-        return NULL;
-    size_t len = strlen(cmd) + 1;
-    char **argv = malloc((words + 3) * sizeof *argv + len);
-    if (argv) {
-        char *copy = (char *) (argv + words + 3);
-        memcpy(copy, cmd, len);
-        memcpy(argv, o->rsh, words * sizeof *argv);
-        argv[words] = o->hosts[l->ranks[i].host].name;
-        argv[words + 1] = copy;
-        argv[words + 2] = NULL;
-    }
-    free(cmd);
-    return argv;
-}
-
-// Starts rank i: the command here, or the agent for a remote rank. Returns
-// 0, or (after saying why) the exit status for a rank that could not be
-// started: 127 when CMD is not found, 126 when it cannot be executed, 1 when
-// mlxctl ran out of processes, files or memory or --cwd does not exist.
-static int spawn(struct launcher *l, int i, bool stdin_to_rank0) {
-    const struct launch_opts *o = l->o;
-    struct rank *r = &l->ranks[i];
-    int fds[2][2] = { { -1, -1 }, { -1, -1 } }, errpipe[2] = { -1, -1 }, link[2] = { -1, -1 };
-    char **argv = NULL;
-    char num[16];
-    int e = 0;
-
-    if (r->host >= 0) {
-        argv = agent_argv(l, i);
-        if (!argv || pipe2(link, O_CLOEXEC) < 0) {
-            e = argv ? errno : ENOMEM;
-            goto fail;
-        }
-    } else if (!o->remote_host) {
-        snprintf(num, sizeof num, "%d", i);
-        if (setenv("MLXD_RANK", num, 1) < 0 || setenv("MLXD_SOCKET", rank_endpoint(o, i), 1) < 0) {
-            fprintf(stderr, "mlxctl: cannot set the environment of rank %d: %s\n", i, strerror(errno));
-            return MLXCTL_EXIT_FAILURE;
-        }
-    }
-    if (o->prefix) {
-        for (int k = 0; k < 2; k++) {
-            r->streams[k].buf = malloc(LAUNCH_LINE_CAP);
-            if (!r->streams[k].buf) {
-                e = ENOMEM;
-                goto fail;
-            }
-            if (pipe2(fds[k], O_CLOEXEC) < 0 || fcntl(fds[k][0], F_SETFL, O_NONBLOCK) < 0) {
-                e = errno;
-                goto fail;
-            }
-        }
-    }
-    if (pipe2(errpipe, O_CLOEXEC) < 0) {
-        e = errno;
-        goto fail;
-    }
-
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        e = errno;
-        goto fail;
-    }
-    // Standard input: the link for an agent, ours for rank 0 here (unless a
-    // terminal), else /dev/null.
-    if (pid == 0)
-        child_exec(l, i, parent, fds, link[0] >= 0 ? link[0] : i == 0 && stdin_to_rank0 ? -2 : -1, errpipe[1],
-                   argv ? argv : o->argv);
-
-    // Both sides set the group, so that it exists before either uses it.
-    setpgid(pid, pid);
-    r->pid = pid;
-    r->running = true;
-    l->running++;
-    close(errpipe[1]);
-    if (link[0] >= 0)
-        close(link[0]);
-    r->link = link[1];
-    for (int k = 0; k < 2; k++) {
-        if (fds[k][1] >= 0)
-            close(fds[k][1]);
-        r->streams[k].fd = fds[k][0];
-        r->streams[k].out = k + 1;
-    }
-    struct child_error ce = { 0 };
-    ssize_t n;
-    do
-        n = read(errpipe[0], &ce, sizeof ce);
-    while (n < 0 && errno == EINTR);
-    close(errpipe[0]);
-    const char *what = r->host >= 0 ? o->rsh[0] : o->argv[0];
-    free(argv);
-    if (n == (ssize_t) sizeof ce && ce.chdir) {
-        fprintf(stderr, "mlxctl: cannot change to --cwd %s: %s\n", o->cwd, strerror(ce.err));
-        return MLXCTL_EXIT_FAILURE;
-    }
-    if (n == (ssize_t) sizeof ce) {
-        char name[300] = "";
-        if (o->remote_host)
-            snprintf(name, sizeof name, " on %s", o->remote_host);
-        fprintf(stderr, "mlxctl: cannot run '%s'%s: %s%s\n", what, name, strerror(ce.err),
-                ce.err == ENOENT ? " (check the name and $PATH)" : "");
-        return ce.err == ENOENT ? 127 : 126;
-    }
-    return 0;
-
-fail:
-    fprintf(stderr, "mlxctl: cannot start rank %d: %s%s\n", i, strerror(e),
-            e == EMFILE || e == ENFILE ? " (raise the limit with `ulimit -n`, or run without --prefix)"
-            : e == EAGAIN ? " (too many processes: check `ulimit -u`)" : "");
-    for (int k = 0; k < 2; k++) {
-        for (int m = 0; m < 2; m++)
-            if (fds[k][m] >= 0)
-                close(fds[k][m]);
-        free(r->streams[k].buf);
-        r->streams[k].buf = NULL;
-    }
-    for (int m = 0; m < 2; m++) {
-        if (errpipe[m] >= 0)
-            close(errpipe[m]);
-        if (link[m] >= 0)
-            close(link[m]);
-    }
-    free(argv);
-    return MLXCTL_EXIT_FAILURE;
-}
-
 /* ---- the loop ---- */
 
 static void handle_signals(struct launcher *l) {
@@ -602,6 +362,35 @@ static int open_streams(const struct launcher *l) {
     return n;
 }
 
+// One turn of the loop's bookkeeping at now: the deadlines, the sweep
+// once every rank exited. True when the attempt is over.
+static bool attempt_over(struct launcher *l, uint64_t now) {
+    check_deadlines(l, now);
+    if (l->running == 0 && l->phase != PHASE_SWEEP) {
+        // Every rank exited: end what they left in their groups, and
+        // give output pipes that something outside them holds open a
+        // grace period to drain.
+        l->phase = PHASE_SWEEP;
+        l->kill_at = 0;
+        l->give_up_at = now + GRACE_MS * 1000ull;
+        if (leftovers(l)) {
+            signal_all(l, SIGTERM);
+            l->kill_at = l->give_up_at;
+            l->give_up_at = 0;
+        }
+    }
+    if (l->phase == PHASE_SWEEP && open_streams(l) == 0 && !leftovers(l))
+        return true;
+    if (l->give_up_at && now >= l->give_up_at) {
+        if (l->running == 0)
+            return true;
+        // A rank SIGKILL has not ended yet (stuck in the kernel): its
+        // exit will still come.
+        l->give_up_at = 0;
+    }
+    return false;
+}
+
 // Runs one attempt's ranks to their end.
 static void run_loop(struct launcher *l) {
     // The signalfd, the link (remote side), two streams per rank.
@@ -622,29 +411,8 @@ static void run_loop(struct launcher *l) {
 
     for (;;) {
         uint64_t now = wire_now_us();
-        check_deadlines(l, now);
-        if (l->running == 0 && l->phase != PHASE_SWEEP) {
-            // Every rank exited: end what they left in their groups, and
-            // give output pipes that something outside them holds open a
-            // grace period to drain.
-            l->phase = PHASE_SWEEP;
-            l->kill_at = 0;
-            l->give_up_at = now + GRACE_MS * 1000ull;
-            if (leftovers(l)) {
-                signal_all(l, SIGTERM);
-                l->kill_at = l->give_up_at;
-                l->give_up_at = 0;
-            }
-        }
-        if (l->phase == PHASE_SWEEP && open_streams(l) == 0 && !leftovers(l))
+        if (attempt_over(l, now))
             break;
-        if (l->give_up_at && now >= l->give_up_at) {
-            if (l->running == 0)
-                break;
-            // A rank SIGKILL has not ended yet (stuck in the kernel): its
-            // exit will still come.
-            l->give_up_at = 0;
-        }
 
         int n = 0, link_at = -1;
         struct pollfd *p = pfds ? pfds : fixed;
@@ -689,8 +457,8 @@ static int setup_signals(struct launcher *l) {
     struct sigaction ign = { .sa_handler = SIG_IGN };
     sigemptyset(&l->blocked);
     sigaddset(&l->blocked, SIGCHLD);
-    for (size_t i = 0; i < sizeof stopping / sizeof stopping[0]; i++)
-        sigaddset(&l->blocked, stopping[i]);
+    for (size_t i = 0; i < LAUNCH_N_STOPPING; i++)
+        sigaddset(&l->blocked, launch_stopping[i]);
     if (sigprocmask(SIG_BLOCK, &l->blocked, &l->oldmask) < 0)
         return -errno;
     l->sigfd = platform_signal_fd(&l->blocked);
@@ -797,7 +565,7 @@ static void run_attempt(struct launcher *l, bool stdin_to_rank0) {
 
     int launch_status = 0;
     for (int i = 0; i < o->n && launch_status == 0 && !l->interrupted; i++)
-        launch_status = spawn(l, i, stdin_to_rank0);
+        launch_status = launch_spawn(l, i, stdin_to_rank0);
     if (launch_status != 0) {
         // Stop what started; a rank whose exec failed is reaped in the loop.
         // What fails to start would fail again: no restart.
@@ -838,6 +606,39 @@ static bool restart(struct launcher *l) {
     return true;
 }
 
+// What the ranks' side needs before any starts: for --hosts, this mlxctl's
+// path, the working directory and the agents' environment; here, the
+// ranks' environment. False after saying why not.
+static bool prepare_env(struct launcher *l) {
+    const struct launch_opts *o = l->o;
+    int r = 0;
+    if (o->hosts) {
+        platform_self_exe(l->self, sizeof l->self);
+        if (!getcwd(l->here, sizeof l->here))
+            l->here[0] = '\0';
+        l->agent_env = make_agent_env();
+        if (!l->agent_env) {
+            fprintf(stderr, "mlxctl: out of memory\n");
+            return false;
+        }
+        return true;
+    }
+    if (o->remote_host) {
+        // The rank's environment came on the command line; its daemon is
+        // this host's.
+        r = setenv("MLXD_SOCKET", o->default_endpoint, 1);
+        l->watch_stdin = true;
+    } else {
+        for (size_t i = 0; i < o->n_env && r == 0; i++)
+            r = putenv(o->env[i]);
+    }
+    if (r != 0) {
+        fprintf(stderr, "mlxctl: cannot set the ranks' environment: %s\n", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 int launch_run(const struct launch_opts *o) {
     struct launcher l = { .o = o, .sigfd = -1 };
     int r = 0, status = MLXCTL_EXIT_FAILURE;
@@ -857,28 +658,7 @@ int launch_run(const struct launch_opts *o) {
         free(l.ranks);
         return MLXCTL_EXIT_FAILURE;
     }
-    if (o->hosts) {
-        platform_self_exe(l.self, sizeof l.self);
-        if (!getcwd(l.here, sizeof l.here))
-            l.here[0] = '\0';
-        l.agent_env = make_agent_env();
-        if (!l.agent_env) {
-            fprintf(stderr, "mlxctl: out of memory\n");
-            free(l.ranks);
-            return MLXCTL_EXIT_FAILURE;
-        }
-    } else if (o->remote_host) {
-        // The rank's environment came on the command line; its daemon is
-        // this host's.
-        r = setenv("MLXD_SOCKET", o->default_endpoint, 1);
-        l.watch_stdin = true;
-    } else {
-        r = 0;
-        for (size_t i = 0; i < o->n_env && r == 0; i++)
-            r = putenv(o->env[i]);
-    }
-    if (!o->hosts && r != 0) {
-        fprintf(stderr, "mlxctl: cannot set the ranks' environment: %s\n", strerror(errno));
+    if (!prepare_env(&l)) {
         free(l.ranks);
         return MLXCTL_EXIT_FAILURE;
     }
@@ -911,12 +691,8 @@ int launch_run(const struct launch_opts *o) {
     platform_child_subreaper(0);
     if (l.interrupted && !o->remote_host)
         fprintf(stderr, "mlxctl: interrupted: stopped %d rank%s\n", l.stopped, l.stopped == 1 ? "" : "s");
-    if (l.interrupted)
-        status = 128 + l.interrupted;
-    else if (l.timed_out)
-        status = MLXCTL_EXIT_FAILURE;
-    else
-        status = l.failed ? l.exit_status : MLXCTL_EXIT_OK;
+    status = l.interrupted ? 128 + l.interrupted : l.timed_out ? MLXCTL_EXIT_FAILURE
+                                               : l.failed ? l.exit_status : MLXCTL_EXIT_OK;
     free(l.agent_env);
     free(l.ranks);
     if (l.nofile_raised)

@@ -13,16 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hint.h"
 #include "libmlxd_impl.h"
 
 // The detail of the last mlxd_init() failure, per thread, since mlxd_init()
 // has no group to keep it in yet.
 static _Thread_local char init_error[LIB_ERR_MAX];
-
-uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes) {
-    uint64_t ms = (uint64_t) (timeout_ms > 0 ? timeout_ms : WIRE_DEFAULT_TIMEOUT_MS) + LIB_GRACE_MS;
-    return wire_now_us() + ms * 1000u + nbytes / (LIB_MIN_BYTES_PER_S / 1000000u);
-}
 
 const char *mlxd_init_error(void) {
     return init_error;
@@ -119,13 +115,9 @@ static int ping(struct conn *c, const char *endpoint, int ms, char *err) {
     Mlxd__Ping p = MLXD__PING__INIT;
     Mlxd__Request req = MLXD__REQUEST__INIT;
     struct reply rep;
-    uint64_t id;
     req.body_case = MLXD__REQUEST__BODY_PING;
     req.ping = &p;
-    req.timeout_ms = (uint32_t) ms;
-    if (conn_send(c, &req, false, NULL, 0, &id, err) < 0)
-        return 1;
-    if (conn_wait(c, id, wire_now_us() + (uint64_t) ms * 1000u, &rep, err) < 0)
+    if (conn_brief(c, &req, ms, &rep, err) < 0)
         return 1;
     int r = rep.pb->code;
     if (r < 0)
@@ -154,9 +146,11 @@ bool mlxd_is_available(void) {
 
 // Where no daemon answers: a local singleton, or with strict an error.
 static int no_daemon(const char *endpoint, const mlxd_init_opts *o, mlxd_group **ret) {
-    if (o->strict)
-        return lib_errorf(init_error, MLXD_EUNAVAILABLE,
-                          "no mlxd answers at %s: start it with `mlxd`", endpoint);
+    if (o->strict) {
+        char hint[LIB_ENDPOINT_MAX + 128];
+        hint_start(hint, sizeof hint, endpoint, o->endpoint != NULL);
+        return lib_errorf(init_error, MLXD_EUNAVAILABLE, "no mlxd answers at %s: %s", endpoint, hint);
+    }
     mlxd_group *g = group_new(endpoint, o->timeout_ms, 0, 1);
     if (!g)
         return lib_errorf(init_error, MLXD_ENOMEM, "out of memory");
@@ -433,21 +427,11 @@ int mlxd_group_split(mlxd_group *g, int color, int key, mlxd_group **ret) {
 }
 
 // The member's last handle is gone: it leaves the group.
-static void member_leave(struct member *m, char *err) {
-    if (m->conn && !conn_is_broken(m->conn)) {
-        // Say Goodbye so that the others see an orderly leave, but do not
-        // let a stuck daemon hold the caller.
-        Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
-        Mlxd__Request req = MLXD__REQUEST__INIT;
-        struct reply rep;
-        uint64_t id;
-        req.body_case = MLXD__REQUEST__BODY_GOODBYE;
-        req.goodbye = &bye;
-        req.timeout_ms = LIB_GOODBYE_MS;
-        if (conn_send(m->conn, &req, false, NULL, 0, &id, err) == 0 &&
-            conn_wait(m->conn, id, wire_now_us() + LIB_GOODBYE_MS * 1000u, &rep, err) == 0)
-            reply_done(&rep);
-    }
+static void member_leave(struct member *m) {
+    // Say Goodbye so that the others see an orderly leave, but do not let a
+    // stuck daemon hold the caller.
+    if (m->conn && !conn_is_broken(m->conn))
+        conn_goodbye(m->conn, LIB_GOODBYE_MS);
     shm_staging_free(&m->staging);
     conn_free(m->conn);
     pthread_mutex_destroy(&m->lock);
@@ -475,7 +459,7 @@ void mlxd_group_free(mlxd_group *g) {
             }
     pthread_mutex_unlock(&registry_lock);
     if (last)
-        member_leave(m, g->last_error);
+        member_leave(m);
     free(g);
 }
 

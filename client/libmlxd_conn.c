@@ -44,8 +44,23 @@ struct conn {
     struct lib_ring *ring;              // NULL: ZeroMQ only
     uint64_t next_id;
     bool broken;
+    enum conn_fault fault;              // what broke the last call that failed...
+    int fault_errno;                    // ...and, for CONN_FAULT_IO, the errno
     char endpoint[LIB_ENDPOINT_MAX];
 };
+
+// Notes why a call on c fails (conn_fault()); returns code, like lib_errorf().
+static int fault(struct conn *c, enum conn_fault f, int e, int code) {
+    c->fault = f;
+    c->fault_errno = e;
+    return code;
+}
+
+enum conn_fault conn_fault(const struct conn *c, int *ret_errno) {
+    if (ret_errno)
+        *ret_errno = c->fault_errno;
+    return c->fault;
+}
 
 int lib_errorf(char *err, int code, const char *fmt, ...) {
     va_list ap;
@@ -53,6 +68,11 @@ int lib_errorf(char *err, int code, const char *fmt, ...) {
     vsnprintf(err, LIB_ERR_MAX, fmt, ap);
     va_end(ap);
     return code;
+}
+
+uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes) {
+    uint64_t ms = (uint64_t) (timeout_ms > 0 ? timeout_ms : WIRE_DEFAULT_TIMEOUT_MS) + LIB_GRACE_MS;
+    return wire_now_us() + ms * 1000u + nbytes / (LIB_MIN_BYTES_PER_S / 1000000u);
 }
 
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
@@ -362,15 +382,10 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
         return 0;
     }
     o->via_zmq = true;
-    if (r == -ECONNRESET) {
-        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s closed this connection: its request ring broke the rules",
-                   c->endpoint);
-        conn_break(c);
-        drop_outstanding(c, o);
-        return MLXD_EUNAVAILABLE;
-    }
-    if (r == -ETIMEDOUT) {
-        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s stopped reading this connection's ring", c->endpoint);
+    if (r == -ECONNRESET || r == -ETIMEDOUT) {
+        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s %s", c->endpoint,
+                   r == -ECONNRESET ? "closed this connection: its request ring broke the rules"
+                                    : "stopped reading this connection's ring");
         conn_break(c);
         drop_outstanding(c, o);
         return MLXD_EUNAVAILABLE;
@@ -408,6 +423,7 @@ fail:
     // done for.
     lib_errorf(err, MLXD_EUNAVAILABLE, "cannot send to mlxd at %s: %s", c->endpoint,
                zmq_strerror(-r));
+    fault(c, CONN_FAULT_IO, -r, 0);
     conn_break(c);
     drop_outstanding(c, o);
     return r == -ENOMEM ? MLXD_ENOMEM : MLXD_EUNAVAILABLE;
@@ -433,22 +449,24 @@ static int recv_reply(struct conn *c, struct reply *ret, char *err) {
         zmq_msg_close(&pb);
         if (e == EAGAIN || e == EINTR)
             return 0;
-        return lib_errorf(err, MLXD_EUNAVAILABLE, "cannot receive from mlxd at %s: %s",
-                          c->endpoint, zmq_strerror(e));
+        return fault(c, CONN_FAULT_IO, e,
+                     lib_errorf(err, MLXD_EUNAVAILABLE, "cannot receive from mlxd at %s: %s", c->endpoint,
+                                zmq_strerror(e)));
     }
     size_t len = zmq_msg_size(&pb);
     if (len > WIRE_MAX_REPLY_FRAME) {
         drain_frames(c->sock, &pb);
         zmq_msg_close(&pb);
-        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply frame of %zu bytes (limit %u)",
-                          c->endpoint, len, WIRE_MAX_REPLY_FRAME);
+        return fault(c, CONN_FAULT_TOO_LARGE, 0,
+                     lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply frame of %zu bytes (limit %u)",
+                                c->endpoint, len, WIRE_MAX_REPLY_FRAME));
     }
     Mlxd__Reply *m = mlxd__reply__unpack(NULL, len, zmq_msg_data(&pb));
     if (!m) {
         drain_frames(c->sock, &pb);
         zmq_msg_close(&pb);
-        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply that does not decode",
-                          c->endpoint);
+        return fault(c, CONN_FAULT_GARBLED, 0,
+                     lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply that does not decode", c->endpoint));
     }
 
     struct reply r = { .pb = m };
@@ -474,8 +492,9 @@ static int recv_reply(struct conn *c, struct reply *ret, char *err) {
     }
     if (extra > 1) {
         reply_done(&r);
-        return lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply with %zu raw frames",
-                          c->endpoint, extra);
+        return fault(c, CONN_FAULT_GARBLED, 0,
+                     lib_errorf(err, MLXD_EPROTO, "mlxd at %s sent a reply with %zu raw frames", c->endpoint,
+                                extra));
     }
     reply_move(ret, &r);
     return 1;
@@ -559,8 +578,9 @@ static int take_news(struct conn *c, char *err) {
         // Its last replies may have arrived just before the event.
         pump(c, err);
         conn_break(c);
-        return lib_errorf(err, MLXD_EUNAVAILABLE,
-                          "mlxd at %s closed the connection (it exited or dropped this client)", c->endpoint);
+        return fault(c, CONN_FAULT_CLOSED, 0,
+                     lib_errorf(err, MLXD_EUNAVAILABLE,
+                                "mlxd at %s closed the connection (it exited or dropped this client)", c->endpoint));
     }
     return 0;
 }
@@ -612,6 +632,7 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
         if (now >= deadline_us) {
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s did not answer within %llu ms",
                            c->endpoint, (unsigned long long) ((now - start) / 1000u));
+            fault(c, CONN_FAULT_SILENT, 0, 0);
             conn_break(c);
             drop_outstanding(c, o);
             return r;
@@ -621,6 +642,7 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
         if (bell >= 0)
             lib_ring_wake(c->ring);
         if (n < 0 && zmq_errno() != EINTR) {
+            fault(c, CONN_FAULT_IO, zmq_errno(), 0);
             r = lib_errorf(err, MLXD_EUNAVAILABLE, "cannot wait for mlxd at %s: %s", c->endpoint,
                            zmq_strerror(zmq_errno()));
             conn_break(c);
@@ -628,6 +650,7 @@ int conn_wait(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply *r
             return r;
         }
         if (n <= 0 && lib_interrupted()) {
+            fault(c, CONN_FAULT_INTERRUPTED, 0, 0);
             drop_outstanding(c, o);
             return conn_interrupted(c, err);
         }
@@ -660,6 +683,24 @@ int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply 
     }
     reply_move(ret, &rep);
     return 0;
+}
+
+int conn_brief(struct conn *c, Mlxd__Request *req, int ms, struct reply *ret, char *err) {
+    uint64_t id;
+    req->timeout_ms = (uint32_t) ms;
+    int r = conn_send(c, req, false, NULL, 0, &id, err);
+    return r < 0 ? r : conn_wait(c, id, wire_now_us() + (uint64_t) ms * 1000u, ret, err);
+}
+
+void conn_goodbye(struct conn *c, int ms) {
+    Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
+    Mlxd__Request req = MLXD__REQUEST__INIT;
+    struct reply rep;
+    char ignored[LIB_ERR_MAX];
+    req.body_case = MLXD__REQUEST__BODY_GOODBYE;
+    req.goodbye = &bye;
+    if (conn_brief(c, &req, ms, &rep, ignored) == 0)
+        reply_done(&rep);
 }
 
 int conn_issue(struct conn *c, Mlxd__Request *req, const struct call *call, uint64_t *ret_id,

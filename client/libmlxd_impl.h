@@ -3,7 +3,9 @@
  * libmlxd_conn.c owns the connection to the daemon (sockets, framing,
  * waiting) and the error strings; libmlxd_ops.c owns the collectives; shm.c
  * owns shared memory (the side channel to the daemon, the segment table,
- * staging); platform.c the Linux-only calls. Nothing here is exported. */
+ * staging); platform.c the Linux-only calls. Nothing here is exported.
+ * mlxctl's status.c links libmlxd_conn.c and libmlxd_intr.c too: one
+ * connection code for the library and the tool. */
 #ifndef MLXD_LIBMLXD_IMPL_H
 #define MLXD_LIBMLXD_IMPL_H
 
@@ -110,13 +112,6 @@ struct reply {
     bool has_data;
 };
 
-/* libmlxd.c */
-
-// The client-side deadline (wire_now_us() clock) for a request whose daemon
-// deadline is timeout_ms (0: the daemon's default) and which moves nbytes
-// through the socket both ways together.
-uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes);
-
 /* libmlxd_ops.c */
 
 // Completes every outstanding request issued through handle g (waiting for
@@ -130,6 +125,11 @@ void lib_requests_complete(mlxd_group *g);
 // so that failures read `return lib_errorf(err, MLXD_EINVAL, "...")`.
 int lib_errorf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+// The client-side deadline (wire_now_us() clock) for a request whose daemon
+// deadline is timeout_ms (0: the daemon's default) and which moves nbytes
+// through the socket both ways together.
+uint64_t lib_deadline_us(int timeout_ms, uint64_t nbytes);
+
 // Opens a DEALER socket (with a monitor that reports the daemon closing the
 // connection) to endpoint. Returns 0 and the connection in *ret_conn, or a
 // negative MLXD_E* code with the reason in err.
@@ -137,6 +137,21 @@ int conn_open(const char *endpoint, struct conn **ret_conn, char *err);
 
 // Closes the connection and frees it. NULL is fine.
 void conn_free(struct conn *c);
+
+// What made a call on a connection fail, beyond its MLXD_E* code and message:
+// for a caller that explains failures in its own words (mlxctl).
+enum conn_fault {
+    CONN_FAULT_NONE,                    // no failure of the connection itself
+    CONN_FAULT_SILENT,                  // no reply before the deadline
+    CONN_FAULT_CLOSED,                  // the daemon closed the connection
+    CONN_FAULT_TOO_LARGE,               // a reply frame over WIRE_MAX_REPLY_FRAME
+    CONN_FAULT_GARBLED,                 // a reply that does not decode, or with too many frames
+    CONN_FAULT_INTERRUPTED,             // the thread's interrupt check said stop
+    CONN_FAULT_IO,                      // the socket failed: the errno in *ret_errno
+};
+
+// Why the last call on c that failed for the connection's sake failed.
+enum conn_fault conn_fault(const struct conn *c, int *ret_errno);
 
 // True once the connection is unusable (the daemon went silent or closed it):
 // every later request fails at once.
@@ -185,6 +200,14 @@ int conn_finish(struct conn *c, uint64_t id, uint64_t deadline_us, struct reply 
 // conn_issue() then conn_finish().
 int conn_call(struct conn *c, Mlxd__Request *req, const struct call *call, struct reply *ret,
               char *err);
+
+// Sends req (no tensor) with a deadline of ms and waits as long, no
+// longer, for its reply: for the short requests whose silence means "no
+// daemon" (Ping) or does not matter (Goodbye). As conn_wait() returns.
+int conn_brief(struct conn *c, Mlxd__Request *req, int ms, struct reply *ret, char *err);
+
+// Says Goodbye on c and waits at most ms for its answer, whatever it is.
+void conn_goodbye(struct conn *c, int ms);
 
 // Frees what a reply holds.
 void reply_done(struct reply *r);

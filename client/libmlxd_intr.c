@@ -28,22 +28,12 @@ bool lib_interrupted(void) {
 }
 
 int conn_interrupted(struct conn *c, char *err) {
-    Mlxd__Goodbye bye = MLXD__GOODBYE__INIT;
-    Mlxd__Request req = MLXD__REQUEST__INIT;
     mlxd_interrupt_fn fn = interrupt_fn;
     void *arg = interrupt_arg;
-    struct reply rep;
-    uint64_t id;
-    char ignored[LIB_ERR_MAX];
 
-    req.body_case = MLXD__REQUEST__BODY_GOODBYE;
-    req.goodbye = &bye;
-    req.timeout_ms = LIB_INTERRUPT_GOODBYE_MS;
     // The Goodbye's own wait must not be interrupted again.
     interrupt_fn = NULL;
-    if (conn_send(c, &req, false, NULL, 0, &id, ignored) == 0 &&
-        conn_wait(c, id, wire_now_us() + LIB_INTERRUPT_GOODBYE_MS * 1000u, &rep, ignored) == 0)
-        reply_done(&rep);
+    conn_goodbye(c, LIB_INTERRUPT_GOODBYE_MS);
     interrupt_fn = fn;
     interrupt_arg = arg;
     if (!conn_is_broken(c))

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hint.h"
 #include "mlxd/mlxd.h"
 #include "wire.h"
 
@@ -258,19 +259,9 @@ static int resolve_endpoint(const struct command *c, const char *given, char *bu
 }
 
 void mlxctl_print_start_hint(FILE *f, const char *endpoint, bool endpoint_given) {
-    char def[MLXCTL_ENDPOINT_MAX];
-    bool is_default = !endpoint_given ||
-        (wire_default_endpoint(def, sizeof def) >= 0 && strcmp(def, endpoint) == 0);
-    if (!wire_ipc_path(endpoint))
-        // mlxd binds ipc:// only: a tcp:// endpoint has no command to start.
-        fprintf(f, "mlxd serves ipc:// endpoints only; start mlxd on that host and "
-                   "use its socket, e.g. `mlxd --socket ipc:///tmp/mlxd/mlxd.sock`");
-    else if (!is_default)
-        fprintf(f, "start it with `mlxd --socket %s`", endpoint);
-    else if (geteuid() == 0)
-        fprintf(f, "start it with `mlxd` or `systemctl start mlxd`");
-    else
-        fprintf(f, "start it with `mlxd` or `systemctl --user start mlxd`");
+    char hint[MLXCTL_ENDPOINT_MAX + 128];
+    hint_start(hint, sizeof hint, endpoint, endpoint_given);
+    fputs(hint, f);
 }
 
 enum {
@@ -294,6 +285,28 @@ static int finish_endpoint(const struct command *c, int argc, char **argv, const
     if (r == 0)
         *ret_given = socket != NULL;
     return r;
+}
+
+// What shared_option() returns for an option it took and the parsing goes on.
+#define OPT_NEXT (-1)
+
+// The options status and wait share (--socket, --timeout, --help) and the
+// errors of options neither knows: OPT_NEXT, or the exit status to return.
+static int shared_option(const struct command *c, int opt, char **argv, const char **socket, int *timeout_ms) {
+    switch (opt) {
+    case OPT_SOCKET:
+        *socket = optarg;
+        return OPT_NEXT;
+    case OPT_TIMEOUT:
+        if (parse_seconds(optarg, timeout_ms) < 0)
+            return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+        return OPT_NEXT;
+    case 'h':
+        print_help(c);
+        return MLXCTL_EXIT_OK;
+    default:
+        return option_error(c, opt, argv);
+    }
 }
 
 static int status_main(const struct command *c, int argc, char **argv) {
@@ -329,18 +342,9 @@ static int status_main(const struct command *c, int argc, char **argv) {
             else if (parse_seconds(watch, &o.watch_ms) < 0 || o.watch_ms < 100)
                 return usage_error(c, "--watch wants an interval of 0.1 seconds or more, not '%s'", watch);
             break;
-        case OPT_SOCKET:
-            socket = optarg;
-            break;
-        case OPT_TIMEOUT:
-            if (parse_seconds(optarg, &o.timeout_ms) < 0)
-                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
-            break;
-        case 'h':
-            print_help(c);
-            return MLXCTL_EXIT_OK;
         default:
-            return option_error(c, opt, argv);
+            if ((r = shared_option(c, opt, argv, &socket, &o.timeout_ms)) != OPT_NEXT)
+                return r;
         }
     }
     r = finish_endpoint(c, argc, argv, socket, o.endpoint, sizeof o.endpoint, &o.endpoint_given);
@@ -358,22 +362,9 @@ static int wait_main(const struct command *c, int argc, char **argv) {
     const char *socket = NULL;
     int opt, r;
 
-    while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case OPT_SOCKET:
-            socket = optarg;
-            break;
-        case OPT_TIMEOUT:
-            if (parse_seconds(optarg, &o.timeout_ms) < 0)
-                return usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
-            break;
-        case 'h':
-            print_help(c);
-            return MLXCTL_EXIT_OK;
-        default:
-            return option_error(c, opt, argv);
-        }
-    }
+    while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1)
+        if ((r = shared_option(c, opt, argv, &socket, &o.timeout_ms)) != OPT_NEXT)
+            return r;
     r = finish_endpoint(c, argc, argv, socket, o.endpoint, sizeof o.endpoint, &o.endpoint_given);
     return r != 0 ? r : wait_run(&o);
 }
@@ -464,6 +455,103 @@ static int launch_hosts(const struct command *c, struct launch_opts *o, const ch
     return 0;
 }
 
+// What launch's command line says beyond struct launch_opts, until checked.
+struct launch_args {
+    const char *daemons, *socket, *hosts, *hostfile, *rsh;
+    int repeat;                         // --repeat-hosts; 0 when not given
+    bool rsh_given;
+};
+
+// Takes one of launch's options into o and a: 0, -1 after --help, or the
+// exit status of a usage error.
+static int launch_option(const struct command *c, int opt, char **argv, struct launch_opts *o,
+                         struct launch_args *a) {
+    int r = 0;
+    switch (opt) {
+    case 'n':
+        if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &o->n) < 0)
+            r = usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'", MLXCTL_MAX_RANKS, optarg);
+        break;
+    case OPT_JOB:
+        if (!wire_job_id_valid(optarg))
+            r = usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
+                            "A-Z a-z 0-9 . _ : @ + -", optarg);
+        o->job = optarg;
+        break;
+    case OPT_SOCKET:
+        a->socket = optarg;
+        break;
+    case OPT_DAEMONS:
+        a->daemons = optarg;
+        break;
+    case OPT_ALLOW_SINGLETON:
+        o->allow_singleton = true;
+        break;
+    case OPT_MAX_RESTARTS:
+        if (parse_int(optarg, 0, 1000, &o->max_restarts) < 0)
+            r = usage_error(c, "--max-restarts wants a number from 0 to 1000, not '%s'", optarg);
+        break;
+    case OPT_HOSTS:
+        a->hosts = optarg;
+        break;
+    case OPT_HOSTFILE:
+        a->hostfile = optarg;
+        break;
+    case OPT_REPEAT_HOSTS:
+        if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &a->repeat) < 0)
+            r = usage_error(c, "--repeat-hosts wants a number of ranks per host from 1 to %d, not '%s'",
+                            MLXCTL_MAX_RANKS, optarg);
+        break;
+    case OPT_RSH:
+        a->rsh = optarg;
+        a->rsh_given = true;
+        break;
+    case OPT_ENV:
+        if (!launch_env_is_valid(optarg))
+            r = usage_error(c, "--env '%s' is not K=V with K a variable name (MLXD_JOB, MLXD_RANK, "
+                            "MLXD_SIZE, MLXD_ATTEMPT and MLXD_SOCKET are launch's own)", optarg);
+        o->env[o->n_env++] = optarg;
+        break;
+    case OPT_CWD:
+        o->cwd = optarg;
+        break;
+    case OPT_PREFIX:
+        o->prefix = true;
+        break;
+    case OPT_TIMEOUT:
+        if (parse_seconds(optarg, &o->timeout_ms) < 0)
+            r = usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
+        break;
+    case OPT_REMOTE_RANK:
+        o->remote_host = optarg;
+        break;
+    case 'h':
+        print_help(c);
+        return -1;
+    default:
+        return option_error(c, opt, argv);
+    }
+    return r;
+}
+
+// launch's options once all are read, before anything is resolved: 0, or
+// the exit status of a usage error.
+static int launch_check(const struct command *c, int argc, struct launch_opts *o, const struct launch_args *a) {
+    if (o->remote_host)
+        o->n = 1;
+    if (o->n == 0 && !a->hosts && !a->hostfile)
+        return usage_error(c, "say how many ranks to start with -n N");
+    if (optind >= argc)
+        return usage_error(c, "give the command to run after the options (and an optional --)");
+    if (a->socket && a->daemons)
+        return usage_error(c, "give either --socket or --daemons, not both");
+    if (o->job && o->max_restarts > 0 && strlen(o->job) + 6 > WIRE_JOB_ID_MAX)
+        return usage_error(c, "--job with --max-restarts must leave room for '.K': at most 122 characters");
+    if (!a->hosts && !a->hostfile && a->rsh_given)
+        return usage_error(c, "--rsh is for --hosts or --hostfile");
+    return 0;
+}
+
 static int launch_main(const struct command *c, int argc, char **argv) {
     static const struct option longopts[] = {
         { "np", required_argument, NULL, 'n' },
@@ -485,10 +573,9 @@ static int launch_main(const struct command *c, int argc, char **argv) {
         { 0 },
     };
     struct launch_opts o = { .n = 0 };
-    const char *daemons = NULL, *socket = NULL, *hosts = NULL, *hostfile = NULL, *rsh = "ssh";
+    struct launch_args a = { .rsh = "ssh" };
     char **env = calloc((size_t) argc + 1, sizeof *env);
-    int opt, r, repeat = 0;
-    bool rsh_given = false;
+    int opt, r;
 
     if (!env) {
         fprintf(stderr, "mlxctl: out of memory\n");
@@ -496,102 +583,22 @@ static int launch_main(const struct command *c, int argc, char **argv) {
     }
     o.env = env;
     while ((opt = getopt_long(argc, argv, "+:hn:", longopts, NULL)) != -1) {
-        r = 0;
-        switch (opt) {
-        case 'n':
-            if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &o.n) < 0)
-                r = usage_error(c, "-n wants a number of ranks from 1 to %d, not '%s'", MLXCTL_MAX_RANKS, optarg);
-            break;
-        case OPT_JOB:
-            if (!wire_job_id_valid(optarg))
-                r = usage_error(c, "--job '%s' is not a job id: use 1 to 128 characters of "
-                                "A-Z a-z 0-9 . _ : @ + -", optarg);
-            o.job = optarg;
-            break;
-        case OPT_SOCKET:
-            socket = optarg;
-            break;
-        case OPT_DAEMONS:
-            daemons = optarg;
-            break;
-        case OPT_ALLOW_SINGLETON:
-            o.allow_singleton = true;
-            break;
-        case OPT_MAX_RESTARTS:
-            if (parse_int(optarg, 0, 1000, &o.max_restarts) < 0)
-                r = usage_error(c, "--max-restarts wants a number from 0 to 1000, not '%s'", optarg);
-            break;
-        case OPT_HOSTS:
-            hosts = optarg;
-            break;
-        case OPT_HOSTFILE:
-            hostfile = optarg;
-            break;
-        case OPT_REPEAT_HOSTS:
-            if (parse_int(optarg, 1, MLXCTL_MAX_RANKS, &repeat) < 0)
-                r = usage_error(c, "--repeat-hosts wants a number of ranks per host from 1 to %d, not '%s'",
-                                MLXCTL_MAX_RANKS, optarg);
-            break;
-        case OPT_RSH:
-            rsh = optarg;
-            rsh_given = true;
-            break;
-        case OPT_ENV:
-            if (!launch_env_is_valid(optarg))
-                r = usage_error(c, "--env '%s' is not K=V with K a variable name (MLXD_JOB, MLXD_RANK, "
-                                "MLXD_SIZE, MLXD_ATTEMPT and MLXD_SOCKET are launch's own)", optarg);
-            env[o.n_env++] = optarg;
-            break;
-        case OPT_CWD:
-            o.cwd = optarg;
-            break;
-        case OPT_PREFIX:
-            o.prefix = true;
-            break;
-        case OPT_TIMEOUT:
-            if (parse_seconds(optarg, &o.timeout_ms) < 0)
-                r = usage_error(c, "--timeout wants a positive number of seconds, not '%s'", optarg);
-            break;
-        case OPT_REMOTE_RANK:
-            o.remote_host = optarg;
-            break;
-        case 'h':
-            print_help(c);
-            r = -1;
-            break;
-        default:
-            r = option_error(c, opt, argv);
-        }
-        if (r != 0)
+        if ((r = launch_option(c, opt, argv, &o, &a)) != 0)
             goto out;
     }
-    r = 0;
-    if (o.remote_host)
-        o.n = 1;
-    if (o.n == 0 && !hosts && !hostfile)
-        r = usage_error(c, "say how many ranks to start with -n N");
-    else if (optind >= argc)
-        r = usage_error(c, "give the command to run after the options (and an optional --)");
-    else if (socket && daemons)
-        r = usage_error(c, "give either --socket or --daemons, not both");
-    else if (o.job && o.max_restarts > 0 && strlen(o.job) + 6 > 128)
-        r = usage_error(c, "--job with --max-restarts must leave room for '.K': at most 122 characters");
-    else if (!hosts && !hostfile && rsh_given)
-        r = usage_error(c, "--rsh is for --hosts or --hostfile");
-    if (r != 0)
+    if ((r = launch_check(c, argc, &o, &a)) != 0)
         goto out;
     o.argv = argv + optind;
-
     // With hosts, the default endpoint is each host's own.
-    if (daemons)
-        r = parse_daemons(c, daemons, &o.daemons, &o.n_daemons);
-    else if (socket || (!hosts && !hostfile))
-        r = resolve_endpoint(c, socket, o.default_endpoint, sizeof o.default_endpoint);
-    o.endpoint_given = socket != NULL;
+    if (a.daemons)
+        r = parse_daemons(c, a.daemons, &o.daemons, &o.n_daemons);
+    else if (a.socket || (!a.hosts && !a.hostfile))
+        r = resolve_endpoint(c, a.socket, o.default_endpoint, sizeof o.default_endpoint);
+    o.endpoint_given = a.socket != NULL;
     if (r == 0 && !o.remote_host)
-        r = launch_hosts(c, &o, hosts, hostfile, repeat);
-    if (r == 0 && o.hosts && launch_split_rsh(rsh, &o.rsh) < 0)
-        r = usage_error(c, "--rsh '%s' names no command", rsh);
+        r = launch_hosts(c, &o, a.hosts, a.hostfile, a.repeat);
+    if (r == 0 && o.hosts && launch_split_rsh(a.rsh, &o.rsh) < 0)
+        r = usage_error(c, "--rsh '%s' names no command", a.rsh);
     if (r == 0)
         r = launch_run(&o);
 out:

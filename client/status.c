@@ -1,5 +1,5 @@
-/* `mlxctl status` and `mlxctl wait`: one request to the daemon over a ZeroMQ
- * DEALER socket, its reply checked before use, and the StatusReply printed
+/* `mlxctl status` and `mlxctl wait`: one request to the daemon over the
+ * library's connection (libmlxd_conn.c), its reply checked before use, and the StatusReply printed
  * (status_print.c), once or, with --watch, redrawn in place until Ctrl-C.
  * Whatever the daemon sends, mlxctl reports it and never crashes: frame
  * sizes are checked, decoding is bounded by the frame, Reply.code is
@@ -16,13 +16,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 
+#include "libmlxd_impl.h"
 #include "wire.h"
-
-// Bound on what ZeroMQ buffers for one incoming frame; the protobuf frame
-// itself must stay under WIRE_MAX_REPLY_FRAME.
-#define MAX_INCOMING_FRAME (64 * 1024 * 1024)
 
 // Backoff of `mlxctl wait` between attempts, and how long one attempt waits
 // for its Ping to be answered.
@@ -35,111 +31,53 @@ static volatile sig_atomic_t got_stop;
 
 /* ---- talking to the daemon ---- */
 
-struct conn {
-    void *ctx;
-    void *sock;
-};
-
-static void conn_close(struct conn *c) {
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->ctx)
-        zmq_ctx_term(c->ctx);
-    c->sock = c->ctx = NULL;
+// The --watch interrupt check: the library's wait ends once a signal came.
+static bool stop_requested(void *arg) {
+    (void) arg;
+    return got_stop;
 }
 
-static int conn_open(struct conn *c, const char *endpoint) {
-    int linger = 0;
-    int64_t maxsize = MAX_INCOMING_FRAME;
-    c->ctx = zmq_ctx_new();
-    if (!c->ctx)
-        return -errno;
-    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
-    if (!c->sock) {
-        int r = -zmq_errno();
-        conn_close(c);
-        return r;
+// An -errno for why the library's connection c failed.
+static int fault_errno(const struct conn *c) {
+    int e;
+    switch (conn_fault(c, &e)) {
+    case CONN_FAULT_SILENT:
+        return -ETIMEDOUT;
+    case CONN_FAULT_CLOSED:
+        return -ECONNRESET;
+    case CONN_FAULT_TOO_LARGE:
+        return -EMSGSIZE;
+    case CONN_FAULT_GARBLED:
+        return -EBADMSG;
+    case CONN_FAULT_INTERRUPTED:
+        return -EINTR;
+    case CONN_FAULT_IO:
+        return e > 0 ? -e : -EIO;
+    case CONN_FAULT_NONE:
+        break;
     }
-    if (zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
-        zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) < 0 ||
-        zmq_connect(c->sock, endpoint) < 0) {
-        int r = -zmq_errno();
-        conn_close(c);
-        return r;
-    }
-    return 0;
+    return -EIO;
 }
 
-// Receives frames until the reply to id arrives or deadline_us (wire_now_us)
-// passes. Returns 0 with the decoded reply in *ret_reply (free with
-// mlxd__reply__free_unpacked), -ETIMEDOUT, -EMSGSIZE for a protobuf frame
-// over the limit, -EBADMSG for one that does not decode, or another -errno.
-static int recv_reply(void *sock, uint64_t id, uint64_t deadline_us, Mlxd__Reply **ret_reply) {
-    for (;;) {
-        uint64_t now = wire_now_us();
-        if (now >= deadline_us)
-            return -ETIMEDOUT;
-        zmq_pollitem_t item = { .socket = sock, .events = ZMQ_POLLIN };
-        long wait_ms = (long) ((deadline_us - now + 999) / 1000);
-        int n = zmq_poll(&item, 1, wait_ms);
-        if (n < 0) {
-            if (zmq_errno() == EINTR && !got_stop)
-                continue;
-            return -zmq_errno();
-        }
-        if (n == 0)
-            continue;
-
-        zmq_msg_t first;
-        zmq_msg_init(&first);
-        if (zmq_msg_recv(&first, sock, ZMQ_DONTWAIT) < 0) {
-            int r = zmq_errno();
-            zmq_msg_close(&first);
-            if (r == EAGAIN || r == EINTR)
-                continue;
-            return -r;
-        }
-        // Status and ping replies carry no tensor frames; drop any that come.
-        bool more = zmq_msg_more(&first);
-        while (more) {
-            zmq_msg_t extra;
-            zmq_msg_init(&extra);
-            if (zmq_msg_recv(&extra, sock, 0) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&extra);
-            zmq_msg_close(&extra);
-        }
-
-        size_t size = zmq_msg_size(&first);
-        if (size > WIRE_MAX_REPLY_FRAME) {
-            zmq_msg_close(&first);
-            return -EMSGSIZE;
-        }
-        Mlxd__Reply *reply = mlxd__reply__unpack(NULL, size, zmq_msg_data(&first));
-        zmq_msg_close(&first);
-        if (!reply)
-            return -EBADMSG;
-        // id 0 is the daemon's answer to a request it could not decode.
-        if (reply->id == id || (reply->id == 0 && reply->code != 0)) {
-            *ret_reply = reply;
-            return 0;
-        }
-        mlxd__reply__free_unpacked(reply, NULL);
-    }
-}
-
-// Sends req on a new connection to endpoint and waits for its reply.
-static int request(const char *endpoint, const Mlxd__Request *req, uint64_t deadline_us,
-                   Mlxd__Reply **ret_reply) {
-    struct conn c = { 0 };
-    int r = conn_open(&c, endpoint);
+// Sends req on a new connection to endpoint (libmlxd's, libmlxd_conn.c) and
+// waits until deadline_us for its reply. Returns 0 with the reply in *ret
+// (free it with reply_done()), or -EINTR (--watch was stopped), -ETIMEDOUT,
+// -ECONNRESET (the daemon closed the connection), -EMSGSIZE for a protobuf
+// frame over the limit, -EBADMSG for one that does not decode, or another
+// -errno.
+static int request(const char *endpoint, Mlxd__Request *req, uint64_t deadline_us, struct reply *ret) {
+    char err[LIB_ERR_MAX];
+    struct conn *c;
+    uint64_t id;
+    int r = conn_open(endpoint, &c, err);
     if (r < 0)
-        return r;
-    r = wire_send_pb(c.sock, &req->base, 0);
-    if (r >= 0)
-        r = recv_reply(c.sock, req->id, deadline_us, ret_reply);
-    conn_close(&c);
+        return r == MLXD_ENOMEM ? -ENOMEM : -EINVAL;
+    r = conn_send(c, req, false, NULL, 0, &id, err);
+    if (r == 0)
+        r = conn_wait(c, id, deadline_us, ret, err);
+    if (r < 0)
+        r = fault_errno(c);
+    conn_free(c);
     return r;
 }
 
@@ -194,15 +132,14 @@ static int status_once(const struct status_opts *o, FILE *f, FILE *err) {
     Mlxd__StatusRequest status = MLXD__STATUS_REQUEST__INIT;
     Mlxd__Request req = MLXD__REQUEST__INIT;
     status.world = o->world;
-    req.id = 1;
     // The daemon's deadline comes first, so that a world query that cannot
     // reach every daemon still answers before mlxctl gives up.
     req.timeout_ms = (uint32_t) (o->timeout_ms > 4 ? o->timeout_ms / 4 * 3 : o->timeout_ms);
     req.body_case = MLXD__REQUEST__BODY_STATUS;
     req.status = &status;
 
-    Mlxd__Reply *reply = NULL;
-    r = request(o->endpoint, &req, wire_now_us() + (uint64_t) o->timeout_ms * 1000, &reply);
+    struct reply rep = { 0 };
+    r = request(o->endpoint, &req, wire_now_us() + (uint64_t) o->timeout_ms * 1000, &rep);
     if (r == -EINTR)
         return MLXCTL_EXIT_FAILURE;      // --watch was stopped
     if (r == -ETIMEDOUT && ipc) {
@@ -220,6 +157,7 @@ static int status_once(const struct status_opts *o, FILE *f, FILE *err) {
         return MLXCTL_EXIT_FAILURE;
     }
 
+    const Mlxd__Reply *reply = rep.pb;
     int exit_status = MLXCTL_EXIT_FAILURE;
     if (reply->code != 0) {
         char *msg = status_term_clean(reply->message && *reply->message ? reply->message : "no detail given");
@@ -242,7 +180,7 @@ static int status_once(const struct status_opts *o, FILE *f, FILE *err) {
             status_print_text(f, reply->status, o->endpoint);
         exit_status = MLXCTL_EXIT_OK;
     }
-    mlxd__reply__free_unpacked(reply, NULL);
+    reply_done(&rep);
     return exit_status;
 }
 
@@ -280,6 +218,7 @@ static int status_watch(const struct status_opts *o) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    mlxd_set_interrupt(stop_requested, NULL);
     bool tty = isatty(STDOUT_FILENO);
     if (tty)
         fputs("\033[2J", stdout);       // a clean screen once; frames then overwrite it
@@ -340,7 +279,6 @@ int wait_run(const struct wait_opts *o) {
     // The failure the final message explains: "no daemon" unless something
     // more telling happened (permission denied, a reply that is garbage).
     int verdict = -ETIMEDOUT;
-    uint64_t id = 0;
 
     for (;;) {
         uint64_t now = wire_now_us();
@@ -350,21 +288,21 @@ int wait_run(const struct wait_opts *o) {
         if (r >= 0) {
             Mlxd__Ping ping = MLXD__PING__INIT;
             Mlxd__Request req = MLXD__REQUEST__INIT;
-            Mlxd__Reply *reply = NULL;
+            struct reply rep = { 0 };
             uint64_t until = now + WAIT_ATTEMPT_MS * 1000;
-            req.id = ++id;
             req.body_case = MLXD__REQUEST__BODY_PING;
             req.ping = &ping;
-            r = request(o->endpoint, &req, until < deadline ? until : deadline, &reply);
+            r = request(o->endpoint, &req, until < deadline ? until : deadline, &rep);
             if (r >= 0) {
-                int code = reply->code;
-                mlxd__reply__free_unpacked(reply, NULL);
+                int code = rep.pb->code;
+                reply_done(&rep);
                 if (code == 0)
                     return MLXCTL_EXIT_OK;
                 r = -EAGAIN;        // starting or shutting down: ask again
             }
         }
-        verdict = r == -ETIMEDOUT || r == -EAGAIN || is_absent(r) ? -ETIMEDOUT : r;
+        // A daemon that closes the connection is starting or stopping too.
+        verdict = r == -ETIMEDOUT || r == -EAGAIN || r == -ECONNRESET || is_absent(r) ? -ETIMEDOUT : r;
 
         now = wire_now_us();
         if (now >= deadline)

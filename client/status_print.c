@@ -673,6 +673,73 @@ static void json_double(struct json *j, const char *key, double v) {
     fprintf(j->f, "%.3f", v == v && v < 1e300 && v > -1e300 ? v : 0.0);
 }
 
+static void json_client(struct json *j, const Mlxd__ClientStatus *c) {
+    json_open(j, NULL, '{');
+    json_i64(j, "pid", c->pid);
+    json_u64(j, "uid", c->uid);
+    json_str(j, "job", c->job);
+    json_i64(j, "rank", c->rank);
+    json_id(j, "group", c->group);
+    json_u64(j, "ops", c->ops);
+    json_str(j, "pending", c->pending);
+    json_u64(j, "shm_segments", c->shm_segments);
+    json_u64(j, "shm_bytes", c->shm_bytes);
+    json_str(j, "cmdline", c->cmdline);
+    json_close(j, '}');
+}
+
+static void json_job(struct json *j, const Mlxd__JobStatus *b) {
+    json_open(j, NULL, '{');
+    json_str(j, "id", b->id);
+    json_i64(j, "size", b->size);
+    json_i64(j, "local_members", b->local_members);
+    json_str(j, "state", b->state);
+    json_u64(j, "ops_done", b->ops_done);
+    json_str(j, "last_error", b->last_error);
+    json_str(j, "stalled_op", b->stalled_op);
+    json_open(j, "missing_ranks", '[');
+    for (size_t k = 0; b->missing_ranks && k < b->n_missing_ranks; k++)
+        json_i64(j, NULL, b->missing_ranks[k]);
+    json_close(j, ']');
+    json_u64(j, "stalled_ms", b->stalled_ms);
+    json_u64(j, "uid", b->uid);
+    json_i64(j, "groups", b->groups);
+    json_u64(j, "age_ms", b->age_ms);
+    json_double(j, "ops_per_s", b->ops_per_s);
+    json_close(j, '}');
+}
+
+static void json_recent_job(struct json *j, const Mlxd__RecentJob *r) {
+    json_open(j, NULL, '{');
+    json_str(j, "id", r->id);
+    json_i64(j, "size", r->size);
+    json_u64(j, "duration_ms", r->duration_ms);
+    json_str(j, "result", r->result);
+    json_str(j, "error", r->error);
+    json_close(j, '}');
+}
+
+static void json_totals(struct json *j, const Mlxd__OpTotals *o) {
+    json_open(j, NULL, '{');
+    json_str(j, "op", o->op);
+    json_u64(j, "count", o->count);
+    json_u64(j, "bytes", o->bytes);
+    json_u64(j, "p50_us", o->p50_us);
+    json_u64(j, "p99_us", o->p99_us);
+    json_u64(j, "errors", o->errors);
+    json_close(j, '}');
+}
+
+// The array key of n entries of v, each printed by one (NULL entries left out).
+#define JSON_ARRAY(j, key, v, n, one)                                                                         \
+    do {                                                                                                       \
+        json_open(j, key, '[');                                                                                \
+        for (size_t i_ = 0; (v) && i_ < (n); i_++)                                                             \
+            if ((v)[i_])                                                                                       \
+                one(j, (v)[i_]);                                                                               \
+        json_close(j, ']');                                                                                    \
+    } while (0)
+
 static void json_daemon(struct json *j, const Mlxd__DaemonStatus *d) {
     json_open(j, NULL, '{');
     json_str(j, "version", d->version);
@@ -693,93 +760,17 @@ static void json_daemon(struct json *j, const Mlxd__DaemonStatus *d) {
     json_str(j, "mpi_version", d->mpi_version);
     json_close(j, '}');
 
-    json_open(j, "clients", '[');
-    for (size_t i = 0; d->clients && i < d->n_clients; i++) {
-        const Mlxd__ClientStatus *c = d->clients[i];
-        if (!c)
-            continue;
-        json_open(j, NULL, '{');
-        json_i64(j, "pid", c->pid);
-        json_u64(j, "uid", c->uid);
-        json_str(j, "job", c->job);
-        json_i64(j, "rank", c->rank);
-        json_id(j, "group", c->group);
-        json_u64(j, "ops", c->ops);
-        json_str(j, "pending", c->pending);
-        json_u64(j, "shm_segments", c->shm_segments);
-        json_u64(j, "shm_bytes", c->shm_bytes);
-        json_str(j, "cmdline", c->cmdline);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-
-    json_open(j, "jobs", '[');
-    for (size_t i = 0; d->jobs && i < d->n_jobs; i++) {
-        const Mlxd__JobStatus *b = d->jobs[i];
-        if (!b)
-            continue;
-        json_open(j, NULL, '{');
-        json_str(j, "id", b->id);
-        json_i64(j, "size", b->size);
-        json_i64(j, "local_members", b->local_members);
-        json_str(j, "state", b->state);
-        json_u64(j, "ops_done", b->ops_done);
-        json_str(j, "last_error", b->last_error);
-        json_str(j, "stalled_op", b->stalled_op);
-        json_open(j, "missing_ranks", '[');
-        for (size_t k = 0; b->missing_ranks && k < b->n_missing_ranks; k++)
-            json_i64(j, NULL, b->missing_ranks[k]);
-        json_close(j, ']');
-        json_u64(j, "stalled_ms", b->stalled_ms);
-        json_u64(j, "uid", b->uid);
-        json_i64(j, "groups", b->groups);
-        json_u64(j, "age_ms", b->age_ms);
-        json_double(j, "ops_per_s", b->ops_per_s);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-
-    json_open(j, "recent_jobs", '[');
-    for (size_t i = 0; d->recent_jobs && i < d->n_recent_jobs; i++) {
-        const Mlxd__RecentJob *r = d->recent_jobs[i];
-        if (!r)
-            continue;
-        json_open(j, NULL, '{');
-        json_str(j, "id", r->id);
-        json_i64(j, "size", r->size);
-        json_u64(j, "duration_ms", r->duration_ms);
-        json_str(j, "result", r->result);
-        json_str(j, "error", r->error);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
-
-    json_open(j, "totals", '[');
-    for (size_t i = 0; d->totals && i < d->n_totals; i++) {
-        const Mlxd__OpTotals *o = d->totals[i];
-        if (!o)
-            continue;
-        json_open(j, NULL, '{');
-        json_str(j, "op", o->op);
-        json_u64(j, "count", o->count);
-        json_u64(j, "bytes", o->bytes);
-        json_u64(j, "p50_us", o->p50_us);
-        json_u64(j, "p99_us", o->p99_us);
-        json_u64(j, "errors", o->errors);
-        json_close(j, '}');
-    }
-    json_close(j, ']');
+    JSON_ARRAY(j, "clients", d->clients, d->n_clients, json_client);
+    JSON_ARRAY(j, "jobs", d->jobs, d->n_jobs, json_job);
+    JSON_ARRAY(j, "recent_jobs", d->recent_jobs, d->n_recent_jobs, json_recent_job);
+    JSON_ARRAY(j, "totals", d->totals, d->n_totals, json_totals);
     json_close(j, '}');
 }
 
 void status_print_json(FILE *f, const Mlxd__StatusReply *s) {
     struct json j = { .f = f };
     json_open(&j, NULL, '{');
-    json_open(&j, "daemons", '[');
-    for (size_t i = 0; s->daemons && i < s->n_daemons; i++)
-        if (s->daemons[i])
-            json_daemon(&j, s->daemons[i]);
-    json_close(&j, ']');
+    JSON_ARRAY(&j, "daemons", s->daemons, s->n_daemons, json_daemon);
     json_close(&j, '}');
 }
 

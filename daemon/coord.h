@@ -2,7 +2,8 @@
  * ranks may sit on any daemon and sequences the collectives of groups that
  * span daemons. A pure state machine: control messages in, control messages
  * out; no MPI, no I/O, no clock of its own. proto/control.proto explains the
- * protocol. Runs on rank 0's engine thread. */
+ * protocol. World rank 0's MPI engine (world.c) runs it on its thread; the
+ * private parts are in coord_impl.h. */
 #ifndef MLXD_COORD_H
 #define MLXD_COORD_H
 
@@ -54,7 +55,8 @@ struct coord *coord_free(struct coord *c);
 int coord_handle(struct coord *c, int from, const Mlxd__Ctl__Ctl *m, uint64_t now_us, struct ctl_outbox *out,
                  const char **ret_ignored);
 
-// Counts for mlxctl status: jobs forming and groups known.
+// The jobs forming and the groups known: what the coordinator keeps, for the
+// unit tests and the fuzzers' oracle to check against their own count.
 void coord_counts(const struct coord *c, int *ret_forming, int *ret_groups);
 
 #endif

@@ -132,6 +132,10 @@ const char *wire_error_name(int code) {
     return code <= 0 && code > -N_ERRORS ? errors[-code].name : "MLXD_EUNKNOWN";
 }
 
+bool wire_daemon_error(int code) {
+    return code < 0 && code >= MLXD_EINTERNAL;
+}
+
 const char *mlxd_strerror(int err) {
     static const char *const strings[] = {
         "MLXD_OK: success",

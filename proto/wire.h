@@ -76,6 +76,12 @@ bool wire_job_id_valid(const char *id);
 // The symbolic name of an MLXD_E* code ("MLXD_EPEER").
 const char *wire_error_name(int code);
 
+// Whether code is one of the MLXD_E* errors a daemon can end a group with
+// (MLXD_EINVAL down to MLXD_EINTERNAL): tested by number, so that a code
+// added later is not taken for one. MLXD_EINTR is the client library's own,
+// never a daemon's.
+bool wire_daemon_error(int code);
+
 // Bytes of a dense tensor of this dtype and shape into *ret; -EINVAL for a
 // bad dtype, ndim or negative dim, -EOVERFLOW when it does not fit 63 bits.
 int wire_tensor_nbytes(uint32_t dtype, size_t ndim, const int64_t *shape, uint64_t *ret);
