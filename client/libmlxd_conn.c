@@ -382,15 +382,10 @@ int conn_send(struct conn *c, Mlxd__Request *req, bool tensor, const void *data,
         return 0;
     }
     o->via_zmq = true;
-    if (r == -ECONNRESET) {
-        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s closed this connection: its request ring broke the rules",
-                   c->endpoint);
-        conn_break(c);
-        drop_outstanding(c, o);
-        return MLXD_EUNAVAILABLE;
-    }
-    if (r == -ETIMEDOUT) {
-        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s stopped reading this connection's ring", c->endpoint);
+    if (r == -ECONNRESET || r == -ETIMEDOUT) {
+        lib_errorf(err, MLXD_EUNAVAILABLE, "mlxd at %s %s", c->endpoint,
+                   r == -ECONNRESET ? "closed this connection: its request ring broke the rules"
+                                    : "stopped reading this connection's ring");
         conn_break(c);
         drop_outstanding(c, o);
         return MLXD_EUNAVAILABLE;

@@ -42,6 +42,7 @@ struct ring {
     struct wire_ring_hdr *hdr;
     struct ring_end req, rep;
     int fd;                         // our end of the doorbell
+    bool bell_due;                  // replies were put this turn: ring before the loop sleeps
     bool dead;                      // detached: freed at the next ring_poll_fds()
 };
 
@@ -185,6 +186,12 @@ bool ring_prepare(struct server *s) {
     LIST_FOREACH(rg, &s->rings, link) {
         if (rg->dead)
             continue;
+        if (rg->bell_due) {
+            rg->bell_due = false;
+            atomic_thread_fence(memory_order_seq_cst);
+            if (atomic_load_explicit(&rg->hdr->client_sleeping, memory_order_relaxed))
+                (void) send(rg->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
         // Dekker's handshake with the client: flag, fence, look. The client
         // publishes, fences, and rings when it sees the flag.
         atomic_store(&rg->hdr->daemon_sleeping, 1);
@@ -216,10 +223,11 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
 // Takes one record: 1 when one was dispatched, 0 when the ring is empty,
 // -1 when the ring is gone (broken, or its session closed meanwhile).
 static int take_one(struct server *s, struct ring *rg) {
-    size_t pb_len, data_len, max_data = s->cfg.max_tensor_bytes < rg->req.size ? s->cfg.max_tensor_bytes
-                                                                                 : rg->req.size;
+    size_t pb_len, data_len;
     bool has_frame;
-    int r = ring_peek(&rg->req, sizeof pb_buf, max_data, &pb_len, &data_len, &has_frame);
+    // The area bounds the frame; --max-tensor-bytes is the validation's, as
+    // for a frame from ZeroMQ.
+    int r = ring_peek(&rg->req, sizeof pb_buf, rg->req.size, &pb_len, &data_len, &has_frame);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -311,9 +319,9 @@ static int ring_put_reply(struct ring *rg, Mlxd__Reply *r, zmq_msg_t *frames, in
         return e;
     for (int i = 0; i < nframes; i++)
         zmq_msg_close(&frames[i]);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&rg->hdr->client_sleeping, memory_order_relaxed))
-        (void) send(rg->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    // The doorbell rings once the turn is over (ring_prepare): a client
+    // woken now would take the core from the replies still to write.
+    rg->bell_due = true;
     return 0;
 }
 

@@ -29,7 +29,8 @@ unsigned ring_count(const struct server *s);
 // The doorbells the loop polls (at most max). Frees rings detached since.
 size_t ring_poll_fds(struct server *s, int *fds, size_t max);
 
-// Before the loop sleeps: asks every client to ring, and says whether a
+// Before the loop sleeps: rings the clients that got replies this turn,
+// asks every client to ring, and says whether a
 // ring already holds requests (then the loop must not sleep).
 bool ring_prepare(struct server *s);
 
