@@ -790,6 +790,27 @@ lost_host_fails_a_forming_job_at_once_naming_it() {
     done
 }
 
+# cut_link_in_all_sum MS: a new job of 2, one rank on each of 2 hosts, both
+# in all_sum when the link of host 1 goes down: each must have an error
+# naming the other host within MS ms of the cut. Sets T_CUT.
+cut_link_in_all_sum() {
+    local r pids=()
+    new_job
+    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
+    pids+=("$SPAWNED")
+    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
+    pids+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
+    hosts_link 1 down || fail "cannot take the link of host 1 down"
+    T_CUT=$(now_ms)
+    log "took the link of ${HOSTS[1]} down"
+    touch "$M_DIR/cut"
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
+        error_after "${pids[r]}" "$T_CUT" "rank $r (host $r)" "$1"
+    done
+}
+
 # With a 5 s op deadline, host 1's link goes down for 10 s while rank 0
 # (host 0) and rank 1 (host 1) call all_sum: both have an error naming the
 # other host by 7 s; within 60 s of the link coming back, the world serves a
@@ -799,21 +820,9 @@ link_cut_gives_both_sides_an_error_and_the_world_recovers() {
     M_WORLD_MAY_END=1
     M_OP_TIMEOUT=5
     start_world 2
-    new_job
-    local r pids=() t_cut t_up deadline st
-    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
-    pids+=("$SPAWNED")
-    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
-    pids+=("$SPAWNED")
-    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
-    hosts_link 1 down || fail "cannot take the link of host 1 down"
-    t_cut=$(now_ms)
-    log "took the link of ${HOSTS[1]} down"
-    touch "$M_DIR/cut"
-    for r in 0 1; do
-        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
-        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 7000
-    done
+    local t_cut t_up deadline st
+    cut_link_in_all_sum 7000
+    t_cut=$T_CUT
     # The cut lasts 10 s: a length of time the test sets, not a wait for an event.
     local left=$((t_cut + 10000 - $(now_ms)))
     (( left > 0 )) && sleep "$(awk -v m="$left" 'BEGIN { printf "%.3f", m / 1000 }')"
@@ -848,20 +857,7 @@ heartbeat_timeout_sets_how_soon_a_silent_host_is_lost() {
     M_WORLD_MAY_END=1
     M_OP_TIMEOUT=30
     start_world 2 --heartbeat-timeout 0.5
-    new_job
-    local r pids=() t_cut
-    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
-    pids+=("$SPAWNED")
-    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
-    pids+=("$SPAWNED")
-    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
-    hosts_link 1 down || fail "cannot take the link of host 1 down"
-    t_cut=$(now_ms)
-    touch "$M_DIR/cut"
-    for r in 0 1; do
-        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
-        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 1500
-    done
+    cut_link_in_all_sum 1500
     hosts_link 1 up || fail "cannot bring the link of host 1 back"
 }
 
