@@ -13,6 +13,7 @@
 
 #include "ctl.h"
 #include "job.h"
+#include "p2p.h"
 #include "log.h"
 #include "world.h"
 
@@ -51,7 +52,7 @@ void group_depart(struct server *s, struct group *g, int rank, struct session *s
     g->live--;
     log_debug("Job %s group %016llx: rank %d (pid %d) %s after %llu collective(s)", g->job->id,
               (unsigned long long) g->id, rank, (int) sl->pid, why, (unsigned long long) sl->issued);
-    op_depart(s, g, rank, se, why);
+    p2p_depart(s, g, rank, se, why);
     if (g->spanning) {
         snprintf(text, sizeof text, "rank %d (pid %d) %s", rank, (int) sl->pid, why);
         send_depart(s, g, rank, sl->issued, text);
@@ -67,7 +68,7 @@ void group_depart_remote(struct server *s, struct group *g, int rank, uint64_t s
     sl->left = true;
     sl->left_seq = seq;
     snprintf(sl->left_why, sizeof sl->left_why, "left the group");
-    op_depart(s, g, rank, NULL, sl->left_why);
+    p2p_depart(s, g, rank, NULL, sl->left_why);
 }
 
 void group_break_collectives(struct server *s, struct group *g, int code, const char *text) {
@@ -75,11 +76,11 @@ void group_break_collectives(struct server *s, struct group *g, int code, const 
         g->coll_code = code;
         snprintf(g->coll_msg, sizeof g->coll_msg, "%s", text);
         snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
-        bool waiting = op_waiting(g);
+        bool waiting = group_waiting(g);
         log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group %016llx: no more collectives: %s", g->job->id,
                 (unsigned long long) g->id, text);
     }
-    op_fail_collectives(s, g, g->coll_code, g->coll_msg);
+    group_fail_collectives(s, g, g->coll_code, g->coll_msg);
 }
 
 void group_check_collectives(struct server *s, struct group *g) {

@@ -64,6 +64,11 @@ static int cmp_split(const void *a, const void *b) {
     return (x->rank > y->rank) - (x->rank < y->rank);
 }
 
+bool op_desc_same(const struct op_desc *a, const struct op_desc *b) {
+    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
+           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
+}
+
 int split_plan(const struct op_desc *const *d, int n, int *order) {
     struct split_key *k = malloc((size_t) n * sizeof *k);
     if (!k)

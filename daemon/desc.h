@@ -1,6 +1,6 @@
 /* What members ask for in a collective, and the two decisions made from all
  * of them: do they agree, and how does a split regroup them. Used for local
- * groups by op.c and for spanning groups by the coordinator (coord.c), so a
+ * groups by coll.c and for spanning groups by the coordinator (coord.c), so a
  * disagreement reads the same wherever it is found. Pure functions. */
 #ifndef MLXD_DESC_H
 #define MLXD_DESC_H
@@ -25,6 +25,9 @@ struct op_desc {
 // MLXD_EINVAL with the first problem named in err ("members disagree on the
 // op: rank 0 called all_sum, rank 1 called all_max").
 int op_desc_check(const struct op_desc *const *d, int n, char *err, size_t errlen);
+
+// Whether two members asked for the same tensor op: op, dtype and shape.
+bool op_desc_same(const struct op_desc *a, const struct op_desc *b);
 
 // A split of n members: fills order[] with the members (their ranks) in the
 // order of their new groups and new ranks (by color, then key, then old rank;

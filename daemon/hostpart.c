@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "result.h"
 #include "shm.h"
 
 struct hostpart {
@@ -37,11 +38,6 @@ static void release(struct world_part *wp) {
     free(h->segs);
     free(h->frames);
     free(h);
-}
-
-static bool same_op(const struct op_desc *a, const struct op_desc *b) {
-    return a->op == b->op && a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t) a->ndim * sizeof a->shape[0]) == 0;
 }
 
 static bool overlap(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
@@ -146,7 +142,7 @@ int hostpart_build(struct server *s, struct group *g, struct world_part **ret) {
     for (int r = 0; r < g->size; r++)
         if (g->slots[r].coll) {
             m[n] = g->slots[r].coll;
-            if (n > 0 && !same_op(&m[0]->d, &m[n]->d)) {
+            if (n > 0 && !op_desc_same(&m[0]->d, &m[n]->d)) {
                 free(m);
                 return 0;
             }

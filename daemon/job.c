@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "coord.h"
 #include "ctl.h"
@@ -40,67 +39,13 @@ static struct job *job_find(struct server *s, const char *id) {
     return NULL;
 }
 
-static uint64_t random_token(void) {
-    uint64_t t = 0;
-    while (t == 0)
-        if (getrandom(&t, sizeof t, 0) != sizeof t)
-            t = wire_now_us() ^ ((uint64_t) rand() << 32);
-    return t;
-}
-
-struct group *group_new(struct server *s, struct job *j, int size) {
-    struct group *g = calloc(1, sizeof *g);
-    if (!g)
-        return NULL;
-    g->slots = calloc((size_t) size, sizeof *g->slots);
-    if (!g->slots) {
-        free(g);
-        return NULL;
-    }
-    g->id = ((uint64_t) world_rank(s->world) << 40) | s->next_group_id++;
-    g->job = j;
-    g->size = size;
-    g->live = size;
-    TAILQ_INIT(&g->messages);
-    for (int i = 0; i < size; i++) {
-        g->slots[i].token = random_token();
-        g->slots[i].host = world_rank(s->world);
-        TAILQ_INIT(&g->slots[i].later);
-        TAILQ_INIT(&g->slots[i].recvs);
-    }
-    LIST_INSERT_HEAD(&j->groups, g, link);
-    return g;
-}
-
-struct group *group_find(struct server *s, uint64_t id) {
-    struct job *j;
-    struct group *g;
-    LIST_FOREACH(j, &s->jobs, link)
-        LIST_FOREACH(g, &j->groups, link)
-            if (g->id == id)
-                return g;
-    return NULL;
-}
-
-// A group the coordinator made stays on its books until every host says it
-// has no member left.
-static void group_free(struct server *s, struct group *g) {
-    if (g->id & COORD_GROUP_BIT)
-        ctl_group_gone(s->world, g->id);
-    if (g == g->job->world)
-        g->job->world = NULL;
-    LIST_REMOVE(g, link);
-    free(g->slots);
-    free(g);
-}
-
 static void job_free(struct server *s, struct job *j) {
     struct group *g;
     for (int r = 0; r < j->size; r++)
         if (j->hellos[r])
             pending_free(s, j->hellos[r]);
     while ((g = LIST_FIRST(&j->groups))) {
-        op_fail_group(s, g);
+        group_fail_all(s, g);
         group_free(s, g);
     }
     status_job_ended(s, j);
@@ -108,12 +53,6 @@ static void job_free(struct server *s, struct job *j) {
     s->n_jobs--;
     free(j->hellos);
     free(j);
-}
-
-// A group is done on this host once no local member is left and no request
-// of a member that died still waits in it.
-static bool group_done(const struct group *g) {
-    return g->live == 0 && TAILQ_EMPTY(&g->messages) && !op_waiting(g);
 }
 
 void job_gc(struct server *s, struct job *j) {
@@ -133,6 +72,7 @@ void job_free_all(struct server *s) {
     struct job *j;
     while ((j = LIST_FIRST(&s->jobs)))
         job_free(s, j);
+    group_map_free(s);
 }
 
 /* ---- formation ---- */
@@ -231,14 +171,20 @@ void job_hello(struct server *s, const struct peer *p, const Mlxd__Request *req)
     ctl_join(s->world, j->id, j->uid, j->size, h->rank, p->pid);
 }
 
+// Refuses the hello of rank of j, forming, with (code, message): its
+// session ends (and the coordinator forgets the rank).
+static void refuse(struct server *s, struct job *j, int rank, int code, const char *message) {
+    struct session *se = j->hellos[rank]->session;
+    pending_fail(s, j->hellos[rank], code < 0 ? code : MLXD_EINTERNAL, "%s", message);
+    log_info("Job %s: rank %d (pid %d) refused: %s", j->id, rank, (int) se->peer.pid, message);
+    session_close(s, se, code, "could not join its job");
+}
+
 void job_hello_fail(struct server *s, const char *id, int rank, int code, const char *message) {
     struct job *j = job_find(s, id);
     if (!j || j->state != JOB_FORMING || rank < 0 || rank >= j->size || !j->hellos[rank])
         return;                      // its hello is gone already
-    struct session *se = j->hellos[rank]->session;
-    pending_fail(s, j->hellos[rank], code < 0 ? code : MLXD_EINTERNAL, "%s", message);
-    log_info("Job %s: rank %d (pid %d) refused: %s", id, rank, (int) se->peer.pid, message);
-    session_close(s, se, code, "could not join its job");
+    refuse(s, j, rank, code, message);
 }
 
 void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hosts, size_t n) {
@@ -247,7 +193,7 @@ void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hos
     struct group *g = NULL;
 
     if (j && j->state == JOB_FORMING && (size_t) j->size == n)
-        g = group_new(s, j, j->size);
+        g = group_new(s, j, j->size, gid);
     if (!g) {
         // Nobody of this job is left here (or no memory): the others must
         // not wait for us.
@@ -258,7 +204,6 @@ void job_form(struct server *s, const char *id, uint64_t gid, const int32_t *hos
         ctl_group_gone(s->world, gid);
         return;
     }
-    g->id = gid;
     j->world = g;
     j->state = JOB_RUNNING;
     g->live = 0;
@@ -343,42 +288,6 @@ void job_attach(struct server *s, const struct peer *p, const Mlxd__Request *req
     server_reply(s, p, &rep, NULL, 0);
 }
 
-/* ---- aborts ---- */
-
-void group_abort_now(struct server *s, struct group *g, int code, const char *text) {
-    if (!g->abort_code) {
-        g->abort_code = code;
-        snprintf(g->abort_msg, sizeof g->abort_msg, "%s", text);
-        snprintf(g->job->last_error, sizeof g->job->last_error, "%s", text);
-        if (g == g->job->world)
-            g->job->state = JOB_ABORTED;
-        // A member leaving after the last op is how every job ends; it is
-        // worth a warning only when somebody was waiting.
-        bool waiting = !TAILQ_EMPTY(&g->messages) || op_waiting(g);
-        log_msg(waiting ? LOG_WARNING : LOG_INFO, "Job %s group " WIRE_ID_FMT " aborted: %s", g->job->id, g->id,
-                text);
-    }
-    op_fail_group(s, g);
-}
-
-void group_abort(struct server *s, struct group *g, int code, const char *fmt, ...) {
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    if (!g->spanning) {
-        group_abort_now(s, g, code, text);
-        return;
-    }
-    // Every host must end the group at the same point of its op sequence:
-    // the coordinator decides, and its Abort comes back to every host.
-    if (g->abort_code || g->abort_requested)
-        return;
-    g->abort_requested = true;
-    ctl_abort_req(s->world, g->id, code, text);
-}
-
 void job_session_gone(struct server *s, struct session *se, int code, const char *why) {
     struct group *g = se->group;
     struct job *j = se->job;
@@ -399,6 +308,31 @@ void job_session_gone(struct server *s, struct session *se, int code, const char
     job_gc(s, g->job);
 }
 
+// Job j, still forming, cannot form any more: every rank that said hello
+// here is refused with (code, text), as the coordinator refuses one.
+static void job_refuse_here(struct server *s, struct job *j, int code, const char *text) {
+    // The job is freed with its last hello: count them first.
+    int left = job_joined(j);
+    for (int r = 0; left > 0; r++) {
+        if (j->hellos[r]) {
+            left--;
+            refuse(s, j, r, code, text);
+        }
+    }
+}
+
+void job_host_lost(struct server *s, int host, const char *why) {
+    struct job *j, *jn;
+    char text[512];
+    snprintf(text, sizeof text, "host %s (world rank %d) was lost: %s", world_host(s->world, host), host, why);
+    group_host_lost(s, host, text);
+    for (j = LIST_FIRST(&s->jobs); j; j = jn) {
+        jn = LIST_NEXT(j, link);
+        if (j->state == JOB_FORMING && (host == 0 || job_joined(j) < j->size))
+            job_refuse_here(s, j, MLXD_EPEER, text);
+    }
+}
+
 void job_process_gone(struct server *s, pid_t pid) {
     struct job *j, *jn;
     struct group *g;
@@ -415,117 +349,3 @@ void job_process_gone(struct server *s, pid_t pid) {
     }
 }
 
-/* ---- deadlines ---- */
-
-// How long after a member's deadline a host waits for the coordinator to end
-// a spanning group before it fails its own members itself.
-#define COORD_GRACE_MS 1000
-
-// "1, 3" (at most a few dozen, then "…") into buf.
-static const char *ranks_str(char *buf, size_t size, const int *ranks, int n) {
-    size_t off = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && off + 16 < size; i++)
-        off += (size_t) snprintf(buf + off, size - off, "%s%d", i ? ", " : "", ranks[i]);
-    if (off + 16 >= size)
-        snprintf(buf + off, size - off, ", …");
-    return buf;
-}
-
-// Ends a spanning group for this host's members now, and asks the
-// coordinator to end it on every host (group_abort), for a failure this host
-// sees on its own while the control plane may be unreachable.
-static void group_abort_here(struct server *s, struct group *g, int code, const char *text) {
-    group_abort(s, g, code, "%s", text);
-    group_abort_now(s, g, code, text);
-}
-
-void job_host_lost(struct server *s, int host, const char *why) {
-    struct job *j;
-    struct group *g;
-    char text[512];
-    snprintf(text, sizeof text, "host %s (world rank %d) was lost: %s", world_host(s->world, host), host, why);
-    LIST_FOREACH(j, &s->jobs, link)
-        LIST_FOREACH(g, &j->groups, link) {
-            bool there = false;
-            for (int r = 0; r < g->size && !there; r++)
-                there = g->slots[r].host == host;
-            if (g->spanning && there && !g->abort_code)
-                group_abort_here(s, g, MLXD_EPEER, text);
-        }
-}
-
-// The coordinator did not end a spanning group within COORD_GRACE_MS of a
-// member's deadline: world rank 0 is unreachable from here (or an engine is
-// stuck in MPI). This host fails its own members now, naming that host,
-// and still asks the coordinator to end the group everywhere (the request
-// leaves once the link is back).
-static void coord_silent(struct server *s, struct pending *p, double secs) {
-    struct group *g = p->group;
-    char text[512];
-    snprintf(text, sizeof text,
-             "%s timed out after %.1f s; world rank 0 (host %s), which ends it on every host, did not answer "
-             "within %.1f s: that host is unreachable from %s, or stuck",
-             wire_op_name(p->d.op), secs, world_host(s->world, 0), COORD_GRACE_MS / 1000.0,
-             world_host(s->world, world_rank(s->world)));
-    group_abort_here(s, g, MLXD_ETIMEDOUT, text);
-}
-
-void job_expired(struct server *s, struct pending *p) {
-    uint64_t waited = wire_now_us() - p->start_us;
-    double secs = (double) waited / 1e6;
-    // Whatever happens next is decided elsewhere (the coordinator, or the
-    // abort below): this deadline has done its work. On a spanning group, the
-    // coordinator gets COORD_GRACE_MS to decide, then this host does.
-    p->deadline_us = UINT64_MAX;
-    if (p->kind == PENDING_OP && p->coord_asked) {
-        coord_silent(s, p, secs);
-        return;
-    }
-    if (p->kind == PENDING_OP && p->group->spanning) {
-        p->coord_asked = true;
-        p->deadline_us = wire_now_us() + COORD_GRACE_MS * 1000;
-    }
-
-    if (p->kind == PENDING_HELLO) {
-        struct session *se = p->session;
-        log_info("Job %s: rank %d (pid %d) gave up waiting for the job to form after %.1f s", se->job->id, p->rank,
-                 (int) se->peer.pid, secs);
-        leave(s, se->job, p->rank, true, waited / 1000);
-        return;
-    }
-    struct group *g = p->group;
-    char ranks[256];
-    int missing[64], n = 0;
-
-    if (p->queue && p->d.op != MLXD__OP_TYPE__OP_RECV) {
-        // A collective queued behind the member's earlier ones: those
-        // never ended, and their own deadlines were longer.
-        group_abort(s, g, MLXD_ETIMEDOUT, "%s of rank %d timed out after %.1f s behind its earlier collectives",
-                    wire_op_name(p->d.op), p->rank, secs);
-        return;
-    }
-    switch (p->d.op) {
-    case MLXD__OP_TYPE__OP_SEND:
-        group_abort(s, g, MLXD_ETIMEDOUT, "send from rank %d to rank %d timed out after %.1f s: rank %d did not receive it",
-                    p->rank, p->peer, secs, p->peer);
-        break;
-    case MLXD__OP_TYPE__OP_RECV:
-        group_abort(s, g, MLXD_ETIMEDOUT, "recv of rank %d from rank %d timed out after %.1f s: rank %d sent nothing",
-                    p->rank, p->peer, secs, p->peer);
-        break;
-    default:
-        if (g->spanning) {
-            // Only the coordinator knows who is missing on other hosts.
-            ctl_timeout(s->world, g->id, p->seq, p->rank, waited / 1000);
-            break;
-        }
-        for (int r = 0; r < g->size; r++)
-            if (!g->slots[r].coll && n < 64)
-                missing[n++] = r;
-        group_abort(s, g, MLXD_ETIMEDOUT, "%s #%llu timed out after %.1f s waiting for rank(s) %s",
-                    wire_op_name(p->d.op), (unsigned long long) p->seq + 1, secs,
-                    ranks_str(ranks, sizeof ranks, missing, n));
-        break;
-    }
-}

@@ -106,6 +106,12 @@ struct status_state {
 };
 
 // The daemon: each module's own part, built by server_init().
+// Groups by id, for the engine's events and attaches (group.c).
+struct group_map {
+    struct group **buckets;         // [nbuckets], a power of two
+    size_t nbuckets, n;
+};
+
 struct server {
     struct config cfg;
     void *zctx;                     // shared by the front and the engine
@@ -121,6 +127,7 @@ struct server {
     struct pool *pool;              // bulk copies and reductions (NULL: all on the loop thread)
     LIST_HEAD(, job) jobs;
     unsigned n_jobs;
+    struct group_map groups;        // every group of every job, by id (group.c)
     LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
     uint64_t next_group_id;         // of groups this host makes alone
 };

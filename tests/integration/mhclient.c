@@ -42,6 +42,10 @@
  *       MLXD_EPEER, MLXD_ETIMEDOUT or MLXD_EUNAVAILABLE, its message naming
  *       TEXT (a host; or one of several, "a|b"); prints "error_at_ms=T" (CLOCK_REALTIME).
  *       $MH_TIMEOUT_MS, if set, is its deadline.
+ *   mhclient forming TEXT
+ *       Joins a job that never forms (the test breaks the world while it
+ *       waits): mlxd_init must fail with MLXD_EPEER naming TEXT (a host),
+ *       long before its deadline; prints "error_at_ms=T" (CLOCK_REALTIME).
  *   mhclient hold
  *       Joins, runs an all_sum, creates held.RANK and waits for the file
  *       "release", then a barrier: keeps a job formed while a test looks. */
@@ -677,6 +681,26 @@ static int mode_doomed(struct ctx *c, const char *file, const char *host, int mi
     return finish(c);
 }
 
+/* ---------- forming ---------- */
+
+static int mode_forming(struct ctx *c, const char *host) {
+    mlxd_init_opts o = MLXD_INIT_OPTS_DEFAULT;
+    mlxd_group *g = NULL;
+    o.strict = true;
+    double t0 = now_s();
+    int rc = mlxd_init(&o, &g);
+    long long at = realtime_ms();
+    const char *msg = mlxd_init_error();
+    if (rc != MLXD_EPEER)
+        fail(c, "mlxd_init of a job that cannot form: returned %d (%s), expected MLXD_EPEER naming %s: \"%s\"", rc,
+             mlxd_strerror(rc), host, msg);
+    else if (!mentions(msg, host))
+        fail(c, "mlxd_init of a job that cannot form: MLXD_EPEER, but \"%s\" does not name host %s", msg, host);
+    note(c, "mlxd_init returned %s after %.3f s, error_at_ms=%lld: \"%s\"", mlxd_strerror(rc), now_s() - t0, at, msg);
+    mlxd_group_free(g);
+    return finish(c);
+}
+
 /* ---------- hold ---------- */
 
 static int mode_hold(struct ctx *c) {
@@ -696,7 +720,8 @@ static int usage(void) {
                     "       mhclient mismatch | victim | waiter | split | hold\n"
                     "       mhclient timeout MISSING MS\n"
                     "       mhclient resplit ROUNDS\n"
-                    "       mhclient doomed FILE|- TEXT [MIB]\n");
+                    "       mhclient doomed FILE|- TEXT [MIB]\n"
+                    "       mhclient forming TEXT\n");
     return 2;
 }
 
@@ -730,6 +755,8 @@ int main(int argc, char **argv) {
         return mode_hold(&c);
     if (strcmp(m, "doomed") == 0 && (argc == 4 || argc == 5))
         return mode_doomed(&c, argv[2], argv[3], argc == 5 ? atoi(argv[4]) : 0);
+    if (strcmp(m, "forming") == 0 && argc == 3)
+        return mode_forming(&c, argv[2]);
     if (strcmp(m, "resplit") == 0 && argc == 3)
         return mode_resplit(&c, atoi(argv[2]));
     return usage();

@@ -8,7 +8,14 @@
 add_executable(it_mhclient mhclient.c)
 target_link_libraries(it_mhclient PRIVATE mlxd_client it_testclient)
 
+# Whether this build is sanitized: then RSS bounds say nothing (shadow memory).
+if(MLXD_SANITIZE)
+  set(MH_SANITIZED 1)
+else()
+  set(MH_SANITIZED 0)
+endif()
 set(MH_ENV
+  MLXD_SANITIZED=${MH_SANITIZED}
   MLXD_BIN=$<TARGET_FILE:mlxd>
   MLXCTL_BIN=$<TARGET_FILE:mlxctl>
   OPCHECK_BIN=$<TARGET_FILE:it_opcheck>
@@ -81,6 +88,8 @@ mlxd_test_hosts_test(job_split_over_daemons_forms_and_status_world_shows_all 120
 # Hosts lost or cut off: errors naming the host, fast, and a world that
 # recovers or exits (test hosts only: they kill a host, cut a link).
 mlxd_test_hosts_test(lost_host_gives_every_surviving_rank_an_error_naming_it 120)
+mlxd_test_hosts_test(lost_host_fails_a_forming_job_at_once_naming_it 150)
 mlxd_test_hosts_test(link_cut_gives_both_sides_an_error_and_the_world_recovers 180)
+mlxd_test_hosts_test(heartbeat_timeout_sets_how_soon_a_silent_host_is_lost 120)
 mlxd_test_hosts_test(stalled_mpi_call_exits_the_world_non_zero 120)
 mlxd_test_hosts_test(busy_coordinator_host_leaves_deadlines_to_each_daemon 400)

@@ -533,6 +533,9 @@ sample_rss_anon() {
 # of the tensor's size. Then int32 and int64 inline (frames, not shared
 # memory), one rank and two ranks per daemon.
 large_integer_all_sum_wraps_exactly_across_hosts() {
+    # Ranks fill and check 256 MiB each (slow under ASan): they reach the
+    # all_sum far apart.
+    M_OP_TIMEOUT=240
     start_world 2
     local r idle=() samplers=() peak
     next_job_works "the start"
@@ -549,7 +552,9 @@ large_integer_all_sum_wraps_exactly_across_hosts() {
     for r in 0 1; do
         peak=$(<"$M_DIR/peak.$r") || fail "no RssAnon sample of the daemon of world rank $r"
         log "daemon $r: RssAnon ${idle[r]} KiB before, at most $peak KiB during the 256 MiB all_sum"
-        (( peak - idle[r] <= 32 * 1024 )) ||
+        # Under ASan the shadow of the shared memory the daemon touches (an
+        # eighth of it) is anonymous memory: the bound says nothing there.
+        [[ ${MLXD_SANITIZED:-0} == 1 ]] || (( peak - idle[r] <= 32 * 1024 )) ||
             fail "the daemon of world rank $r grew by $(( (peak - idle[r]) / 1024 )) MiB of RssAnon (at most 32 MiB)"
     done
     new_job
@@ -564,6 +569,7 @@ large_integer_all_sum_wraps_exactly_across_hosts() {
 # shared stay mapped until the op ends, the others get the sum or
 # MLXD_EPEER, never a hang, and both daemons serve the next job.
 client_killed_mid_pipelined_op_leaves_the_daemon_serving() {
+    M_OP_TIMEOUT=240
     start_world 2
     new_job
     local r pids=() hosts=(0 0 1 1) out
@@ -757,6 +763,33 @@ lost_host_gives_every_surviving_rank_an_error_naming_it() {
     fi
 }
 
+# A job of 3, one rank per host, still forming: ranks 0 and 2 said hello and
+# wait for rank 1, which never starts; every process on host 1 is killed.
+# Both fail at once with MLXD_EPEER naming host 1, not at their deadline
+# (60 s): the job may need that host.
+lost_host_fails_a_forming_job_at_once_naming_it() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=60
+    start_world 3
+    new_job
+    local r pids=() t_kill at
+    for r in 0 2; do
+        spawn_rank "$JOB" "$r" 3 "$r" "$MHCLIENT_BIN" forming "${HOSTS[1]}"
+        pids+=("$SPAWNED")
+        wait_until 30 clients_pending "$r" "$JOB" hello 1 || fail "rank $r was not waiting for job $JOB to form on host $r within 30 s"
+    done
+    t_kill=$(now_ms)
+    hosts_kill 1
+    for r in 0 1; do
+        expect_exit "rank $((2 * r)) of a forming job when host 1 was lost" "${pids[r]}" 30 0
+        at=$(grep -oE 'error_at_ms=[0-9]+' "${M_OUT[${pids[r]}]}" | cut -d= -f2)
+        [[ -n "$at" ]] || fail "rank $((2 * r)) did not say when it got its error"
+        log "rank $((2 * r)) had its error $((at - t_kill)) ms after the loss"
+        (( at - t_kill < 20000 )) || fail "rank $((2 * r)) had its error $((at - t_kill)) ms after the loss: its deadline, not the loss"
+    done
+}
+
 # With a 5 s op deadline, host 1's link goes down for 10 s while rank 0
 # (host 0) and rank 1 (host 1) call all_sum: both have an error naming the
 # other host by 7 s; within 60 s of the link coming back, the world serves a
@@ -805,6 +838,31 @@ link_cut_gives_both_sides_an_error_and_the_world_recovers() {
         fi
     done
     fail "within 60 s of the link coming back, the world neither served a new job nor exited"
+}
+
+# With --heartbeat-timeout 0.5, a host whose link goes down is lost after
+# half a second of silence, not the default 2 s: both ranks of a job across
+# the cut have an error naming the other host within 1.5 s.
+heartbeat_timeout_sets_how_soon_a_silent_host_is_lost() {
+    (( M_ON_HOSTS )) || fail "runs on test hosts only"
+    M_WORLD_MAY_END=1
+    M_OP_TIMEOUT=30
+    start_world 2 --heartbeat-timeout 0.5
+    new_job
+    local r pids=() t_cut
+    spawn_rank "$JOB" 0 2 0 "$MHCLIENT_BIN" doomed cut "${HOSTS[1]}"
+    pids+=("$SPAWNED")
+    spawn_rank "$JOB" 1 2 1 "$MHCLIENT_BIN" doomed cut "${HOSTS[0]}"
+    pids+=("$SPAWNED")
+    wait_until 30 files_exist "$M_DIR"/ready.{0,1} || fail "the job of 2 on 2 hosts did not form within 30 s"
+    hosts_link 1 down || fail "cannot take the link of host 1 down"
+    t_cut=$(now_ms)
+    touch "$M_DIR/cut"
+    for r in 0 1; do
+        expect_exit "rank $r (host $r), in all_sum with host 1 cut off" "${pids[r]}" 30 0
+        error_after "${pids[r]}" "$t_cut" "rank $r (host $r)" 1500
+    done
+    hosts_link 1 up || fail "cannot bring the link of host 1 back"
 }
 
 # Links capped at 20 Mbit/s: job A (host 0, host 1) runs an all_sum of
