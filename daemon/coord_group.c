@@ -347,7 +347,7 @@ int coord_on_arrive(struct coord *c, int from, const Mlxd__Ctl__Arrive *m, struc
     }
     if (!g->arr && !(g->arr = calloc((size_t) g->size, sizeof *g->arr)))
         return -ENOMEM;
-    struct arrival *a = &g->arr[d->rank];
+    struct coord_arrival *a = &g->arr[d->rank];
     if (a->in) {
         *ignored = "Arrive for a rank that already arrived";
         return 0;

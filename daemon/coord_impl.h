@@ -23,7 +23,7 @@
  * formed it stays as long as any of its groups lives, so that a late
  * process cannot start a second job under the same id. */
 struct coord_job {
-    struct coord_job *next;                   // in its bucket
+    struct coord_job *next;             // in its bucket
     char *id;
     uint32_t uid;
     int size;
@@ -36,16 +36,16 @@ struct coord_job {
 };
 
 /* What a member said for the collective now being gathered. */
-struct arrival {
+struct coord_arrival {
     bool in;
     struct op_desc d;
 };
 
 /* A group the coordinator created; a job's first group or a split's. */
 struct coord_group {
-    struct coord_group *next;                 // in its bucket
+    struct coord_group *next;           // in its bucket
     uint64_t id;
-    struct coord_job *job;                    // not owned; job->groups counts this one
+    struct coord_job *job;              // not owned; job->groups counts this one
     int size;
     int *host;                          // world rank of each member
     int *hosts;                         // the distinct hosts, ascending
@@ -53,7 +53,7 @@ struct coord_group {
     bool *gone;                         // per distinct host: it said GroupGone
     int ngone;
     uint64_t seq;                       // the collective being gathered
-    struct arrival *arr;                // size entries, made at the first Arrive
+    struct coord_arrival *arr;          // size entries, made at the first Arrive
     int narrived;
     int code;                           // aborted when nonzero
     char *message;                      // owned, set with code
