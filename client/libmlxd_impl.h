@@ -246,7 +246,7 @@ bool lib_ring_replied(const struct lib_ring *r);
 // About to sleep: asks the daemon to ring; false when a reply is there
 // already (then do not sleep).
 bool lib_ring_sleep(struct lib_ring *r);
-// Woke up: the daemon need not ring; drains the doorbell.
+// Woke up: the daemon need not ring; drains the doorbell. Keeps errno.
 void lib_ring_wake(struct lib_ring *r);
 // Spins until a reply is there (true) or until_us.
 bool lib_ring_spin(const struct lib_ring *r, uint64_t until_us);

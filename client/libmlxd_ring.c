@@ -155,9 +155,11 @@ bool lib_ring_sleep(struct lib_ring *r) {
 void lib_ring_wake(struct lib_ring *r) {
     char buf[64];
     ssize_t n;
+    int saved = errno;                  // the caller still reads its poll's errno
     atomic_store_explicit(&r->hdr->client_sleeping, 0, memory_order_relaxed);
     while ((n = recv(r->bell, buf, sizeof buf, MSG_DONTWAIT)) > 0)
         ;
+    errno = saved;
     // The daemon closed its end: it reads nothing more here (what it wrote
     // stays readable).
     if (n == 0)
