@@ -6,6 +6,7 @@
  * connection (its standard input) closes: so stopping the launcher stops
  * every rank on every host, whatever the agent does with signals. */
 #include "mlxctl.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -15,14 +16,7 @@
 
 // A host name as the agent gets it: no blank, no shell or option syntax.
 static bool host_name_is_valid(const char *s, size_t n) {
-    if (n == 0 || n > 255 || s[0] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._@+-", c)))
-            return false;
-    }
-    return true;
+    return n > 0 && n <= 255 && s[0] != '-' && wire_name_chars(s, n, "._@+-");
 }
 
 static int parse_slots(const char *s, size_t n, int *ret_slots) {

@@ -97,16 +97,18 @@ int wire_result_shape(Mlxd__OpType op, int group_size, int *ndim, int64_t *shape
     return 0;
 }
 
-bool wire_job_id_valid(const char *id) {
-    size_t n = id ? strnlen(id, WIRE_JOB_ID_MAX + 1) : 0;
-    if (n == 0 || n > WIRE_JOB_ID_MAX)
-        return false;
+bool wire_name_chars(const char *s, size_t n, const char *punct) {
     for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._:@+-", c)))
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr(punct, c))))
             return false;
     }
     return true;
+}
+
+bool wire_job_id_valid(const char *id) {
+    size_t n = id ? strnlen(id, WIRE_JOB_ID_MAX + 1) : 0;
+    return n > 0 && n <= WIRE_JOB_ID_MAX && wire_name_chars(id, n, "._:@+-");
 }
 
 static const struct {

@@ -73,6 +73,9 @@ int wire_result_shape(Mlxd__OpType op, int group_size, int *ndim, int64_t *shape
 #define WIRE_JOB_ID_MAX 128
 bool wire_job_id_valid(const char *id);
 
+// True when the n bytes at s are ASCII letters, digits or characters of punct.
+bool wire_name_chars(const char *s, size_t n, const char *punct);
+
 // The symbolic name of an MLXD_E* code ("MLXD_EPEER").
 const char *wire_error_name(int code);
 
