@@ -394,7 +394,7 @@ static void poll_handle(struct server *s, const struct poll_set *ps) {
         world_dispatch(s->world);
     if (ready(ps, ITEM_ROUTER))
         for (int i = 0; i < MAX_BATCH && read_one(s); i++)
-            ;
+            ring_turn(s);
     // Each descriptor is looked up again: handling one may have closed
     // another.
     for (size_t i = ITEM_FIXED; i < ps->first_session; i++)

@@ -180,18 +180,23 @@ size_t ring_poll_fds(struct server *s, int *fds, size_t max) {
     return n;
 }
 
+// Rings the client of rg if it got replies since its last bell and sleeps.
+static void ring_bell(struct ring *rg) {
+    if (!rg->bell_due)
+        return;
+    rg->bell_due = false;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&rg->hdr->client_sleeping, memory_order_relaxed))
+        (void) send(rg->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 bool ring_prepare(struct server *s) {
     struct ring *rg;
     bool pending = false;
     LIST_FOREACH(rg, &s->rings, link) {
         if (rg->dead)
             continue;
-        if (rg->bell_due) {
-            rg->bell_due = false;
-            atomic_thread_fence(memory_order_seq_cst);
-            if (atomic_load_explicit(&rg->hdr->client_sleeping, memory_order_relaxed))
-                (void) send(rg->fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-        }
+        ring_bell(rg);
         // Dekker's handshake with the client: flag, fence, look. The client
         // publishes, fences, and rings when it sees the flag.
         atomic_store(&rg->hdr->daemon_sleeping, 1);
@@ -291,6 +296,14 @@ void ring_run(struct server *s) {
     LIST_FOREACH(rg, &s->rings, link)
         if (!rg->dead && ring_pending(&rg->req))
             take_batch(s, rg);
+}
+
+void ring_turn(struct server *s) {
+    ring_run(s);
+    struct ring *rg;
+    LIST_FOREACH(rg, &s->rings, link)
+        if (!rg->dead)
+            ring_bell(rg);
 }
 
 // Puts r in the ring: 0, or -errno when it cannot go this way.

@@ -43,6 +43,11 @@ void ring_ready(struct server *s, int fd);
 // Takes the requests every ring holds (up to a batch each).
 void ring_run(struct server *s);
 
+// Between two requests from ZeroMQ: takes what the rings hold and rings the
+// clients whose replies are ready, so that a ring waits for one ZeroMQ
+// request at most, as ZeroMQ's fair queueing makes its own peers wait.
+void ring_turn(struct server *s);
+
 // se closes: its ring is no longer read, and is unmapped at the next poll.
 void ring_detach(struct server *s, struct session *se);
 
