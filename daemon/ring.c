@@ -21,7 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "job.h"
 #include "log.h"
 #include "platform.h"
 #include "reply.h"
@@ -71,13 +70,6 @@ static void mark_dead(struct ring *rg, uint32_t why) {
 static int ring_send(struct reply_transport *t, const struct peer *p, Mlxd__Reply *r, zmq_msg_t *frames,
                      int nframes);
 
-static struct session *find_session(struct server *s, pid_t pid, uint64_t group, int rank) {
-    struct session *se;
-    LIST_FOREACH(se, &s->sessions.list, link)
-        if (se->peer.pid == pid && se->group && se->group->id == group && se->rank == rank)
-            return se;
-    return NULL;
-}
 
 // Maps memfd as a ring: 0 with the mapping and its area size, or an MLXD_E*.
 static int map_ring(int memfd, uint8_t **ret_base, size_t *ret_len, uint32_t *ret_area, char *why, size_t wlen) {
@@ -113,7 +105,7 @@ static int map_ring(int memfd, uint8_t **ret_base, size_t *ret_len, uint32_t *re
 
 int ring_attach(struct server *s, pid_t pid, uint64_t group, int rank, int memfd, int sock, char *why,
                 size_t len) {
-    struct session *se = find_session(s, pid, group, rank);
+    struct session *se = s->ring_hooks.find(s, pid, group, rank);
     int type = 0;
     socklen_t tl = sizeof type;
     if (!se) {
@@ -222,7 +214,7 @@ static void ring_broken(struct server *s, struct ring *rg, const char *what) {
     log_warning("Client pid %d %s", se ? (int) se->peer.pid : -1, why);
     mark_dead(rg, WIRE_RING_CLOSED_SESSION);
     if (se)
-        session_close(s, se, MLXD_EPROTO, why);
+        s->ring_hooks.close(s, se, MLXD_EPROTO, why);
 }
 
 // Takes one record: 1 when one was dispatched, 0 when the ring is empty,

@@ -17,6 +17,13 @@ struct server;
 struct session;
 struct ring;
 
+// What the rings need of the domain, registered at start-up: the session a
+// ring is for, and closing one whose client broke its ring.
+struct ring_hooks {
+    struct session *(*find)(struct server *s, pid_t pid, uint64_t group, int rank);
+    void (*close)(struct server *s, struct session *se, int code, const char *why);
+};
+
 // A WIRE_SHM_RING from process pid for its connection to group as rank:
 // checks and maps memfd, keeps a duplicate of sock (the doorbell). 0, or an
 // MLXD_E* code with the reason in why. The caller closes both descriptors.

@@ -45,6 +45,7 @@ int server_init(struct server *s, const struct config *cfg) {
     s->replies.on_request = loop_request;
     LIST_INIT(&s->shm.clients);
     LIST_INIT(&s->rings);
+    s->ring_hooks = (struct ring_hooks) { .find = session_of_member, .close = session_close };
     s->start_us = wire_now_us();
     r = loop_init_signals(s);
     if (r < 0)

@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "reply.h"
+#include "ringsvc.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -129,6 +130,7 @@ struct server {
     unsigned n_jobs;
     struct group_map groups;        // every group of every job, by id (group.c)
     LIST_HEAD(, ring) rings;        // request/reply rings (ring.c)
+    struct ring_hooks ring_hooks;   // what the rings ask of the sessions (server.c sets them)
     uint64_t next_group_id;         // of groups this host makes alone
 };
 
@@ -149,6 +151,8 @@ enum session_refusal {
 // The session of routing id rid / of the pidfd fd; NULL when none.
 struct session *session_find(struct server *s, const uint8_t *rid, size_t len);
 struct session *session_by_pidfd(struct server *s, int fd);
+// The session of process pid's connection to group as rank; NULL when none.
+struct session *session_of_member(struct server *s, pid_t pid, uint64_t group, int rank);
 int session_new(struct server *s, const struct peer *p, struct session **ret);
 // Answers a hello whose session_new() failed with r, saying which limit.
 void session_new_failed(struct server *s, const struct peer *p, uint64_t req_id, int r);

@@ -79,6 +79,14 @@ struct session *session_find(struct server *s, const uint8_t *rid, size_t len) {
     return NULL;
 }
 
+struct session *session_of_member(struct server *s, pid_t pid, uint64_t group, int rank) {
+    struct session *se;
+    LIST_FOREACH(se, &s->sessions.list, link)
+        if (se->peer.pid == pid && se->group && se->group->id == group && se->rank == rank)
+            return se;
+    return NULL;
+}
+
 struct session *session_by_pidfd(struct server *s, int fd) {
     struct sessions *ss = &s->sessions;
     struct session *se;
